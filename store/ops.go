@@ -1,0 +1,451 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// maxErrorMessage bounds the message kept with a failed attempt, so that a
+// chatty error cannot grow a record without limit.
+const maxErrorMessage = 1024
+
+// pending is an event encoded by its caller, outside the writer, so that the
+// writer's time goes to bbolt and nothing else.
+type pending struct {
+	rec     []byte
+	payload []byte
+	due     int64
+	size    int64
+}
+
+// Enqueue writes events in one transaction, all or nothing, and returns
+// their sequence numbers once the transaction is durable. It returns an
+// error wrapping ErrFull, having written nothing, when the events would
+// take the store past MaxEvents or MaxBytes.
+func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	now := s.now().UnixNano()
+	ps := make([]pending, len(evs))
+	var size int64
+	for i, e := range evs {
+		// The payload is copied: bbolt keeps the slice until the commit, and
+		// a caller whose context ends may reuse its own before then.
+		payload := append([]byte(nil), e.Payload...)
+		due := now
+		if !e.Due.IsZero() {
+			due = e.Due.UnixNano()
+		}
+		r := record{
+			state: stateReady, enqueued: now, due: due,
+			function: e.Function, qualifier: e.Qualifier, key: e.Key,
+			payloadLen: uint32(len(payload)), payloadCRC: checksum(payload),
+		}
+		if len(payload) > maxPayloadLen {
+			return nil, fmt.Errorf("store: payload of %d bytes is over %d", len(payload), maxPayloadLen)
+		}
+		ps[i] = pending{rec: r.encode(nil), payload: payload, due: due, size: r.size()}
+		size += ps[i].size
+	}
+	var seqs []uint64
+	var full error
+	err := s.do(ctx, func(t *txn) error {
+		seqs, full = nil, nil
+		if max := t.s.opts.MaxEvents; max > 0 && t.c.events+int64(len(ps)) > max {
+			full = fmt.Errorf("%w: %d events held, %d more would pass the cap of %d", ErrFull, t.c.events, len(ps), max)
+			return nil
+		}
+		if max := t.s.opts.MaxBytes; max > 0 && t.c.bytes+size > max {
+			full = fmt.Errorf("%w: %d bytes held, %d more would pass the cap of %d", ErrFull, t.c.bytes, size, max)
+			return nil
+		}
+		seqs = make([]uint64, len(ps))
+		for i := range ps {
+			seq := t.c.nextSeq + 1
+			k := seqKey(seq)
+			if err := t.payloads.Put(k, ps[i].payload); err != nil {
+				return err
+			}
+			if err := t.events.Put(k, ps[i].rec); err != nil {
+				return err
+			}
+			if err := t.ready.Put(readyKey(ps[i].due, seq), []byte{}); err != nil {
+				return err
+			}
+			t.c.nextSeq = seq
+			seqs[i] = seq
+		}
+		t.c.events += int64(len(ps))
+		t.c.bytes += size
+		t.tot.enqueued += uint64(len(ps))
+		t.readied = true
+		return nil
+	})
+	if err == nil {
+		err = full
+	}
+	if err != nil {
+		return nil, err
+	}
+	return seqs, nil
+}
+
+// Lease takes up to n events that are due, oldest due first, marks them
+// leased until now+d, counts an attempt on each, and returns them with
+// their payloads. It returns an empty slice when nothing is due.
+func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	var out []Event
+	err := s.do(ctx, func(t *txn) error {
+		out = nil
+		limit := orderedTime(t.now)
+		var keys [][]byte
+		cur := t.ready.Cursor()
+		for k, _ := cur.First(); k != nil && len(keys) < n; k, _ = cur.Next() {
+			if len(k) != 16 {
+				keys = append(keys, append([]byte(nil), k...)) // leaseOne sets it aside
+				continue
+			}
+			if binary.BigEndian.Uint64(k) > limit {
+				break
+			}
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		// Deleting under a live cursor makes bbolt skip keys, so the walk
+		// above only collects.
+		for _, k := range keys {
+			ev, ok, err := t.leaseOne(k, d)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, ev)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
+	if err := t.ready.Delete(readyK); err != nil {
+		return Event{}, false, err
+	}
+	if len(readyK) != 16 {
+		return Event{}, false, t.setAside(0, fmt.Sprintf("ready index key of %d bytes", len(readyK)), nil)
+	}
+	seq := binary.BigEndian.Uint64(readyK[8:])
+	k := seqKey(seq)
+	raw := t.events.Get(k)
+	if raw == nil {
+		t.s.log.Warn("dropped a ready-index entry without its event", "seq", seq)
+		return Event{}, false, nil
+	}
+	r, err := decodeRecord(raw)
+	if err != nil {
+		return Event{}, false, t.setAside(seq, err.Error(), raw)
+	}
+	payload, err := loadPayload(t.payloads, seq, &r)
+	if err != nil {
+		return Event{}, false, t.setAside(seq, err.Error(), raw)
+	}
+	r.state = stateLeased
+	if r.attempts < math.MaxUint32 {
+		r.attempts++
+	}
+	if r.firstAttempt == 0 {
+		r.firstAttempt = t.now
+	}
+	r.lastAttempt = t.now
+	r.leaseUntil = t.now + int64(d)
+	if err := t.events.Put(k, r.encode(nil)); err != nil {
+		return Event{}, false, err
+	}
+	if err := putUint64(t.leases, k, r.leaseUntil); err != nil {
+		return Event{}, false, err
+	}
+	t.c.leased++
+	t.tot.leases++
+	return r.event(seq, payload), true, nil
+}
+
+// setAside moves an unreadable event out of the queue into the corrupt
+// bucket, so that one bad record cannot stop every lease behind it.
+func (t *txn) setAside(seq uint64, why string, raw []byte) error {
+	t.s.log.Error("set aside an unreadable event", "seq", seq, "error", why)
+	k := seqKey(seq)
+	v := append([]byte(why+"\x00"), raw...)
+	if err := t.corrupt.Put(k, v); err != nil {
+		return err
+	}
+	if seq == 0 {
+		return nil
+	}
+	if err := t.events.Delete(k); err != nil {
+		return err
+	}
+	if err := t.payloads.Delete(k); err != nil {
+		return err
+	}
+	if t.leases.Get(k) != nil {
+		if err := t.leases.Delete(k); err != nil {
+			return err
+		}
+		t.c.leased--
+	}
+	t.c.events--
+	t.c.corrupt++
+	return nil
+}
+
+// leased reads the record of a leased event, or says why it cannot.
+func (t *txn) leased(seq uint64) (record, error) {
+	k := seqKey(seq)
+	if t.leases.Get(k) == nil {
+		if t.events.Get(k) == nil {
+			return record{}, fmt.Errorf("%w: %d", ErrNotFound, seq)
+		}
+		return record{}, fmt.Errorf("%w: %d", ErrNotLeased, seq)
+	}
+	r, err := decodeRecord(t.events.Get(k))
+	if err != nil {
+		return record{}, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: err}
+	}
+	return r, nil
+}
+
+// Ack removes leased events that were delivered. It is all or nothing: if
+// one of seqs is not leased, none is removed and the error says which.
+func (s *Store) Ack(ctx context.Context, seqs ...uint64) error {
+	var bad error
+	err := s.do(ctx, func(t *txn) error {
+		bad = nil
+		recs := make([]record, len(seqs))
+		for i, seq := range seqs {
+			r, err := t.leased(seq)
+			if err != nil {
+				bad = err
+				return nil
+			}
+			recs[i] = r
+		}
+		for i, seq := range seqs {
+			if err := t.delete(seq, &recs[i]); err != nil {
+				return err
+			}
+		}
+		t.tot.acked += uint64(len(seqs))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return bad
+}
+
+// delete removes an event from every bucket that holds it.
+func (t *txn) delete(seq uint64, r *record) error {
+	k := seqKey(seq)
+	if r.state == stateLeased {
+		if err := t.leases.Delete(k); err != nil {
+			return err
+		}
+		t.c.leased--
+	} else if err := t.ready.Delete(readyKey(r.due, seq)); err != nil {
+		return err
+	}
+	if err := t.events.Delete(k); err != nil {
+		return err
+	}
+	if err := t.payloads.Delete(k); err != nil {
+		return err
+	}
+	t.c.events--
+	t.c.bytes -= r.size()
+	return nil
+}
+
+// Reschedule returns a leased event to the ready index, due at due, with
+// the error of its failed attempt recorded. The attempt stays counted.
+func (s *Store) Reschedule(ctx context.Context, seq uint64, due time.Time, lastErr ErrorInfo) error {
+	if len(lastErr.Message) > maxErrorMessage {
+		lastErr.Message = lastErr.Message[:maxErrorMessage]
+	}
+	var bad error
+	err := s.do(ctx, func(t *txn) error {
+		r, err := t.leased(seq)
+		if bad = err; bad != nil {
+			return nil
+		}
+		r.lastErr = lastErr
+		t.tot.rescheduled++
+		return t.unlease(seq, &r, due.UnixNano())
+	})
+	if err != nil {
+		return err
+	}
+	return bad
+}
+
+// Release returns leased events to the ready index at their old place in
+// line. With refund, the attempt their lease counted is given back: the
+// dispatcher does so when the fault was its own (Lambda unreachable, bad
+// credentials) and not the event's.
+func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error {
+	var bad error
+	err := s.do(ctx, func(t *txn) error {
+		bad = nil
+		recs := make([]record, len(seqs))
+		for i, seq := range seqs {
+			r, err := t.leased(seq)
+			if err != nil {
+				bad = err
+				return nil
+			}
+			recs[i] = r
+		}
+		for i, seq := range seqs {
+			r := &recs[i]
+			if refund && r.attempts > 0 {
+				r.attempts--
+			}
+			if err := t.unlease(seq, r, r.due); err != nil {
+				return err
+			}
+		}
+		t.tot.released += uint64(len(seqs))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return bad
+}
+
+func (t *txn) unlease(seq uint64, r *record, due int64) error {
+	k := seqKey(seq)
+	r.state = stateReady
+	r.leaseUntil = 0
+	r.due = due
+	if err := t.events.Put(k, r.encode(nil)); err != nil {
+		return err
+	}
+	if err := t.leases.Delete(k); err != nil {
+		return err
+	}
+	if err := t.ready.Put(readyKey(due, seq), []byte{}); err != nil {
+		return err
+	}
+	t.c.leased--
+	t.readied = true
+	return nil
+}
+
+// Remove takes an event out of the queue whatever its state, for dead
+// lettering. move, when not nil, runs in the same transaction with the
+// event as it was, so a letter written there and the removal commit
+// together or not at all. If move fails, the event stays queued and the
+// error is returned.
+func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *bolt.Tx, ev Event) error) (Event, error) {
+	var ev Event
+	var bad error
+	err := s.do(ctx, func(t *txn) error {
+		ev, bad = Event{}, nil
+		k := seqKey(seq)
+		raw := t.events.Get(k)
+		if raw == nil {
+			bad = fmt.Errorf("%w: %d", ErrNotFound, seq)
+			return nil
+		}
+		r, err := decodeRecord(raw)
+		if err != nil {
+			bad = &CorruptError{What: fmt.Sprintf("event %d", seq), Err: err}
+			return nil
+		}
+		payload, err := loadPayload(t.payloads, seq, &r)
+		if err != nil {
+			bad = err
+			return nil
+		}
+		ev = r.event(seq, payload)
+		if move != nil {
+			if err := move(t.tx, ev); err != nil {
+				return fmt.Errorf("store: moving event %d: %w", seq, err)
+			}
+		}
+		if err := t.delete(seq, &r); err != nil {
+			return err
+		}
+		t.tot.removed++
+		return nil
+	})
+	if err == nil {
+		err = bad
+	}
+	if err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// Reclaim returns to the ready index every lease that expired before now,
+// attempts kept, and reports how many it returned. A worker that hung past
+// its lease thereby loses the event to another, which at-least-once allows.
+func (s *Store) Reclaim(ctx context.Context) (int, error) {
+	var n int
+	err := s.do(ctx, func(t *txn) error {
+		var err error
+		n, err = t.returnLeases(func(until int64) bool { return until < t.now })
+		return err
+	})
+	return n, err
+}
+
+// returnLeases puts back every lease for which expired says so.
+func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
+	var seqs []uint64
+	cur := t.leases.Cursor()
+	for k, v := cur.First(); k != nil; k, v = cur.Next() {
+		if len(k) != 8 || len(v) != 8 {
+			return 0, &CorruptError{What: "lease index", Err: fmt.Errorf("entry of %d/%d bytes", len(k), len(v))}
+		}
+		if expired(int64(binary.BigEndian.Uint64(v))) {
+			seqs = append(seqs, binary.BigEndian.Uint64(k))
+		}
+	}
+	for _, seq := range seqs {
+		r, err := t.leased(seq)
+		if errors.Is(err, ErrNotFound) {
+			// A lease whose event is gone: drop the stale entry.
+			if err := t.leases.Delete(seqKey(seq)); err != nil {
+				return 0, err
+			}
+			t.c.leased--
+			continue
+		}
+		var ce *CorruptError
+		if errors.As(err, &ce) {
+			if err := t.setAside(seq, ce.Err.Error(), t.events.Get(seqKey(seq))); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if err := t.unlease(seq, &r, r.due); err != nil {
+			return 0, err
+		}
+	}
+	t.tot.recovered += uint64(len(seqs))
+	return len(seqs), nil
+}

@@ -1,0 +1,254 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"time"
+)
+
+// recordVersion is the first byte of every event record. A later format
+// gets a new number and a decoder for each older one, so a file written by
+// this version stays readable.
+const recordVersion = 1
+
+// Bounds the decoder enforces so that a corrupt length can never make it
+// allocate or read beyond reason.
+const (
+	maxStringLen  = 1 << 16
+	maxPayloadLen = 1 << 30
+)
+
+// state of an event record.
+const (
+	stateReady  = 0
+	stateLeased = 1
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrorInfo is the last error recorded against an event: what Lambda (or
+// the transport) answered to its latest failed attempt.
+type ErrorInfo struct {
+	Code      string // Lambda error code, e.g. "TooManyRequestsException"
+	Message   string
+	Status    int // HTTP status; 0 for transport errors
+	RequestID string
+}
+
+// IsZero reports whether no error is recorded.
+func (e ErrorInfo) IsZero() bool { return e == ErrorInfo{} }
+
+// record is the mutable metadata of one event as stored in the events
+// bucket. The payload lives apart, in the payloads bucket, so that leasing
+// and rescheduling rewrite a hundred bytes rather than the whole payload.
+type record struct {
+	state        byte
+	attempts     uint32
+	enqueued     int64 // unix nanoseconds
+	due          int64
+	firstAttempt int64 // 0: never attempted
+	lastAttempt  int64
+	leaseUntil   int64 // 0 unless leased
+	function     string
+	qualifier    string
+	key          string
+	payloadLen   uint32
+	payloadCRC   uint32
+	lastErr      ErrorInfo
+}
+
+// encode appends the v1 binary form of r to b:
+//
+//	version byte, state byte, uvarint attempts,
+//	varint enqueued, due, firstAttempt, lastAttempt, leaseUntil,
+//	string function, qualifier, key (uvarint length + bytes),
+//	uvarint payload length, 4-byte big-endian CRC-32C of the payload,
+//	flag byte (1: an error follows), then string code, string message,
+//	uvarint status, string request id.
+func (r *record) encode(b []byte) []byte {
+	b = append(b, recordVersion, r.state)
+	b = binary.AppendUvarint(b, uint64(r.attempts))
+	b = binary.AppendVarint(b, r.enqueued)
+	b = binary.AppendVarint(b, r.due)
+	b = binary.AppendVarint(b, r.firstAttempt)
+	b = binary.AppendVarint(b, r.lastAttempt)
+	b = binary.AppendVarint(b, r.leaseUntil)
+	b = appendString(b, r.function)
+	b = appendString(b, r.qualifier)
+	b = appendString(b, r.key)
+	b = binary.AppendUvarint(b, uint64(r.payloadLen))
+	b = binary.BigEndian.AppendUint32(b, r.payloadCRC)
+	if r.lastErr.IsZero() {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = appendString(b, r.lastErr.Code)
+	b = appendString(b, r.lastErr.Message)
+	b = binary.AppendUvarint(b, uint64(r.lastErr.Status))
+	return appendString(b, r.lastErr.RequestID)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// decodeRecord parses an event record. It never panics: any input that is
+// not a well-formed record yields an error naming the first thing wrong.
+func decodeRecord(b []byte) (record, error) {
+	var r record
+	if len(b) == 0 {
+		return r, fmt.Errorf("empty record")
+	}
+	if b[0] != recordVersion {
+		return r, fmt.Errorf("unknown record version %d (this library reads version %d)", b[0], recordVersion)
+	}
+	d := decoder{b: b[1:]}
+	r.state = d.byte("state")
+	if d.err == nil && r.state != stateReady && r.state != stateLeased {
+		d.fail("state", fmt.Sprintf("unknown state %d", r.state))
+	}
+	r.attempts = uint32(d.uvarint("attempts", math.MaxUint32))
+	r.enqueued = d.varint("enqueue time")
+	r.due = d.varint("due time")
+	r.firstAttempt = d.varint("first attempt time")
+	r.lastAttempt = d.varint("last attempt time")
+	r.leaseUntil = d.varint("lease expiry")
+	r.function = d.string("function")
+	r.qualifier = d.string("qualifier")
+	r.key = d.string("key")
+	r.payloadLen = uint32(d.uvarint("payload length", maxPayloadLen))
+	r.payloadCRC = d.uint32("payload checksum")
+	switch flag := d.byte("error flag"); {
+	case d.err != nil:
+	case flag == 1:
+		r.lastErr.Code = d.string("error code")
+		r.lastErr.Message = d.string("error message")
+		r.lastErr.Status = int(d.uvarint("error status", 999))
+		r.lastErr.RequestID = d.string("error request id")
+	case flag != 0:
+		d.fail("error flag", fmt.Sprintf("unknown value %d", flag))
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("end", fmt.Sprintf("%d trailing bytes", len(d.b)))
+	}
+	return r, d.err
+}
+
+// decoder reads fields in order and remembers the first failure, so that
+// decodeRecord reads as the list of fields it checks.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(field, why string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%s: %s", field, why)
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte(field string) byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 1 {
+		d.fail(field, "truncated")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uint32(field string) uint32 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 4 {
+		d.fail(field, "truncated")
+		return 0
+	}
+	v := binary.BigEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return v
+}
+
+func (d *decoder) uvarint(field string, max uint64) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(field, "truncated or overlong varint")
+		return 0
+	}
+	if v > max {
+		d.fail(field, fmt.Sprintf("value %d exceeds %d", v, max))
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint(field string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(field, "truncated or overlong varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) string(field string) string {
+	n := d.uvarint(field+" length", maxStringLen)
+	if d.err != nil {
+		return ""
+	}
+	if uint64(len(d.b)) < n {
+		d.fail(field, fmt.Sprintf("length %d but %d bytes left", n, len(d.b)))
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func checksum(payload []byte) uint32 { return crc32.Checksum(payload, castagnoli) }
+
+// Keys. Sequence numbers are big-endian so that bbolt's byte order is their
+// numeric order; a ready-index key is the due time then the sequence, so a
+// cursor walks events due first, first-in first among equals.
+
+func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
+
+func readyKey(due int64, seq uint64) []byte {
+	k := make([]byte, 0, 16)
+	k = binary.BigEndian.AppendUint64(k, orderedTime(due))
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// orderedTime maps signed nanoseconds onto unsigned ones with the same order,
+// so that a clock set before 1970 still sorts.
+func orderedTime(ns int64) uint64 { return uint64(ns) ^ (1 << 63) }
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}

@@ -1,0 +1,532 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Errors returned by the store. Each is wrapped with the detail of the
+// call, so test them with errors.Is.
+var (
+	// ErrClosed is returned by every call made after Close.
+	ErrClosed = errors.New("store: closed")
+	// ErrLocked is returned by Open when another Store, in this process or
+	// another, holds the file beyond Options.LockTimeout.
+	ErrLocked = errors.New("store: file is in use by another process")
+	// ErrFull is returned by Enqueue when the events would take the store
+	// past Options.MaxEvents or Options.MaxBytes. Nothing is written.
+	ErrFull = errors.New("store: full")
+	// ErrNotFound is returned for a sequence number that names no event.
+	ErrNotFound = errors.New("store: no such event")
+	// ErrNotLeased is returned by Ack, Reschedule and Release for an event
+	// that exists but is not leased (it was acked, or its lease was
+	// reclaimed after expiring).
+	ErrNotLeased = errors.New("store: event is not leased")
+)
+
+// CorruptError reports data in the file that this library cannot read: a
+// file that is not a queue, a record that does not decode, a payload whose
+// checksum does not match.
+type CorruptError struct {
+	What string // what was being read: "file", "counters", "event 42", ...
+	Err  error  // what is wrong with it
+}
+
+func (e *CorruptError) Error() string { return fmt.Sprintf("store: corrupt %s: %v", e.What, e.Err) }
+
+// Unwrap returns the underlying cause.
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// formatVersion is the layout of buckets and keys; recordVersion, the
+// encoding of one record. Either can move on its own.
+const formatVersion = 1
+
+var (
+	bucketMeta     = []byte("meta")
+	bucketEvents   = []byte("events")
+	bucketPayloads = []byte("payloads")
+	bucketReady    = []byte("ready")
+	bucketLeases   = []byte("leases")
+	bucketCorrupt  = []byte("corrupt")
+
+	keyFormat   = []byte("format")
+	keyCounters = []byte("counters")
+)
+
+// recordOverhead is the fixed share of an event's logical size, so that
+// Bytes is a pure function of what was enqueued and never drifts as
+// records are rewritten.
+const recordOverhead = 64
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// LockTimeout bounds how long Open waits for another holder of the file
+	// to let go. Zero means DefaultLockTimeout.
+	LockTimeout time.Duration
+	// MaxEvents and MaxBytes cap what the store holds; zero means no cap.
+	MaxEvents int64
+	MaxBytes  int64
+	// MaxBatch caps the operations shared by one transaction. Zero means
+	// DefaultMaxBatch.
+	MaxBatch int
+	// Now is the clock; nil means time.Now. Tests stub it.
+	Now func() time.Time
+	// Logger receives recovery and corruption reports; nil discards them.
+	Logger *slog.Logger
+}
+
+// Defaults for Options.
+const (
+	DefaultLockTimeout = 3 * time.Second
+	DefaultMaxBatch    = 1024
+)
+
+// Event is one queued event as the store holds it.
+type Event struct {
+	Seq          uint64
+	Function     string
+	Qualifier    string
+	Key          string
+	Payload      []byte
+	Enqueued     time.Time
+	Due          time.Time // when it may next be leased
+	Attempts     int       // leases taken so far, each an attempt
+	FirstAttempt time.Time // zero until the first lease
+	LastAttempt  time.Time
+	Leased       bool
+	LeaseUntil   time.Time // zero unless Leased
+	LastError    ErrorInfo
+}
+
+// NewEvent is what Enqueue takes. A zero Due means now.
+type NewEvent struct {
+	Function  string
+	Qualifier string
+	Key       string
+	Payload   []byte
+	Due       time.Time
+}
+
+// Stats is a snapshot of the store.
+type Stats struct {
+	Events    int64 // held: ready + scheduled + leased
+	Ready     int64 // due now
+	Scheduled int64 // due later (retries waiting for their backoff)
+	Leased    int64
+	Bytes     int64 // payloads plus per-event metadata; not the file size
+	Corrupt   int64 // records set aside because they could not be read
+
+	// Totals since Open.
+	Enqueued    uint64
+	LeasesTaken uint64
+	Acked       uint64
+	Rescheduled uint64
+	Released    uint64
+	Removed     uint64
+	Recovered   uint64 // leases returned to ready at Open or on expiry
+	Commits     uint64 // write transactions committed
+}
+
+// counts are persisted with every commit, so Open reads them instead of
+// walking a million events.
+type counts struct {
+	nextSeq uint64
+	events  int64
+	bytes   int64
+	leased  int64
+	corrupt int64
+}
+
+func (c counts) encode() []byte {
+	b := []byte{formatVersion}
+	b = binary.AppendUvarint(b, c.nextSeq)
+	b = binary.AppendVarint(b, c.events)
+	b = binary.AppendVarint(b, c.bytes)
+	b = binary.AppendVarint(b, c.leased)
+	return binary.AppendVarint(b, c.corrupt)
+}
+
+func decodeCounts(b []byte) (counts, error) {
+	var c counts
+	if len(b) == 0 || b[0] != formatVersion {
+		return c, fmt.Errorf("unknown counters version")
+	}
+	d := decoder{b: b[1:]}
+	c.nextSeq = d.uvarint("next sequence", 1<<63)
+	c.events = d.varint("events")
+	c.bytes = d.varint("bytes")
+	c.leased = d.varint("leased")
+	c.corrupt = d.varint("corrupt")
+	if d.err == nil && (c.events < 0 || c.bytes < 0 || c.leased < 0 || c.leased > c.events) {
+		d.fail("counts", "negative or inconsistent")
+	}
+	return c, d.err
+}
+
+type totals struct {
+	enqueued, leases, acked, rescheduled, released, removed, recovered, commits uint64
+}
+
+func (t *totals) add(o totals) {
+	t.enqueued += o.enqueued
+	t.leases += o.leases
+	t.acked += o.acked
+	t.rescheduled += o.rescheduled
+	t.released += o.released
+	t.removed += o.removed
+	t.recovered += o.recovered
+	t.commits += o.commits
+}
+
+// Store is a durable queue of events in one bbolt file. All writes go
+// through one goroutine that folds concurrent calls into one transaction
+// and one fsync (group commit); reads run in their own short transactions.
+type Store struct {
+	db      *bolt.DB
+	path    string
+	opts    Options
+	now     func() time.Time
+	log     *slog.Logger
+	ops     chan *op
+	ready   chan struct{}
+	writerW sync.WaitGroup
+
+	mu     sync.RWMutex // guards closed against sends on ops
+	closed bool
+
+	statMu sync.Mutex
+	counts counts
+	totals totals
+}
+
+// open paths in this process: a second Open fails at once rather than
+// waiting out the lock timeout on its own flock.
+var (
+	openMu    sync.Mutex
+	openPaths = map[string]bool{}
+)
+
+// Open opens or creates the queue file at path (mode 0600), returns leases
+// left by a process that died to the ready index, and starts the writer.
+func Open(path string, o Options) (*Store, error) {
+	if o.LockTimeout <= 0 {
+		o.LockTimeout = DefaultLockTimeout
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	s := &Store{path: path, opts: o, now: o.Now, log: o.Logger}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	openMu.Lock()
+	if openPaths[abs] {
+		openMu.Unlock()
+		return nil, fmt.Errorf("%w: %s is open in this process", ErrLocked, path)
+	}
+	openPaths[abs] = true
+	openMu.Unlock()
+	s.path = abs
+
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: o.LockTimeout,
+		// The freelist is rebuilt at Open instead of being written with
+		// every commit: with a large backlog, syncing it made each commit
+		// rewrite megabytes and throughput fell many times over.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
+	if err != nil {
+		s.forget()
+		switch {
+		case errors.Is(err, berrors.ErrTimeout):
+			return nil, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, o.LockTimeout)
+		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+			return nil, &CorruptError{What: "file " + path, Err: fmt.Errorf("not a readable bbolt file: %w", err)}
+		}
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	s.db = db
+	if err := s.init(); err != nil {
+		db.Close()
+		s.forget()
+		return nil, err
+	}
+	s.ops = make(chan *op, o.MaxBatch)
+	s.ready = make(chan struct{}, 1)
+	s.writerW.Add(1)
+	go s.writer()
+	return s, nil
+}
+
+func (s *Store) forget() {
+	openMu.Lock()
+	delete(openPaths, s.path)
+	openMu.Unlock()
+}
+
+// init creates the buckets of a new file, checks the format of an old one,
+// loads the counters and recovers leases, all in one transaction.
+func (s *Store) init() error {
+	var recovered int
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			empty := true
+			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
+			if !empty {
+				return &CorruptError{What: "file " + s.path, Err: errors.New("a bbolt file, but not a dispatcher queue (no meta bucket)")}
+			}
+			var err error
+			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+				return err
+			}
+			if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
+				return err
+			}
+		}
+		switch f := meta.Get(keyFormat); {
+		case len(f) != 1:
+			return &CorruptError{What: "format marker", Err: fmt.Errorf("%d bytes, want 1", len(f))}
+		case f[0] > formatVersion:
+			return fmt.Errorf("store: %s has format %d, newer than this library reads (%d): upgrade the library", s.path, f[0], formatVersion)
+		}
+		for _, name := range [][]byte{bucketEvents, bucketPayloads, bucketReady, bucketLeases, bucketCorrupt} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		if raw := meta.Get(keyCounters); raw != nil {
+			c, err := decodeCounts(raw)
+			if err != nil {
+				return &CorruptError{What: "counters", Err: err}
+			}
+			s.counts = c
+		}
+		t := s.newTxn(tx)
+		n, err := t.returnLeases(func(int64) bool { return true })
+		if err != nil {
+			return err
+		}
+		recovered = n
+		s.counts = t.c
+		s.totals.recovered += uint64(n)
+		return t.putCounts()
+	})
+	if err != nil {
+		var ce *CorruptError
+		if errors.As(err, &ce) || errors.Is(err, ErrLocked) {
+			return err
+		}
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	if recovered > 0 {
+		s.log.Info("returned leases of an earlier process to the queue", "leases", recovered, "path", s.path)
+	}
+	return nil
+}
+
+// Close waits for writes already submitted, stops the writer and releases
+// the file. It is idempotent: every call after the first returns ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	// No sender can be mid-send: each holds the read lock while sending.
+	close(s.ops)
+	s.mu.Unlock()
+	s.writerW.Wait()
+	err := s.db.Close()
+	s.forget()
+	return err
+}
+
+// Ready returns a channel that receives when events become ready: after an
+// enqueue, a reschedule, a release or a reclaim. It holds one signal at most;
+// a consumer that wakes must look, not count.
+func (s *Store) Ready() <-chan struct{} { return s.ready }
+
+// Path returns the absolute path of the file.
+func (s *Store) Path() string { return s.path }
+
+// DB exposes the bbolt handle for packages that keep their own buckets in
+// the same file (dead letters, the key window). They must not touch the
+// store's buckets.
+func (s *Store) DB() *bolt.DB { return s.db }
+
+// Stats returns counts by state and totals since Open. It reads the ready
+// index only from now on, so its cost is the number of scheduled events.
+func (s *Store) Stats() (Stats, error) {
+	s.statMu.Lock()
+	c, t := s.counts, s.totals
+	s.statMu.Unlock()
+	st := Stats{
+		Events: c.events, Leased: c.leased, Bytes: c.bytes, Corrupt: c.corrupt,
+		Enqueued: t.enqueued, LeasesTaken: t.leases, Acked: t.acked, Rescheduled: t.rescheduled,
+		Released: t.released, Removed: t.removed, Recovered: t.recovered, Commits: t.commits,
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return st, ErrClosed
+	}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		from := readyKey(unixNano(s.now())+1, 0)
+		cur := tx.Bucket(bucketReady).Cursor()
+		for k, _ := cur.Seek(from); k != nil; k, _ = cur.Next() {
+			st.Scheduled++
+		}
+		return nil
+	})
+	// The counts and the scan are two moments; clamp so they never
+	// disagree in a way a reader would notice.
+	st.Ready = max(st.Events-st.Leased-st.Scheduled, 0)
+	return st, err
+}
+
+// NextDue returns the due time of the first event in the ready index, and
+// false when the index is empty.
+func (s *Store) NextDue() (time.Time, bool, error) {
+	var due time.Time
+	var ok bool
+	err := s.view(func(tx *bolt.Tx) error {
+		k, _ := tx.Bucket(bucketReady).Cursor().First()
+		if len(k) == 16 {
+			due, ok = time.Unix(0, int64(binary.BigEndian.Uint64(k)^(1<<63))), true
+		}
+		return nil
+	})
+	return due, ok, err
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+// Get returns the event with sequence number seq, payload included.
+func (s *Store) Get(seq uint64) (Event, error) {
+	var ev Event
+	err := s.view(func(tx *bolt.Tx) error {
+		var err error
+		ev, err = loadEvent(tx, seq)
+		return err
+	})
+	return ev, err
+}
+
+// scanChunk bounds each read transaction of Scan: a long read transaction
+// would stop bbolt from reusing pages and make the file grow.
+const scanChunk = 1000
+
+// Scan calls fn for every event in sequence order, payloads included, in a
+// series of short read transactions: events enqueued or removed meanwhile
+// may or may not be seen. It stops at the first error fn returns.
+func (s *Store) Scan(fn func(Event) error) error {
+	var after uint64
+	first := true
+	for {
+		var batch []Event
+		err := s.view(func(tx *bolt.Tx) error {
+			cur := tx.Bucket(bucketEvents).Cursor()
+			k, _ := cur.Seek(seqKey(after))
+			if !first && k != nil && binary.BigEndian.Uint64(k) == after {
+				k, _ = cur.Next()
+			}
+			for ; k != nil && len(batch) < scanChunk; k, _ = cur.Next() {
+				ev, err := loadEvent(tx, binary.BigEndian.Uint64(k))
+				if err != nil {
+					return err
+				}
+				batch = append(batch, ev)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, ev := range batch {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+		if len(batch) < scanChunk {
+			return nil
+		}
+		after, first = batch[len(batch)-1].Seq, false
+	}
+}
+
+// loadEvent reads and checks one event inside tx.
+func loadEvent(tx *bolt.Tx, seq uint64) (Event, error) {
+	k := seqKey(seq)
+	raw := tx.Bucket(bucketEvents).Get(k)
+	if raw == nil {
+		return Event{}, fmt.Errorf("%w: %d", ErrNotFound, seq)
+	}
+	r, err := decodeRecord(raw)
+	if err != nil {
+		return Event{}, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: err}
+	}
+	payload, err := loadPayload(tx.Bucket(bucketPayloads), seq, &r)
+	if err != nil {
+		return Event{}, err
+	}
+	return r.event(seq, payload), nil
+}
+
+func loadPayload(b *bolt.Bucket, seq uint64, r *record) ([]byte, error) {
+	p := b.Get(seqKey(seq))
+	switch {
+	case p == nil && r.payloadLen != 0:
+		return nil, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: errors.New("payload missing")}
+	case uint32(len(p)) != r.payloadLen:
+		return nil, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: fmt.Errorf("payload is %d bytes, record says %d", len(p), r.payloadLen)}
+	case checksum(p) != r.payloadCRC:
+		return nil, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: errors.New("payload checksum mismatch")}
+	}
+	if len(p) == 0 {
+		return nil, nil
+	}
+	return append([]byte(nil), p...), nil
+}
+
+func (r *record) event(seq uint64, payload []byte) Event {
+	return Event{
+		Seq: seq, Function: r.function, Qualifier: r.qualifier, Key: r.key, Payload: payload,
+		Enqueued: fromUnixNano(r.enqueued), Due: time.Unix(0, r.due), Attempts: int(r.attempts),
+		FirstAttempt: fromUnixNano(r.firstAttempt), LastAttempt: fromUnixNano(r.lastAttempt),
+		Leased: r.state == stateLeased, LeaseUntil: fromUnixNano(r.leaseUntil), LastError: r.lastErr,
+	}
+}
+
+func (r *record) size() int64 {
+	return int64(r.payloadLen) + int64(len(r.function)+len(r.qualifier)+len(r.key)) + recordOverhead
+}
+
+// LogicalSize is the share of Stats.Bytes an event with these fields takes.
+func LogicalSize(e NewEvent) int64 {
+	return int64(len(e.Payload)+len(e.Function)+len(e.Qualifier)+len(e.Key)) + recordOverhead
+}

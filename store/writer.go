@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"sync/atomic"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// An op is one caller's write, applied by the writer inside a transaction
+// it shares with every other op waiting at the time.
+//
+// apply returns an error only when the transaction must not commit (bbolt
+// failed, a sink refused a letter); an error that concerns this op alone
+// (not leased, full) is set in op.err by apply after checking and before
+// writing anything, so the other ops in the transaction still commit.
+// apply may run twice: when a shared transaction fails, each op is run
+// again in one of its own so that one bad op cannot fail its neighbours.
+type op struct {
+	apply func(t *txn) error
+	err   error
+	state atomic.Int32
+	done  chan struct{}
+}
+
+const (
+	opPending int32 = iota
+	opTaken
+	opCancelled
+)
+
+// do submits apply to the writer and waits for its outcome. If ctx ends
+// before the writer takes the op, the op is dropped and ctx's error
+// returned: nothing was written. If it ends after, ctx's error is returned
+// at once too, and the write may or may not commit: the caller was not told
+// it did, which is what at-least-once needs.
+func (s *Store) do(ctx context.Context, apply func(t *txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	o := &op{apply: apply, done: make(chan struct{})}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case s.ops <- o:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case <-o.done:
+		return o.err
+	case <-ctx.Done():
+		o.state.CompareAndSwap(opPending, opCancelled)
+		return ctx.Err()
+	}
+}
+
+// writer owns every write transaction. It takes the first op waiting, every
+// other op already waiting (up to MaxBatch), and commits them together.
+func (s *Store) writer() {
+	defer s.writerW.Done()
+	batch := make([]*op, 0, s.opts.MaxBatch)
+	for first := range s.ops {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < s.opts.MaxBatch {
+			select {
+			case o, ok := <-s.ops:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, o)
+			default:
+				break fill
+			}
+		}
+		s.run(batch)
+		clear(batch)
+	}
+}
+
+func (s *Store) run(batch []*op) {
+	live := batch[:0]
+	for _, o := range batch {
+		if o.state.CompareAndSwap(opPending, opTaken) {
+			live = append(live, o)
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	if err := s.commit(live); err != nil {
+		if len(live) == 1 {
+			live[0].err = err
+		} else {
+			for _, o := range live {
+				if err := s.commit([]*op{o}); err != nil {
+					o.err = err
+				}
+			}
+		}
+	}
+	for _, o := range live {
+		close(o.done)
+	}
+}
+
+// commit applies ops in one transaction. The in-memory counts change only
+// once bbolt reports the commit durable.
+func (s *Store) commit(ops []*op) error {
+	var t *txn
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		t = s.newTxn(tx)
+		for _, o := range ops {
+			o.err = nil
+			if err := o.apply(t); err != nil {
+				return err
+			}
+		}
+		return t.putCounts()
+	})
+	if err != nil {
+		return err
+	}
+	t.tot.commits++
+	s.statMu.Lock()
+	s.counts = t.c
+	s.totals.add(t.tot)
+	s.statMu.Unlock()
+	if t.readied {
+		select {
+		case s.ready <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// txn is the state one write transaction carries between ops.
+type txn struct {
+	s        *Store
+	tx       *bolt.Tx
+	meta     *bolt.Bucket
+	events   *bolt.Bucket
+	payloads *bolt.Bucket
+	ready    *bolt.Bucket
+	leases   *bolt.Bucket
+	corrupt  *bolt.Bucket
+	now      int64
+	c        counts // working copy, published on commit
+	tot      totals
+	readied  bool // an event became ready: wake consumers
+}
+
+func (s *Store) newTxn(tx *bolt.Tx) *txn {
+	s.statMu.Lock()
+	c := s.counts
+	s.statMu.Unlock()
+	t := &txn{
+		s: s, tx: tx, now: s.now().UnixNano(), c: c,
+		meta:     tx.Bucket(bucketMeta),
+		events:   tx.Bucket(bucketEvents),
+		payloads: tx.Bucket(bucketPayloads),
+		ready:    tx.Bucket(bucketReady),
+		leases:   tx.Bucket(bucketLeases),
+		corrupt:  tx.Bucket(bucketCorrupt),
+	}
+	// Keys only ever grow in these buckets, so full pages waste nothing;
+	// bbolt's default of half-full pages made the file a third larger.
+	t.payloads.FillPercent = 1.0
+	t.events.FillPercent = 0.9
+	t.ready.FillPercent = 1.0
+	return t
+}
+
+func (t *txn) putCounts() error { return t.meta.Put(keyCounters, t.c.encode()) }
+
+func putUint64(b *bolt.Bucket, k []byte, v int64) error {
+	return b.Put(k, binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(v)))
+}
