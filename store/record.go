@@ -128,6 +128,9 @@ func decodeRecord(b []byte) (record, error) {
 		r.lastErr.Message = d.string("error message")
 		r.lastErr.Status = int(d.uvarint("error status", 999))
 		r.lastErr.RequestID = d.string("error request id")
+		if d.err == nil && r.lastErr.IsZero() {
+			d.fail("error", "flag set but every field empty")
+		}
 	case flag != 0:
 		d.fail("error flag", fmt.Sprintf("unknown value %d", flag))
 	}
@@ -182,8 +185,10 @@ func (d *decoder) uvarint(field string, max uint64) uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail(field, "truncated or overlong varint")
+	if n <= 0 || (n > 1 && d.b[n-1] == 0) {
+		// A trailing zero byte is a longer spelling of a shorter number:
+		// the encoder never writes one, so it means damage.
+		d.fail(field, "truncated or malformed varint")
 		return 0
 	}
 	if v > max {
@@ -199,8 +204,8 @@ func (d *decoder) varint(field string) int64 {
 		return 0
 	}
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail(field, "truncated or overlong varint")
+	if n <= 0 || (n > 1 && d.b[n-1] == 0) {
+		d.fail(field, "truncated or malformed varint")
 		return 0
 	}
 	d.b = d.b[n:]
