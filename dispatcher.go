@@ -1,0 +1,150 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/lambdadispatch/dispatcher/store"
+)
+
+// Dispatcher queues events durably in one file and, once sending is
+// configured, delivers them to Lambda. It is safe for concurrent use.
+type Dispatcher struct {
+	st   *store.Store
+	opts options
+	lim  limits
+}
+
+// Open opens the queue file at path, creating it (mode 0600) if needed.
+// Events leased by a process that died are returned to the queue, with the
+// attempts they spent kept. If another dispatcher holds the file, Open
+// waits up to the lock timeout (WithLockTimeout) and then fails with
+// ErrFileInUse.
+func Open(path string, opts ...Option) (*Dispatcher, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	st, err := store.Open(path, store.Options{
+		LockTimeout: o.lockTimeout,
+		MaxEvents:   o.maxEvents,
+		MaxBytes:    o.maxBytes,
+		Now:         o.now,
+		Logger:      o.logger,
+	})
+	if err != nil {
+		return nil, translate(err)
+	}
+	return &Dispatcher{st: st, opts: o, lim: limits{maxPayload: o.maxPayload}}, nil
+}
+
+// Enqueue validates e and queues it. It returns only once the event is
+// committed and fsync'd: a Receipt means the event survives a crash.
+// Concurrent calls share one transaction and one fsync.
+//
+// If ctx ends first, Enqueue returns ctx's error promptly. The event was
+// then not reported as queued; it may still be if its commit was already
+// under way, so a caller that retries should give the event a Key.
+func (d *Dispatcher) Enqueue(ctx context.Context, e Event) (Receipt, error) {
+	rs, err := d.enqueue(ctx, []Event{e})
+	if err != nil {
+		return Receipt{}, err
+	}
+	return rs[0], nil
+}
+
+// EnqueueBatch validates and queues events in one transaction: either all
+// are queued or, with an error, none. Receipts are in the order of events.
+func (d *Dispatcher) EnqueueBatch(ctx context.Context, events []Event) ([]Receipt, error) {
+	return d.enqueue(ctx, events)
+}
+
+func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	news := make([]store.NewEvent, len(events))
+	for i := range events {
+		if err := validateEvent(i, &events[i], d.lim); err != nil {
+			return nil, err
+		}
+		e := &events[i]
+		news[i] = store.NewEvent{Function: e.Function, Qualifier: e.Qualifier, Key: e.Key, Payload: e.Payload}
+	}
+	seqs, err := d.st.Enqueue(ctx, news)
+	if err != nil {
+		return nil, translate(err)
+	}
+	rs := make([]Receipt, len(seqs))
+	for i, seq := range seqs {
+		rs[i] = Receipt{ID: formatID(seq)}
+	}
+	return rs, nil
+}
+
+// Stats is a snapshot of the queue and of what happened since Open.
+type Stats struct {
+	Ready     int64 // due now, waiting for a worker
+	Scheduled int64 // waiting for a retry's backoff to pass
+	Leased    int64 // with a worker now
+	Bytes     int64 // payloads plus per-event metadata held (what WithMaxBytes caps)
+	Corrupt   int64 // unreadable records set aside, never delivered
+
+	// Since Open.
+	Enqueued     uint64
+	Delivered    uint64
+	Retried      uint64
+	DeadLettered uint64
+	Recovered    uint64 // leases of a dead process, or expired ones, returned to the queue
+	Commits      uint64 // write transactions: Enqueued/Commits is the group-commit factor
+}
+
+// Queued is the number of events held in every state.
+func (s Stats) Queued() int64 { return s.Ready + s.Scheduled + s.Leased }
+
+// Stats returns counts by state and totals since Open. After Close it
+// returns the totals and zero counts.
+func (d *Dispatcher) Stats() Stats {
+	s, err := d.st.Stats()
+	st := Stats{
+		Enqueued: s.Enqueued, Delivered: s.Acked, Retried: s.Rescheduled,
+		DeadLettered: s.Removed, Recovered: s.Recovered, Commits: s.Commits,
+	}
+	if err != nil {
+		return st
+	}
+	st.Ready, st.Scheduled, st.Leased, st.Bytes, st.Corrupt = s.Ready, s.Scheduled, s.Leased, s.Bytes, s.Corrupt
+	return st
+}
+
+// Close waits for writes under way, then releases the file. Calls after
+// Close, Close included, return ErrClosed.
+func (d *Dispatcher) Close() error {
+	return translate(d.st.Close())
+}
+
+func formatID(seq uint64) string { return strconv.FormatUint(seq, 10) }
+
+// translate maps the store's errors onto the dispatcher's own, keeping the
+// detail the store gave.
+func translate(err error) error {
+	for _, m := range []struct{ from, to error }{
+		{store.ErrClosed, ErrClosed},
+		{store.ErrFull, ErrQueueFull},
+		{store.ErrLocked, ErrFileInUse},
+	} {
+		if errors.Is(err, m.from) {
+			detail := strings.TrimPrefix(strings.TrimPrefix(err.Error(), m.from.Error()), ": ")
+			if detail == "" {
+				return m.to
+			}
+			return fmt.Errorf("%w: %s", m.to, detail)
+		}
+	}
+	return err
+}

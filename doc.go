@@ -1,0 +1,39 @@
+// Package dispatcher is an embeddable, durable queue of asynchronous AWS
+// Lambda invocations.
+//
+// An application opens one file, enqueues events, and gets a Receipt only
+// once the event is committed and fsync'd: a crash, a reboot or a week
+// without network loses nothing that was acknowledged.
+//
+// # Basics
+//
+//	d, err := dispatcher.Open("events.db")
+//	if err != nil { ... }
+//	defer d.Close()
+//	r, err := d.Enqueue(ctx, dispatcher.Event{Function: "orders", Payload: []byte(`{"id":42}`), Key: "order-42"})
+//
+// Concurrent Enqueue calls share one transaction and one fsync (group
+// commit), so throughput grows with the number of producers. EnqueueBatch
+// writes a slice of events all or nothing.
+//
+// # Validation
+//
+// Events are checked before anything is written, against what Lambda's
+// Invoke accepts: the function in any of its forms (name, name:alias,
+// partial or full ARN), the qualifier, a payload that is JSON and within
+// the asynchronous payload limit, a bounded key. A bad event gives an
+// error wrapping ErrInvalidEvent, as a *ValidationError naming the field.
+//
+// # Guarantees
+//
+// Delivery is at least once: an event leased by a process that dies is
+// returned to the queue on the next Open, with the attempts it spent kept.
+// The queue is never loaded into memory: Open reads a few counters and the
+// leases, whatever the backlog.
+//
+// # Caveats
+//
+// One file belongs to one Dispatcher at a time; a second Open fails with
+// ErrFileInUse after WithLockTimeout. The file grows with the backlog and,
+// like every bbolt file, does not shrink by itself.
+package dispatcher

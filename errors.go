@@ -1,0 +1,45 @@
+package dispatcher
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrClosed is returned by every call made after Close.
+	ErrClosed = errors.New("dispatcher: closed")
+
+	// ErrQueueFull is returned by Enqueue and EnqueueBatch when accepting the
+	// events would take the queue past WithMaxEvents or WithMaxBytes. Nothing
+	// is written: a batch is refused whole.
+	ErrQueueFull = errors.New("dispatcher: queue full")
+
+	// ErrInvalidEvent is returned, wrapped in a *ValidationError, when an
+	// event fails validation. Nothing is written.
+	ErrInvalidEvent = errors.New("dispatcher: invalid event")
+
+	// ErrFileInUse is returned by Open when another dispatcher, in this
+	// process or another, holds the file and did not release it within the
+	// lock timeout (WithLockTimeout).
+	ErrFileInUse = errors.New("dispatcher: file is in use by another dispatcher")
+)
+
+// ValidationError says which field of which event failed validation. It
+// wraps ErrInvalidEvent, so errors.Is(err, ErrInvalidEvent) holds.
+type ValidationError struct {
+	// Index is the event's position in the slice given to EnqueueBatch, and
+	// 0 for Enqueue.
+	Index int
+	// Field is the name of the Event field at fault: "Function",
+	// "Qualifier", "Payload" or "Key".
+	Field string
+	// Reason says what is wrong, in words meant for a person.
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("dispatcher: invalid event %d: %s: %s", e.Index, e.Field, e.Reason)
+}
+
+// Unwrap returns ErrInvalidEvent.
+func (e *ValidationError) Unwrap() error { return ErrInvalidEvent }

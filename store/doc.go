@@ -1,0 +1,32 @@
+// Package store is the durable queue under the dispatcher: one bbolt file
+// holding events, their payloads, a ready index and leases.
+//
+// # Layout
+//
+// Bucket "events" maps a sequence number (8 bytes, big-endian) to the
+// event's metadata in a compact binary record whose first byte is its
+// format version. Bucket "payloads" holds the payload under the same key,
+// apart, so that leasing and rescheduling rewrite a hundred bytes rather
+// than a kilobyte. Bucket "ready" is the index of events waiting, keyed by
+// due time then sequence number, so a cursor from its first key walks
+// events due first and, among equals, first in first out. Bucket "leases"
+// maps the sequence numbers of leased events to their lease expiry.
+// Bucket "meta" holds the format version and counts persisted with every
+// commit, so that Open never walks the backlog. Bucket "corrupt" keeps
+// records that could not be read, out of the way of the queue.
+//
+// # Writes
+//
+// One goroutine owns every write transaction. Concurrent calls (Enqueue,
+// Lease, Ack, Reschedule, Release, Remove, Reclaim) wait in a channel; the
+// writer takes all that are waiting, applies them in one transaction and
+// one fsync, and answers each. A call whose context ends before the writer
+// takes it is dropped unwritten. When a shared transaction fails, each call
+// in it is run again alone, so one failing call cannot fail its neighbours.
+//
+// # Recovery
+//
+// Open holds bbolt's file lock for the life of the Store, so every lease
+// found at Open belongs to a process that is gone: each returns to the ready
+// index at its old place, with its attempts kept.
+package store
