@@ -1,0 +1,202 @@
+package deadletter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrNotFound is returned, wrapped with the id, by [Bolt.Get] for an id that
+// names no letter, including one that could not name any ("abc").
+var ErrNotFound = errors.New("deadletter: no such letter")
+
+// MaxListLimit caps the letters one [Bolt.List] call returns, so that each
+// call holds its read transaction briefly: a long read transaction keeps
+// bbolt from reusing pages and makes the file grow.
+const MaxListLimit = 1000
+
+// bucketName is the bucket of the queue's file that holds the letters.
+var bucketName = []byte("deadletters")
+
+// Bolt is the default sink: it keeps letters in the bucket "deadletters" of
+// the queue's own bbolt file, keyed by event id, and implements [TxSink].
+// It also reads them back: [Bolt.Count], [Bolt.Get] and [Bolt.List].
+//
+// Bolt holds no state but the handle, starts no goroutine and needs no
+// closing; it is safe for concurrent use. Every call needs db open.
+type Bolt struct {
+	db *bolt.DB
+}
+
+// NewBolt returns a sink that keeps letters in db. It writes nothing until
+// the first letter: the bucket is created then.
+func NewBolt(db *bolt.DB) *Bolt { return &Bolt{db: db} }
+
+// Put stores l in a write transaction of its own, and returns once it is
+// committed (and synced, unless db was opened with NoSync). ctx is checked
+// before the transaction starts; waiting for bbolt's writer lock does not
+// heed it. Like PutTx, it replaces a letter already held under l.ID.
+func (b *Bolt) Put(ctx context.Context, l Letter) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Encode outside the transaction, which other writers wait on.
+	key, value, err := encodeLetter(l)
+	if err != nil {
+		return err
+	}
+	if err := b.db.Update(func(tx *bolt.Tx) error { return put(tx, key, value) }); err != nil {
+		return fmt.Errorf("deadletter: put letter %s: %w", l.ID, err)
+	}
+	return nil
+}
+
+// PutTx stores l inside tx, a write transaction the caller owns: the letter
+// is kept if and only if tx commits. It creates the bucket when missing. It
+// is idempotent: a letter already held under l.ID is replaced, so calling it
+// twice, or in a transaction that is run again, leaves one letter.
+//
+// A letter that cannot be stored faithfully is refused with an error
+// wrapping [ErrInvalidLetter], before anything is written.
+func (b *Bolt) PutTx(tx *bolt.Tx, l Letter) error {
+	key, value, err := encodeLetter(l)
+	if err != nil {
+		return err
+	}
+	if err := put(tx, key, value); err != nil {
+		return fmt.Errorf("deadletter: put letter %s: %w", l.ID, err)
+	}
+	return nil
+}
+
+// put writes one letter and keeps the count. The count is the bucket's
+// sequence number: every write to the bucket must keep it equal to the
+// number of keys, so that Count need not walk them.
+func put(tx *bolt.Tx, key, value []byte) error {
+	bk, err := tx.CreateBucketIfNotExists(bucketName)
+	if err != nil {
+		return err
+	}
+	isNew := bk.Get(key) == nil
+	if err := bk.Put(key, value); err != nil {
+		return err
+	}
+	if isNew {
+		return bk.SetSequence(bk.Sequence() + 1)
+	}
+	return nil
+}
+
+// Count returns the number of letters held, including any that cannot be
+// read. It reads one counter, not the letters.
+func (b *Bolt) Count() (int, error) {
+	var n uint64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		if bk := tx.Bucket(bucketName); bk != nil {
+			n = bk.Sequence()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("deadletter: count: %w", err)
+	}
+	return int(n), nil
+}
+
+// Get returns the letter with the given id. It returns an error wrapping
+// [ErrNotFound] when there is none, and a *[CorruptError] when the letter
+// cannot be read. Times come back in UTC, and an empty payload as nil.
+func (b *Bolt) Get(id string) (Letter, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return Letter{}, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	var l Letter
+	err = b.db.View(func(tx *bolt.Tx) error {
+		var v []byte
+		if bk := tx.Bucket(bucketName); bk != nil {
+			v = bk.Get(key)
+		}
+		if v == nil {
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
+		}
+		var err error
+		l, err = decodeLetter(id, v)
+		return err
+	})
+	return l, err
+}
+
+// List returns up to limit letters in id order (which is event order),
+// starting after the letter whose id is after, or from the first when after
+// is "". It returns the cursor to pass as after for the next page, and ""
+// when there are no more. A limit above [MaxListLimit] is taken as
+// MaxListLimit; below 1 is an error.
+//
+// Each call is one short read transaction, so letters put or removed
+// between calls may or may not be seen; none is seen twice.
+//
+// List stops at a letter it cannot read and returns a *[CorruptError]
+// naming it: to skip it, list again after its ID.
+func (b *Bolt) List(ctx context.Context, after string, limit int) ([]Letter, string, error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("deadletter: list: limit %d, want at least 1", limit)
+	}
+	limit = min(limit, MaxListLimit)
+	var from []byte
+	if after != "" {
+		k, err := idKey(after)
+		if err != nil {
+			return nil, "", fmt.Errorf("deadletter: list: cursor: %v", err)
+		}
+		from = k
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	var (
+		letters []Letter
+		next    string
+	)
+	err := b.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketName)
+		if bk == nil {
+			return nil
+		}
+		cur := bk.Cursor()
+		var k, v []byte
+		if from == nil {
+			k, v = cur.First()
+		} else if k, v = cur.Seek(from); k != nil && string(k) == string(from) {
+			k, v = cur.Next()
+		}
+		for ; k != nil; k, v = cur.Next() {
+			if len(letters) == limit {
+				next = letters[len(letters)-1].ID
+				return nil
+			}
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			id, err := keyID(k)
+			if err != nil {
+				return err
+			}
+			if v == nil {
+				return &CorruptError{ID: id, Err: errors.New("a bucket, not a letter")}
+			}
+			l, err := decodeLetter(id, v)
+			if err != nil {
+				return err
+			}
+			letters = append(letters, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return letters, next, nil
+}

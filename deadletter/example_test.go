@@ -1,0 +1,162 @@
+package deadletter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lambdadispatch/dispatcher/deadletter"
+)
+
+// openExampleDB opens a bbolt file in a fresh directory; the returned
+// function closes it and removes the directory.
+func openExampleDB() (*bolt.DB, func()) {
+	dir, err := os.MkdirTemp("", "deadletter-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "events.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		log.Fatal(err)
+	}
+	return db, func() { db.Close(); os.RemoveAll(dir) }
+}
+
+// A SinkFunc turns a function into a Sink: here, one that logs the letter.
+// Returning an error would keep the event queued for another try.
+func ExampleSinkFunc() {
+	var sink deadletter.Sink = deadletter.SinkFunc(func(ctx context.Context, l deadletter.Letter) error {
+		fmt.Printf("event %s for %s: %s after %d attempts (%s, HTTP %d)\n",
+			l.ID, l.Function, l.Reason, l.Attempts, l.LastError.Code, l.LastError.StatusCode)
+		return nil
+	})
+	err := sink.Put(context.Background(), deadletter.Letter{
+		ID: "42", Function: "orders", Payload: []byte(`{"order":42}`),
+		Reason: deadletter.RetriesExhausted, Attempts: 3,
+		LastError: deadletter.ErrorInfo{Code: "TooManyRequestsException", StatusCode: 429},
+	})
+	fmt.Println(err)
+	// Output:
+	// event 42 for orders: retries exhausted after 3 attempts (TooManyRequestsException, HTTP 429)
+	// <nil>
+}
+
+// Bolt keeps letters in the queue's own file; Get reads one back.
+func ExampleBolt() {
+	db, done := openExampleDB()
+	defer done()
+	sink := deadletter.NewBolt(db)
+
+	err := sink.Put(context.Background(), deadletter.Letter{
+		ID: "7", Function: "orders", Qualifier: "live", Payload: []byte(`{"order":7}`),
+		Reason: deadletter.Rejected, Attempts: 1,
+		LastError: deadletter.ErrorInfo{
+			Code: "ResourceNotFoundException", Message: "Function not found", StatusCode: 404, RequestID: "c0ffee",
+		},
+		DeadLettered: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	n, _ := sink.Count()
+	l, err := sink.Get("7")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n, "letter")
+	fmt.Printf("%s %s:%s %s %s %s\n", l.ID, l.Function, l.Qualifier, l.Reason, l.LastError.Code, l.Payload)
+	fmt.Println(l.DeadLettered)
+
+	_, err = sink.Get("8")
+	fmt.Println(errors.Is(err, deadletter.ErrNotFound), err)
+	// Output:
+	// 1 letter
+	// 7 orders:live rejected ResourceNotFoundException {"order":7}
+	// 2026-03-01 12:00:00 +0000 UTC
+	// true deadletter: no such letter: 8
+}
+
+// PutTx writes the letter in the transaction that removes the event from
+// the queue: both happen, or neither does.
+func ExampleBolt_PutTx() {
+	db, done := openExampleDB()
+	defer done()
+	sink := deadletter.NewBolt(db)
+	queue := []byte("example-queue") // stands in for the store's buckets
+
+	_ = db.Update(func(tx *bolt.Tx) error {
+		b, _ := tx.CreateBucket(queue)
+		return b.Put([]byte("9"), []byte(`{"order":9}`))
+	})
+
+	giveUp := func(fail bool) error {
+		return db.Update(func(tx *bolt.Tx) error {
+			if err := tx.Bucket(queue).Delete([]byte("9")); err != nil {
+				return err
+			}
+			err := sink.PutTx(tx, deadletter.Letter{ID: "9", Function: "orders", Reason: deadletter.EventAgeExceeded})
+			if err == nil && fail {
+				err = errors.New("disk full")
+			}
+			return err // an error rolls back the delete and the letter
+		})
+	}
+	state := func() {
+		_ = db.View(func(tx *bolt.Tx) error {
+			n, _ := sink.Count()
+			fmt.Printf("queued: %t, letters: %d\n", tx.Bucket(queue).Get([]byte("9")) != nil, n)
+			return nil
+		})
+	}
+
+	fmt.Println(giveUp(true))
+	state()
+	fmt.Println(giveUp(false))
+	state()
+	// Output:
+	// disk full
+	// queued: true, letters: 0
+	// <nil>
+	// queued: false, letters: 1
+}
+
+// List pages through the letters in event order; pass the cursor it returns
+// back in until it is empty.
+func ExampleBolt_List() {
+	db, done := openExampleDB()
+	defer done()
+	sink := deadletter.NewBolt(db)
+	ctx := context.Background()
+	for _, id := range []int{30, 10, 20, 50, 40} {
+		l := deadletter.Letter{ID: strconv.Itoa(id), Function: "orders", Reason: deadletter.Rejected}
+		if err := sink.Put(ctx, l); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	for cursor := ""; ; {
+		page, next, err := sink.List(ctx, cursor, 2)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, l := range page {
+			fmt.Print(l.ID, " ")
+		}
+		fmt.Printf("| next %q\n", next)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	// Output:
+	// 10 20 | next "20"
+	// 30 40 | next "40"
+	// 50 | next ""
+}
