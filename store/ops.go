@@ -317,6 +317,11 @@ func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error 
 			r := &recs[i]
 			if refund && r.attempts > 0 {
 				r.attempts--
+				if r.attempts == 0 {
+					// Never tried after all: an event's age for the retry
+					// policy runs from its first real attempt.
+					r.firstAttempt, r.lastAttempt = 0, 0
+				}
 			}
 			if err := t.unlease(seq, r, r.due); err != nil {
 				return err

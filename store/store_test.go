@@ -308,6 +308,7 @@ func TestLease(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, seqs, seqsOf(got), "a released event keeps its place in line")
 		require.Equal(t, 1, got[0].Attempts, "the refunded attempt is not counted")
+		require.True(t, got[0].FirstAttempt.Equal(b.clock.Now()))
 		require.NoError(t, b.st.Release(ctx, false, seqs...))
 		got, err = b.st.Lease(ctx, 1, time.Minute)
 		require.NoError(t, err)
