@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
+	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
@@ -16,6 +20,18 @@ type Dispatcher struct {
 	st   *store.Store
 	opts options
 	lim  limits
+	log  *slog.Logger
+
+	runMu   sync.Mutex
+	closed  bool
+	runStop context.CancelFunc // the Run in progress, if any
+	runDone chan struct{}
+
+	paused    atomic.Bool
+	throttled atomic.Uint64
+	deadMu    sync.Mutex
+	deadBy    map[deadletter.Reason]uint64
+	letters   *deadletter.Bolt
 }
 
 // Open opens the queue file at path, creating it (mode 0600) if needed.
@@ -30,6 +46,9 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 			return nil, err
 		}
 	}
+	if o.leaseDuration <= o.invokeTimeout {
+		return nil, fmt.Errorf("dispatcher: lease duration %v must exceed the invoke timeout %v", o.leaseDuration, o.invokeTimeout)
+	}
 	st, err := store.Open(path, store.Options{
 		LockTimeout: o.lockTimeout,
 		MaxEvents:   o.maxEvents,
@@ -40,7 +59,15 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 	if err != nil {
 		return nil, translate(err)
 	}
-	return &Dispatcher{st: st, opts: o, lim: limits{maxPayload: o.maxPayload}}, nil
+	d := &Dispatcher{st: st, opts: o, lim: limits{maxPayload: o.maxPayload}, log: o.logger, deadBy: map[deadletter.Reason]uint64{}}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	d.letters = deadletter.NewBolt(st.DB())
+	if d.opts.sink == nil {
+		d.opts.sink = d.letters
+	}
+	return d, nil
 }
 
 // Enqueue validates e and queues it. It returns only once the event is
@@ -102,6 +129,15 @@ type Stats struct {
 	DeadLettered uint64
 	Recovered    uint64 // leases of a dead process, or expired ones, returned to the queue
 	Commits      uint64 // write transactions: Enqueued/Commits is the group-commit factor
+
+	// DeadLetteredBy splits DeadLettered by reason.
+	DeadLetteredBy map[deadletter.Reason]uint64
+	// Throttled counts the times throttling lowered the in-flight limit.
+	Throttled uint64
+	// Paused is true while dispatch waits for Lambda to be reachable again.
+	Paused bool
+	// Running is true while Run is running.
+	Running bool
 }
 
 // Queued is the number of events held in every state.
@@ -114,7 +150,16 @@ func (d *Dispatcher) Stats() Stats {
 	st := Stats{
 		Enqueued: s.Enqueued, Delivered: s.Acked, Retried: s.Rescheduled,
 		DeadLettered: s.Removed, Recovered: s.Recovered, Commits: s.Commits,
+		Throttled: d.throttled.Load(), Paused: d.paused.Load(), DeadLetteredBy: map[deadletter.Reason]uint64{},
 	}
+	d.runMu.Lock()
+	st.Running = d.runStop != nil
+	d.runMu.Unlock()
+	d.deadMu.Lock()
+	for r, n := range d.deadBy {
+		st.DeadLetteredBy[r] = n
+	}
+	d.deadMu.Unlock()
 	if err != nil {
 		return st
 	}
@@ -122,10 +167,29 @@ func (d *Dispatcher) Stats() Stats {
 	return st
 }
 
-// Close waits for writes under way, then releases the file. Calls after
-// Close, Close included, return ErrClosed.
+// Close stops Run if it is running (as if its context ended, waiting for
+// it to return), waits for writes under way, then releases the file. Calls
+// after Close, Close included, return ErrClosed.
 func (d *Dispatcher) Close() error {
+	d.runMu.Lock()
+	if d.closed {
+		d.runMu.Unlock()
+		return ErrClosed
+	}
+	d.closed = true
+	stop, done := d.runStop, d.runDone
+	d.runMu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
 	return translate(d.st.Close())
+}
+
+func (d *Dispatcher) deadLettered(r deadletter.Reason) {
+	d.deadMu.Lock()
+	d.deadBy[r]++
+	d.deadMu.Unlock()
 }
 
 func formatID(seq uint64) string { return strconv.FormatUint(seq, 10) }
@@ -147,4 +211,25 @@ func translate(err error) error {
 		}
 	}
 	return err
+}
+
+// DeadLetters returns the inspector of the dead letters kept in the
+// queue's file.
+func (d *Dispatcher) DeadLetters() *DeadLetters { return &DeadLetters{b: d.letters} }
+
+// DeadLetters reads the dead letters kept in the queue's file: the default
+// sink's, and those of any sink that falls back to it.
+type DeadLetters struct{ b *deadletter.Bolt }
+
+// Count returns the number of dead letters.
+func (l *DeadLetters) Count() (int, error) { return l.b.Count() }
+
+// Get returns the letter of the event with the given id.
+func (l *DeadLetters) Get(id string) (deadletter.Letter, error) { return l.b.Get(id) }
+
+// List returns up to limit letters in id order, starting after the cursor
+// after ("" for the first page), and the cursor of the next page, "" at the
+// end.
+func (l *DeadLetters) List(ctx context.Context, after string, limit int) ([]deadletter.Letter, string, error) {
+	return l.b.List(ctx, after, limit)
 }

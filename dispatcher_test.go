@@ -23,6 +23,10 @@ func TestMain(m *testing.M) {
 		crashChild()
 		return
 	}
+	if os.Getenv(runChildEnv) != "" {
+		runChild()
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/retry"
 )
 
 // Option configures a Dispatcher at Open. Options are fixed for the life of
@@ -17,13 +20,36 @@ type options struct {
 	maxPayload  int
 	logger      *slog.Logger
 	now         func() time.Time
+
+	lambda        LambdaInvoker
+	policy        retry.Policy
+	concurrency   int
+	sink          deadletter.Sink // nil: the bbolt sink in the queue's file
+	drainTimeout  time.Duration
+	invokeTimeout time.Duration
+	leaseDuration time.Duration
+	rate          float64
+	metaField     string
 }
+
+// Defaults of the sending options.
+const (
+	DefaultConcurrency   = 16
+	DefaultDrainTimeout  = 10 * time.Second
+	DefaultInvokeTimeout = 30 * time.Second
+	DefaultLeaseDuration = 5 * time.Minute
+)
 
 func defaultOptions() options {
 	return options{
-		lockTimeout: 3 * time.Second,
-		maxPayload:  DefaultMaxPayload,
-		now:         time.Now,
+		lockTimeout:   3 * time.Second,
+		maxPayload:    DefaultMaxPayload,
+		now:           time.Now,
+		policy:        retry.DefaultPolicy(),
+		concurrency:   DefaultConcurrency,
+		drainTimeout:  DefaultDrainTimeout,
+		invokeTimeout: DefaultInvokeTimeout,
+		leaseDuration: DefaultLeaseDuration,
 	}
 }
 
@@ -98,6 +124,131 @@ func WithClock(now func() time.Time) Option {
 			return fmt.Errorf("dispatcher: WithClock(nil)")
 		}
 		o.now = now
+		return nil
+	}
+}
+
+// WithLambda sets the client Run and Check invoke Lambda with. A
+// *lambda.Client fits. The dispatcher turns the SDK's own retries off for
+// every call it makes (its retry policy is the only one), so the client
+// needs no retry settings.
+func WithLambda(c LambdaInvoker) Option {
+	return func(o *options) error {
+		if c == nil {
+			return fmt.Errorf("dispatcher: WithLambda(nil)")
+		}
+		o.lambda = c
+		return nil
+	}
+}
+
+// WithRetryPolicy sets the retry policy. Start from retry.DefaultPolicy():
+// two retries (three attempts, like Lambda's own asynchronous retries) with
+// exponential backoff and jitter, and a maximum event age of 6 hours.
+func WithRetryPolicy(p retry.Policy) Option {
+	return func(o *options) error {
+		if err := p.Validate(); err != nil {
+			return fmt.Errorf("dispatcher: WithRetryPolicy: %w", err)
+		}
+		o.policy = p
+		return nil
+	}
+}
+
+// WithConcurrency sets the most invocations in flight at once (default 16).
+// On throttling the dispatcher lowers its own limit below this and raises
+// it back as invocations succeed.
+func WithConcurrency(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("dispatcher: WithConcurrency(%d): must be positive", n)
+		}
+		o.concurrency = n
+		return nil
+	}
+}
+
+// WithDeadLetter sets where events that cannot be delivered go. The
+// default keeps them in the queue's own file, written in the transaction
+// that removes the event from the queue.
+func WithDeadLetter(s deadletter.Sink) Option {
+	return func(o *options) error {
+		if s == nil {
+			return fmt.Errorf("dispatcher: WithDeadLetter(nil)")
+		}
+		o.sink = s
+		return nil
+	}
+}
+
+// WithDrainTimeout bounds how long Run lets invocations in flight finish
+// after its context ends (default 10s). Those cut off return to the queue
+// with their attempt counted, since they may have reached Lambda.
+func WithDrainTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d < 0 {
+			return fmt.Errorf("dispatcher: WithDrainTimeout(%v): must not be negative", d)
+		}
+		o.drainTimeout = d
+		return nil
+	}
+}
+
+// WithInvokeTimeout bounds one Invoke call (default 30s). An Event
+// invocation only queues the event on Lambda's side, so it is quick; a
+// timeout counts as a transient failure.
+func WithInvokeTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("dispatcher: WithInvokeTimeout(%v): must be positive", d)
+		}
+		o.invokeTimeout = d
+		return nil
+	}
+}
+
+// WithLeaseDuration sets how long a worker holds a leased event before it
+// is returned to the queue for another (default 5m). It must exceed the
+// invoke timeout.
+func WithLeaseDuration(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("dispatcher: WithLeaseDuration(%v): must be positive", d)
+		}
+		o.leaseDuration = d
+		return nil
+	}
+}
+
+// WithRateLimit caps invocations at perSecond a second across all
+// workers. Zero, the default, means no cap beyond WithConcurrency.
+func WithRateLimit(perSecond float64) Option {
+	return func(o *options) error {
+		if perSecond < 0 {
+			return fmt.Errorf("dispatcher: WithRateLimit(%v): must not be negative", perSecond)
+		}
+		o.rate = perSecond
+		return nil
+	}
+}
+
+// WithPayloadMetadata adds a member named field to every payload that is a
+// JSON object, holding the event's id, key, attempt number and enqueue
+// time:
+//
+//	{"_dispatch":{"id":"42","key":"order-42","attempt":1,"enqueuedAt":"2026-11-24T10:00:00Z"}, ...}
+//
+// Lambda hands ClientContext to synchronous invocations only, so for Event
+// invocations the payload is the only way to tell the function which event
+// it got, for its own deduplication. Off by default, since it changes the
+// payload; payloads that are not objects are sent unchanged. If a payload
+// already has a member of that name, the payload's own wins.
+func WithPayloadMetadata(field string) Option {
+	return func(o *options) error {
+		if field == "" {
+			return fmt.Errorf("dispatcher: WithPayloadMetadata(\"\"): needs a member name")
+		}
+		o.metaField = field
 		return nil
 	}
 }

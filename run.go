@@ -1,0 +1,535 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/retry"
+	"github.com/lambdadispatch/dispatcher/store"
+)
+
+// LambdaInvoker is the one method of *lambda.Client the dispatcher calls,
+// so that a *lambda.Client fits and tests can pass their own.
+type LambdaInvoker interface {
+	Invoke(ctx context.Context, params *lambda.InvokeInput, optFns ...func(*lambda.Options)) (*lambda.InvokeOutput, error)
+}
+
+var (
+	// ErrNoLambda is returned by Run and Check when Open was not given
+	// WithLambda.
+	ErrNoLambda = errors.New("dispatcher: no Lambda client (use WithLambda)")
+	// ErrRunning is returned by Run when the Dispatcher is running already.
+	ErrRunning = errors.New("dispatcher: already running")
+)
+
+// maxLeaseBatch bounds one lease transaction.
+const maxLeaseBatch = 256
+
+// noSDKRetries turns the SDK's own retries off for one call: the
+// dispatcher's policy is the only one, and the SDK's retry quota would
+// otherwise fail calls with "retry quota exceeded" under load.
+func noSDKRetries(o *lambda.Options) { o.Retryer = aws.NopRetryer{} }
+
+// Check asks Lambda whether function exists and may be invoked, with a
+// DryRun invocation (Lambda answers 204 without running it), so that an
+// application can fail at start-up on a wrong name, region or permission
+// rather than dead-letter its first events. The error, when not nil, is a
+// *retry.InvokeError carrying Lambda's code, status and request id.
+func (d *Dispatcher) Check(ctx context.Context, function string) error {
+	if d.opts.lambda == nil {
+		return ErrNoLambda
+	}
+	if err := validateEvent(0, &Event{Function: function}, d.lim); err != nil {
+		return err
+	}
+	_, err := d.opts.lambda.Invoke(ctx, &lambda.InvokeInput{
+		FunctionName:   aws.String(function),
+		InvocationType: types.InvocationTypeDryRun,
+	}, noSDKRetries)
+	if err != nil {
+		return retry.FromError(err)
+	}
+	return nil
+}
+
+// Run delivers queued events until ctx is done. Workers lease due events,
+// invoke Lambda with InvocationType Event, and settle each outcome: ack on
+// success, reschedule a throttled or transient failure with backoff until
+// the retries are spent, dead-letter a permanent failure, exhausted retries
+// or an event past its age. When Lambda cannot be reached or the
+// credentials fail, no attempt is spent: dispatch pauses as a whole,
+// probes with backoff, and resumes when a probe gets through.
+//
+// When ctx is done, Run stops leasing, lets invocations in flight finish
+// (up to WithDrainTimeout), returns the rest to the queue, and returns nil.
+// No goroutine it started outlives it.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.opts.lambda == nil {
+		return ErrNoLambda
+	}
+	d.runMu.Lock()
+	switch {
+	case d.closed:
+		d.runMu.Unlock()
+		return ErrClosed
+	case d.runStop != nil:
+		d.runMu.Unlock()
+		return ErrRunning
+	}
+	ctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	d.runStop, d.runDone = stop, done
+	d.runMu.Unlock()
+	defer func() {
+		stop()
+		d.runMu.Lock()
+		d.runStop, d.runDone = nil, nil
+		d.runMu.Unlock()
+		close(done)
+	}()
+	r := newRunner(d)
+	return r.run(ctx)
+}
+
+// runner is one Run: a leaser that keeps the in-flight limit filled, a pool
+// of workers, and the state they share.
+type runner struct {
+	d      *Dispatcher
+	st     *store.Store
+	policy retry.Policy
+	work   chan store.Event
+	acks   chan uint64 // delivered, to be acked
+	limit  *aimd
+	pace   *pacer
+
+	mu       sync.Mutex
+	inflight int
+	freed    chan struct{} // a slot was freed; holds one signal at most
+
+	paused   atomic.Bool
+	pausedOn atomic.Value // string: the function whose failure paused dispatch
+}
+
+func newRunner(d *Dispatcher) *runner {
+	return &runner{
+		d:      d,
+		st:     d.st,
+		policy: d.opts.policy,
+		work:   make(chan store.Event, d.opts.concurrency),
+		acks:   make(chan uint64, 4*maxLeaseBatch),
+		limit:  newAIMD(d.opts.concurrency),
+		pace:   newPacer(d.opts.rate),
+		freed:  make(chan struct{}, 1),
+	}
+}
+
+func (r *runner) run(ctx context.Context) error {
+	// In-flight invocations outlive ctx by up to the drain timeout; drain is
+	// their context.
+	drain, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDrain()
+	stopDrain := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(r.d.opts.drainTimeout, cancelDrain)
+		context.AfterFunc(drain, func() { t.Stop() })
+	})
+	defer stopDrain()
+
+	if n, err := r.st.Reclaim(drain); err == nil && n > 0 {
+		r.d.log.Info("returned expired leases to the queue", "leases", n)
+	}
+	var workers, acker sync.WaitGroup
+	acker.Go(r.ackLoop)
+	for range r.d.opts.concurrency {
+		workers.Go(func() {
+			for ev := range r.work {
+				r.handle(drain, ev)
+			}
+		})
+	}
+	r.lease(ctx)
+	close(r.work)
+	workers.Wait()
+	close(r.acks)
+	acker.Wait()
+	return nil
+}
+
+// ackLoop acks delivered events in batches: a worker hands its event over
+// and goes on to the next invocation instead of waiting for an fsync, and
+// every ack waiting at the time shares one call. An ack that does not
+// land before a crash means the event is sent again: at least once.
+func (r *runner) ackLoop() {
+	for seq := range r.acks {
+		seqs := []uint64{seq}
+	more:
+		for len(seqs) < maxLeaseBatch {
+			select {
+			case s, ok := <-r.acks:
+				if !ok {
+					break more
+				}
+				seqs = append(seqs, s)
+			default:
+				break more
+			}
+		}
+		r.settle(func(c context.Context) error {
+			err := r.st.Ack(c, seqs...)
+			if err == nil || len(seqs) == 1 {
+				return err
+			}
+			// All or nothing failed on one (say, a lease that expired and
+			// was taken back): ack the others one by one.
+			for _, s := range seqs {
+				if err := r.st.Ack(c, s); err != nil {
+					r.d.log.Warn("could not ack a delivered event; it will be sent again", "id", formatID(s), "error", err)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// lease keeps the in-flight limit filled until ctx is done.
+func (r *runner) lease(ctx context.Context) {
+	reclaim := time.NewTicker(r.d.opts.leaseDuration / 2)
+	defer reclaim.Stop()
+	failures := 0
+	for ctx.Err() == nil {
+		if r.paused.Load() && !r.probe(ctx) {
+			return
+		}
+		n := r.acquire(ctx)
+		if n == 0 {
+			return
+		}
+		evs, err := r.st.Lease(ctx, min(n, maxLeaseBatch), r.d.opts.leaseDuration)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			r.d.log.Error("lease failed", "error", err)
+			if !sleep(ctx, r.policy.ProbeDelay(failures, rand.Float64())) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		if len(evs) == 0 {
+			if !r.waitForWork(ctx, reclaim.C) {
+				return
+			}
+			continue
+		}
+		r.mu.Lock()
+		r.inflight += len(evs)
+		r.mu.Unlock()
+		for _, ev := range evs {
+			r.work <- ev // never blocks: the channel holds the most in flight
+		}
+	}
+}
+
+// acquire waits until the in-flight count is under the limit and returns
+// how many more may start, or 0 when ctx ends.
+func (r *runner) acquire(ctx context.Context) int {
+	for {
+		r.mu.Lock()
+		n := r.limit.current() - r.inflight
+		r.mu.Unlock()
+		if n > 0 {
+			return n
+		}
+		select {
+		case <-r.freed:
+		case <-ctx.Done():
+			return 0
+		}
+	}
+}
+
+func (r *runner) done() {
+	r.mu.Lock()
+	r.inflight--
+	r.mu.Unlock()
+	select {
+	case r.freed <- struct{}{}:
+	default:
+	}
+}
+
+// waitForWork sleeps until an event may be due: one is enqueued or
+// rescheduled, the earliest scheduled one falls due, or a reclaim is due.
+func (r *runner) waitForWork(ctx context.Context, reclaim <-chan time.Time) bool {
+	wait := time.Minute
+	if due, ok, err := r.st.NextDue(); err == nil && ok {
+		wait = max(due.Sub(r.d.opts.now()), time.Millisecond)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-r.st.Ready():
+	case <-t.C:
+	case <-reclaim:
+		if n, err := r.st.Reclaim(ctx); err == nil && n > 0 {
+			r.d.log.Warn("returned expired leases to the queue", "leases", n)
+		}
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
+// handle invokes one event and settles the outcome.
+func (r *runner) handle(ctx context.Context, ev store.Event) {
+	defer r.done()
+	if ctx.Err() != nil {
+		// Run is over and the drain time spent: never tried, so the
+		// attempt is given back.
+		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
+		return
+	}
+	if err := r.pace.wait(ctx); err != nil {
+		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
+		return
+	}
+	started := time.Now()
+	err := r.invoke(ctx, ev)
+	if err != nil && ctx.Err() != nil {
+		// Cut off by the drain timeout: the invocation may have reached
+		// Lambda, so the attempt stays counted.
+		r.settle(func(c context.Context) error { return r.st.Release(c, false, ev.Seq) })
+		return
+	}
+	ie := retry.FromError(err)
+	class := retry.Success
+	if ie != nil {
+		class = ie.Class
+	}
+	now := r.d.opts.now()
+	decision, reason := r.policy.Decide(class, ev.Attempts, ev.FirstAttempt, now)
+	switch decision {
+	case retry.Done:
+		r.limit.succeeded()
+		r.acks <- ev.Seq
+	case retry.Retry:
+		if class == retry.Throttled && r.limit.throttled(started) {
+			r.d.throttled.Add(1)
+			r.d.log.Warn("throttled by Lambda: lowering the in-flight limit", "function", ev.Function, "limit", r.limit.current(), "reason", ie.Reason)
+		}
+		due := r.policy.NextDue(ev.Attempts, now, ie.RetryAfter, rand.Float64())
+		r.settle(func(c context.Context) error { return r.st.Reschedule(c, ev.Seq, due, errorInfo(ie)) })
+	case retry.Pause:
+		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
+		r.pause(ev.Function, ie)
+	case retry.DeadLetter:
+		r.deadLetter(ctx, ev, deadletter.Reason(reason), ie)
+	}
+}
+
+// settle runs a store operation that must not be lost, on a context of its
+// own: it is quick, and ending it early would leave the event leased until
+// the next Open.
+func (r *runner) settle(op func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := op(ctx); err != nil {
+		r.d.log.Error("could not record an outcome; the event stays leased and returns to the queue later", "error", err)
+	}
+}
+
+func (r *runner) invoke(ctx context.Context, ev store.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, r.d.opts.invokeTimeout)
+	defer cancel()
+	in := &lambda.InvokeInput{
+		FunctionName:   aws.String(ev.Function),
+		InvocationType: types.InvocationTypeEvent,
+		Payload:        ev.Payload,
+	}
+	if ev.Qualifier != "" {
+		in.Qualifier = aws.String(ev.Qualifier)
+	}
+	if f := r.d.opts.metaField; f != "" {
+		in.Payload = withMetadata(ev.Payload, f, ev)
+	}
+	_, err := r.d.opts.lambda.Invoke(ctx, in, noSDKRetries)
+	return err
+}
+
+// pause stops leasing until a probe gets through. Invocations in flight
+// finish on their own; each that fails the same way is released too.
+func (r *runner) pause(function string, ie *retry.InvokeError) {
+	if r.paused.CompareAndSwap(false, true) {
+		r.pausedOn.Store(function)
+		r.d.paused.Store(true)
+		r.d.log.Warn("Lambda unreachable or credentials failing: dispatch paused", "class", ie.Class.String(), "error", ie.Error())
+	}
+}
+
+// probe waits with backoff and sends a DryRun invocation until one gets an
+// answer that is not unreachable or a credentials failure; then dispatch
+// resumes at full speed. It returns false when ctx ends first.
+func (r *runner) probe(ctx context.Context) bool {
+	function, _ := r.pausedOn.Load().(string)
+	for n := 1; ; n++ {
+		if !sleep(ctx, r.policy.ProbeDelay(n, rand.Float64())) {
+			return false
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.d.opts.invokeTimeout)
+		_, err := r.d.opts.lambda.Invoke(pctx, &lambda.InvokeInput{
+			FunctionName:   aws.String(function),
+			InvocationType: types.InvocationTypeDryRun,
+		}, noSDKRetries)
+		cancel()
+		if ctx.Err() != nil {
+			return false
+		}
+		if c := retry.Classify(err); err == nil || (c != retry.Unreachable && c != retry.Credentials) {
+			r.paused.Store(false)
+			r.d.paused.Store(false)
+			r.d.log.Info("Lambda reachable again: dispatch resumed", "probes", n)
+			return true
+		}
+	}
+}
+
+// deadLetter hands the event to the sink and removes it from the queue.
+// With a sink that shares the file, both happen in one transaction; with
+// another, the letter is put first, so a crash between the two can repeat
+// a letter but never lose one. A failing sink is retried with backoff while
+// the event stays leased; if Run ends first, the event returns to the queue.
+func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadletter.Reason, ie *retry.InvokeError) {
+	letter := deadletter.Letter{
+		ID: formatID(ev.Seq), Function: ev.Function, Qualifier: ev.Qualifier, Key: ev.Key,
+		Payload: ev.Payload, Enqueued: ev.Enqueued, Reason: reason, Attempts: ev.Attempts,
+		FirstAttempt: ev.FirstAttempt, LastAttempt: ev.LastAttempt, DeadLettered: r.d.opts.now(),
+	}
+	if info := errorInfo(ie); !info.IsZero() {
+		letter.LastError = deadletter.ErrorInfo{Code: info.Code, Message: info.Message, StatusCode: info.Status, RequestID: info.RequestID}
+	}
+	sink := r.d.opts.sink
+	for n := 1; ; n++ {
+		var err error
+		if ts, ok := sink.(deadletter.TxSink); ok {
+			_, err = r.st.Remove(ctx, ev.Seq, func(tx *bolt.Tx, _ store.Event) error { return ts.PutTx(tx, letter) })
+		} else if err = sink.Put(ctx, letter); err == nil {
+			_, err = r.st.Remove(ctx, ev.Seq, nil)
+		}
+		if err == nil {
+			r.d.deadLettered(reason)
+			r.d.log.Warn("dead-lettered an event", "id", letter.ID, "function", ev.Function, "reason", string(reason), "attempts", ev.Attempts, "error", letter.LastError.Code)
+			return
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return
+		}
+		r.d.log.Error("dead-letter sink failed; the event stays queued", "id", letter.ID, "error", err)
+		if !sleep(ctx, r.policy.ProbeDelay(n, rand.Float64())) {
+			r.settle(func(c context.Context) error { return r.st.Release(c, false, ev.Seq) })
+			return
+		}
+	}
+}
+
+func errorInfo(ie *retry.InvokeError) store.ErrorInfo {
+	if ie == nil {
+		return store.ErrorInfo{}
+	}
+	info := store.ErrorInfo{Code: ie.Code, Message: ie.Message, Status: ie.StatusCode, RequestID: ie.RequestID}
+	if info.IsZero() {
+		info.Message = ie.Error()
+	}
+	return info
+}
+
+// sleep waits for d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// aimd is the in-flight limit: halved on throttling, raised by one after a
+// limit's worth of successes, like TCP's congestion window, so a burst
+// backs off as a whole instead of hammering a function at its concurrency
+// limit.
+type aimd struct {
+	mu      sync.Mutex
+	limit   float64
+	max     float64
+	lastCut time.Time
+}
+
+func newAIMD(max int) *aimd { return &aimd{limit: float64(max), max: float64(max)} }
+
+func (a *aimd) current() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return int(a.limit)
+}
+
+// throttled halves the limit, once for all the invocations that were in
+// flight together: those started before the last cut saw the old limit.
+func (a *aimd) throttled(started time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if started.Before(a.lastCut) {
+		return false
+	}
+	a.limit = max(1, a.limit/2)
+	a.lastCut = time.Now()
+	return true
+}
+
+func (a *aimd) succeeded() {
+	a.mu.Lock()
+	a.limit = min(a.max, a.limit+1/a.limit)
+	a.mu.Unlock()
+}
+
+// pacer spaces invocations to at most rate a second; nil means no limit.
+type pacer struct {
+	mu       sync.Mutex
+	interval time.Duration
+	next     time.Time
+}
+
+func newPacer(rate float64) *pacer {
+	if rate <= 0 {
+		return nil
+	}
+	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
+}
+
+func (p *pacer) wait(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	at := time.Now()
+	if p.next.After(at) {
+		at = p.next
+	}
+	p.next = at.Add(p.interval)
+	p.mu.Unlock()
+	if d := time.Until(at); d > 0 && !sleep(ctx, d) {
+		return ctx.Err()
+	}
+	return nil
+}

@@ -1,0 +1,374 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/lambdatest"
+	"github.com/lambdadispatch/dispatcher/retry"
+)
+
+// fastPolicy keeps the real policy's shape with delays short enough for
+// tests.
+func fastPolicy() retry.Policy {
+	p := retry.DefaultPolicy()
+	p.InitialInterval = time.Millisecond
+	p.MaxInterval = 5 * time.Millisecond
+	p.ProbeInterval = 5 * time.Millisecond
+	p.MaxProbeInterval = 20 * time.Millisecond
+	return p
+}
+
+type runBundle struct {
+	srv  *lambdatest.Server
+	d    *dispatcher.Dispatcher
+	path string
+	stop context.CancelFunc
+	errc chan error
+}
+
+// setupRun opens a dispatcher wired to a lambdatest server through the real
+// SDK client. start begins Run; the cleanup stops it and checks it returned.
+func setupRun(t *testing.T, opts ...dispatcher.Option) *runBundle {
+	t.Helper()
+	b := &runBundle{srv: lambdatest.NewServer(), path: filepath.Join(t.TempDir(), "events.db")}
+	t.Cleanup(b.srv.Close)
+	opts = append([]dispatcher.Option{
+		dispatcher.WithLambda(b.srv.Client()),
+		dispatcher.WithRetryPolicy(fastPolicy()),
+		dispatcher.WithPayloadMetadata("_dispatch"),
+	}, opts...)
+	d, err := dispatcher.Open(b.path, opts...)
+	require.NoError(t, err)
+	b.d = d
+	t.Cleanup(func() { _ = d.Close() })
+	return b
+}
+
+func (b *runBundle) start(t *testing.T) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	b.stop, b.errc = stop, make(chan error, 1)
+	go func() { b.errc <- b.d.Run(ctx) }()
+	t.Cleanup(func() { b.halt(t) })
+}
+
+// halt cancels Run and waits for it to return.
+func (b *runBundle) halt(t *testing.T) {
+	t.Helper()
+	if b.stop == nil {
+		return
+	}
+	b.stop()
+	select {
+	case err := <-b.errc:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30s of its context ending")
+	}
+	b.stop = nil
+}
+
+func (b *runBundle) enqueue(t *testing.T, fn string, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		r, err := b.d.Enqueue(context.Background(), dispatcher.Event{Function: fn, Payload: fmt.Appendf(nil, `{"n":%d}`, i)})
+		require.NoError(t, err)
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// waitStats polls the dispatcher's stats until cond holds; polling with a
+// deadline, not sleeping for a guessed time.
+func waitStats(t *testing.T, d *dispatcher.Dispatcher, what string, cond func(dispatcher.Stats) bool) dispatcher.Stats {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st := d.Stats()
+		if cond(st) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; stats: %+v", what, st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// meta is the member WithPayloadMetadata adds.
+type meta struct {
+	Dispatch struct {
+		ID      string `json:"id"`
+		Key     string `json:"key"`
+		Attempt int    `json:"attempt"`
+	} `json:"_dispatch"`
+}
+
+// attemptsByID reads the metadata of every recorded invocation of fn.
+func attemptsByID(t *testing.T, srv *lambdatest.Server, fn string) map[string][]lambdatest.Invocation {
+	t.Helper()
+	out := map[string][]lambdatest.Invocation{}
+	for _, inv := range srv.Invocations(fn) {
+		if inv.InvocationType != "Event" {
+			continue // DryRun probes
+		}
+		var m meta
+		require.NoError(t, json.Unmarshal(inv.Payload, &m), "payload %s", inv.Payload)
+		require.NotEmpty(t, m.Dispatch.ID)
+		out[m.Dispatch.ID] = append(out[m.Dispatch.ID], inv)
+	}
+	return out
+}
+
+func TestRunDelivers(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t)
+	b.srv.Register("orders", lambdatest.OK())
+	ids := b.enqueue(t, "orders", 300)
+	b.start(t)
+	st := waitStats(t, b.d, "all delivered", func(s dispatcher.Stats) bool { return s.Delivered == 300 })
+	require.Zero(t, st.Queued())
+	require.Zero(t, st.DeadLettered)
+
+	seen := attemptsByID(t, b.srv, "orders")
+	require.Len(t, seen, 300)
+	for _, id := range ids {
+		invs := seen[id]
+		require.Len(t, invs, 1, "event %s", id)
+		require.Equal(t, "Event", string(invs[0].InvocationType))
+		var m meta
+		require.NoError(t, json.Unmarshal(invs[0].Payload, &m))
+		require.Equal(t, 1, m.Dispatch.Attempt)
+	}
+}
+
+// TestRunMixOfFaults sends events to functions that succeed, fail for a
+// while, fail always, or do not exist, and checks that every event ends
+// delivered or dead-lettered with the right reason and attempt count.
+func TestRunMixOfFaults(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t, dispatcher.WithConcurrency(32))
+	b.srv.Register("ok", lambdatest.OK())
+	b.srv.Register("flaky", lambdatest.OK())
+	b.srv.Register("broken", lambdatest.OK())
+	b.srv.Fail("flaky", lambdatest.Throttle(150, 0))
+	b.srv.Fail("flaky", lambdatest.ServerError(150))
+	b.srv.Fail("flaky", lambdatest.Error(100, 502, "EC2ThrottledException"))
+	b.srv.Fail("broken", lambdatest.Error(0, 500, "ServiceException"))
+	b.srv.Fail("kms", lambdatest.Error(0, 502, "KMSAccessDeniedException"))
+
+	const each = 500
+	okIDs := b.enqueue(t, "ok", each)
+	flakyIDs := b.enqueue(t, "flaky", each)
+	brokenIDs := b.enqueue(t, "broken", 100)
+	missingIDs := b.enqueue(t, "missing", 100)
+	kmsIDs := b.enqueue(t, "kms", 50)
+	total := uint64(2*each + 100 + 100 + 50)
+	b.start(t)
+	st := waitStats(t, b.d, "every event settled", func(s dispatcher.Stats) bool {
+		return s.Delivered+s.DeadLettered == total
+	})
+	require.Zero(t, st.Queued(), "nothing left behind")
+
+	ok := attemptsByID(t, b.srv, "ok")
+	for _, id := range okIDs {
+		require.Len(t, ok[id], 1)
+	}
+	letters := map[string]deadletter.Letter{}
+	var next string
+	for {
+		page, cursor, err := b.d.DeadLetters().List(context.Background(), next, 1000)
+		require.NoError(t, err)
+		for _, l := range page {
+			letters[l.ID] = l
+		}
+		if cursor == "" {
+			break
+		}
+		next = cursor
+	}
+	require.Len(t, letters, int(st.DeadLettered))
+
+	// flaky: each event either got through on attempt 1–3, or failed three
+	// times and was dead-lettered as retries exhausted.
+	flaky := attemptsByID(t, b.srv, "flaky")
+	delivered := 0
+	for _, id := range flakyIDs {
+		invs := flaky[id]
+		require.NotEmpty(t, invs, "event %s never tried", id)
+		require.LessOrEqual(t, len(invs), 3, "event %s tried more than three times", id)
+		for i, inv := range invs {
+			var m meta
+			require.NoError(t, json.Unmarshal(inv.Payload, &m))
+			require.Equal(t, i+1, m.Dispatch.Attempt, "event %s: attempts counted in order", id)
+		}
+		if last := invs[len(invs)-1]; !last.Faulted {
+			delivered++
+			require.NotContains(t, letters, id)
+			continue
+		}
+		l, ok := letters[id]
+		require.True(t, ok, "event %s failed three times but is not a dead letter", id)
+		require.Equal(t, deadletter.RetriesExhausted, l.Reason)
+		require.Equal(t, 3, l.Attempts)
+	}
+	require.Positive(t, delivered)
+
+	broken := attemptsByID(t, b.srv, "broken")
+	for _, id := range brokenIDs {
+		require.Len(t, broken[id], 3, "two retries, three attempts")
+		l := letters[id]
+		require.Equal(t, deadletter.RetriesExhausted, l.Reason)
+		require.Equal(t, 3, l.Attempts)
+		require.Equal(t, "ServiceException", l.LastError.Code)
+		require.Equal(t, 500, l.LastError.StatusCode)
+		require.NotEmpty(t, l.LastError.RequestID)
+		require.False(t, l.FirstAttempt.IsZero())
+		require.False(t, l.LastAttempt.Before(l.FirstAttempt))
+	}
+	for _, id := range missingIDs {
+		l := letters[id]
+		require.Equal(t, deadletter.Rejected, l.Reason, "404 is permanent: dead-lettered at once")
+		require.Equal(t, 1, l.Attempts)
+		require.Equal(t, "ResourceNotFoundException", l.LastError.Code)
+		require.Equal(t, "missing", l.Function)
+	}
+	for _, id := range kmsIDs {
+		l := letters[id]
+		require.Equal(t, deadletter.Rejected, l.Reason, "a 502 configuration error is permanent")
+		require.Equal(t, 1, l.Attempts)
+	}
+	require.Equal(t, uint64(each+delivered), st.Delivered)
+	require.Equal(t, uint64(100+100+50+each-delivered), st.DeadLettered)
+	require.Equal(t, uint64(150), st.DeadLetteredBy[deadletter.Rejected])
+}
+
+// TestRunEventAge moves the clock: an event enqueued long before its first
+// attempt is still retried (age runs from the first attempt, so a backlog
+// buffered offline is not dead-lettered for its age), while one whose
+// retry falls past MaxEventAge after its first attempt is dead-lettered.
+func TestRunEventAge(t *testing.T) {
+	t.Parallel()
+	var offset atomic.Int64
+	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	p := fastPolicy()
+	p.MaxEventAge = time.Hour
+	b := setupRun(t, dispatcher.WithClock(clock), dispatcher.WithRetryPolicy(p))
+	b.srv.Register("fn", lambdatest.OK())
+	b.srv.Fail("fn", lambdatest.ServerError(2))
+	old := b.enqueue(t, "fn", 1)[0]
+	offset.Add(int64(2 * time.Hour)) // buffered two hours before the first attempt
+	b.start(t)
+	waitStats(t, b.d, "retried twice", func(s dispatcher.Stats) bool { return s.Retried == 2 })
+	st := waitStats(t, b.d, "delivered", func(s dispatcher.Stats) bool { return s.Delivered == 1 })
+	require.Zero(t, st.DeadLettered)
+	require.Len(t, attemptsByID(t, b.srv, "fn")[old], 3)
+
+	b.srv.Fail("fn", lambdatest.ServerError(1))
+	late := b.enqueue(t, "fn", 1)[0]
+	waitStats(t, b.d, "first attempt failed", func(s dispatcher.Stats) bool { return s.Retried == 3 })
+	offset.Add(int64(2 * time.Hour)) // the retry comes two hours after the first attempt
+	b.srv.Fail("fn", lambdatest.ServerError(1))
+	st = waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 1 })
+	require.Equal(t, uint64(1), st.DeadLetteredBy[deadletter.EventAgeExceeded])
+	l, err := b.d.DeadLetters().Get(late)
+	require.NoError(t, err)
+	require.Equal(t, deadletter.EventAgeExceeded, l.Reason)
+	require.Equal(t, 2, l.Attempts)
+}
+
+// TestRunOffline takes the endpoint away: no attempt is spent, nothing is
+// dead-lettered, and the backlog drains once it is back.
+func TestRunOffline(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t)
+	b.srv.Register("edge", lambdatest.OK())
+	b.srv.Offline()
+	ids := b.enqueue(t, "edge", 200)
+	b.start(t)
+	waitStats(t, b.d, "dispatch paused", func(s dispatcher.Stats) bool { return s.Paused })
+	// Let probes fail a few times while offline.
+	time.Sleep(100 * time.Millisecond)
+	st := b.d.Stats()
+	require.Zero(t, st.DeadLettered)
+	require.Zero(t, st.Delivered)
+	require.NoError(t, b.srv.Online())
+	st = waitStats(t, b.d, "backlog drained", func(s dispatcher.Stats) bool { return s.Delivered == 200 })
+	require.False(t, st.Paused)
+	require.Zero(t, st.DeadLettered)
+	seen := attemptsByID(t, b.srv, "edge")
+	for _, id := range ids {
+		require.Len(t, seen[id], 1)
+		var m meta
+		require.NoError(t, json.Unmarshal(seen[id][0].Payload, &m))
+		require.Equal(t, 1, m.Dispatch.Attempt, "failed attempts while offline were not counted")
+	}
+}
+
+// TestRunShutdown cancels Run with invocations in flight: it returns
+// promptly, finished ones are settled, the rest are back in the queue, and
+// goleak (TestMain) finds no goroutine left.
+func TestRunShutdown(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t, dispatcher.WithConcurrency(8), dispatcher.WithDrainTimeout(5*time.Second))
+	b.srv.Register("slow", lambdatest.OK())
+	b.srv.Fail("slow", lambdatest.Latency(200*time.Millisecond))
+	b.enqueue(t, "slow", 40)
+	b.start(t)
+	waitStats(t, b.d, "invocations in flight", func(s dispatcher.Stats) bool { return s.Leased == 8 })
+	start := time.Now()
+	b.halt(t)
+	require.Less(t, time.Since(start), 5*time.Second)
+	st := b.d.Stats()
+	require.Zero(t, st.Leased, "no lease outlives Run")
+	require.Equal(t, uint64(40), st.Delivered+uint64(st.Ready))
+	require.Positive(t, st.Delivered, "in-flight invocations were let finish")
+}
+
+func TestRunTwiceAndClose(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t)
+	b.start(t)
+	waitStats(t, b.d, "running", func(s dispatcher.Stats) bool { return s.Running })
+	require.ErrorIs(t, b.d.Run(context.Background()), dispatcher.ErrRunning)
+	require.NoError(t, b.d.Close(), "Close stops Run")
+	require.NoError(t, <-b.errc)
+	b.stop = nil
+	require.ErrorIs(t, b.d.Run(context.Background()), dispatcher.ErrClosed)
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t)
+	b.srv.Register("orders", lambdatest.OK())
+	require.NoError(t, b.d.Check(context.Background(), "orders"))
+	require.Zero(t, b.srv.Count("orders")-1, "one DryRun")
+	require.Equal(t, "DryRun", string(b.srv.Invocations("orders")[0].InvocationType))
+
+	err := b.d.Check(context.Background(), "nope")
+	var ie *retry.InvokeError
+	require.ErrorAs(t, err, &ie)
+	require.Equal(t, "ResourceNotFoundException", ie.Code)
+	require.Equal(t, 404, ie.StatusCode)
+	require.NotEmpty(t, ie.RequestID)
+	require.Equal(t, retry.Permanent, ie.Class)
+
+	require.ErrorIs(t, b.d.Check(context.Background(), "bad name"), dispatcher.ErrInvalidEvent)
+
+	d, err := dispatcher.Open(filepath.Join(t.TempDir(), "x.db"))
+	require.NoError(t, err)
+	defer d.Close()
+	require.ErrorIs(t, d.Check(context.Background(), "orders"), dispatcher.ErrNoLambda)
+	require.ErrorIs(t, d.Run(context.Background()), dispatcher.ErrNoLambda)
+}
