@@ -56,8 +56,9 @@ const (
 
 // Decide says what to do with an event after an attempt whose outcome was
 // classified as class. attempts is the number of attempts made so far,
-// including this one; enqueued is when the event was enqueued and now the
-// current time. The Reason is empty unless the Decision is [DeadLetter].
+// including this one; enqueued is when the event's age starts (the
+// dispatcher passes its first attempt, see the package's Caveats) and now
+// the current time. The Reason is empty unless the Decision is [DeadLetter].
 //
 // The rules, in order:
 //

@@ -59,12 +59,12 @@
 //
 // # Caveats
 //
-// The maximum event age is measured from the enqueue time and checked only
-// when a retryable attempt fails: a paused dispatcher never dead-letters its
-// backlog for age, and an event that is finally attempted after a long outage
-// still gets its attempt. But if that attempt is throttled or fails
-// transiently, an event older than MaxEventAge is dead-lettered at once.
-// Devices that buffer offline for longer than MaxEventAge should raise it.
+// The maximum event age is checked only when a retryable attempt fails, and
+// against the time the caller passes to [Policy.Decide]. The dispatcher
+// passes the time of the event's first attempt that reached Lambda, not its
+// enqueue time: a backlog buffered while offline, or waiting behind a long
+// queue, is never dead-lettered for its age; an event whose retries drag on
+// for longer than MaxEventAge after its first attempt is.
 //
 // A per-call context deadline that fires while the SDK is still dialling
 // surfaces as context.DeadlineExceeded and is classified [Transient], not
