@@ -116,6 +116,7 @@ type runner struct {
 	inflight int
 	freed    chan struct{} // a slot was freed; holds one signal at most
 
+	stopping atomic.Bool // the leaser is done: start no new invocation
 	paused   atomic.Bool
 	pausedOn atomic.Value // string: the function whose failure paused dispatch
 }
@@ -157,6 +158,7 @@ func (r *runner) run(ctx context.Context) error {
 		})
 	}
 	r.lease(ctx)
+	r.stopping.Store(true)
 	close(r.work)
 	workers.Wait()
 	close(r.acks)
@@ -294,9 +296,9 @@ func (r *runner) waitForWork(ctx context.Context, reclaim <-chan time.Time) bool
 // handle invokes one event and settles the outcome.
 func (r *runner) handle(ctx context.Context, ev store.Event) {
 	defer r.done()
-	if ctx.Err() != nil {
-		// Run is over and the drain time spent: never tried, so the
-		// attempt is given back.
+	if ctx.Err() != nil || r.stopping.Load() {
+		// Leased but not started when Run was told to stop: never tried,
+		// so the attempt is given back.
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		return
 	}
