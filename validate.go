@@ -1,8 +1,8 @@
 package dispatcher
 
 import (
-	"encoding/json"
 	"fmt"
+	"github.com/lambdadispatch/dispatcher/internal/jsonvalid"
 	"strings"
 	"unicode/utf8"
 )
@@ -264,7 +264,7 @@ func checkPayload(p []byte, limit int) string {
 	if len(p) > limit {
 		return fmt.Sprintf("payload is %d bytes, limit %d", len(p), limit)
 	}
-	if !json.Valid(p) {
+	if !jsonvalid.Valid(p) {
 		return "not valid JSON"
 	}
 	return ""
