@@ -149,7 +149,7 @@ func (d *Dispatcher) Stats() Stats {
 	s, err := d.st.Stats()
 	st := Stats{
 		Enqueued: s.Enqueued, Delivered: s.Acked, Retried: s.Rescheduled,
-		DeadLettered: s.Removed, Recovered: s.Recovered, Commits: s.Commits,
+		Recovered: s.Recovered, Commits: s.Commits,
 		Throttled: d.throttled.Load(), Paused: d.paused.Load(), DeadLetteredBy: map[deadletter.Reason]uint64{},
 	}
 	d.runMu.Lock()
@@ -158,6 +158,7 @@ func (d *Dispatcher) Stats() Stats {
 	d.deadMu.Lock()
 	for r, n := range d.deadBy {
 		st.DeadLetteredBy[r] = n
+		st.DeadLettered += n // from the same counts, so the two always agree
 	}
 	d.deadMu.Unlock()
 	if err != nil {

@@ -2,9 +2,10 @@ package dispatcher
 
 import (
 	"fmt"
-	"github.com/lambdadispatch/dispatcher/internal/jsonvalid"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/lambdadispatch/dispatcher/internal/jsonvalid"
 )
 
 // DefaultMaxPayload is Lambda's asynchronous invocation payload limit (1 MiB),
