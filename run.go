@@ -32,8 +32,14 @@ var (
 	ErrRunning = errors.New("dispatcher: already running")
 )
 
-// maxLeaseBatch bounds one lease transaction.
+// maxLeaseBatch bounds one lease transaction, and one ack transaction.
 const maxLeaseBatch = 256
+
+// maxIdleWait bounds how long an idle leaser sleeps before it looks again.
+const maxIdleWait = time.Second
+
+// ackGather is how long the acker waits to fill an ack transaction.
+const ackGather = 2 * time.Millisecond
 
 // noSDKRetries turns the SDK's own retries off for one call: the
 // dispatcher's policy is the only one, and the SDK's retry quota would
@@ -112,9 +118,13 @@ type runner struct {
 	limit  *aimd
 	pace   *pacer
 
-	mu       sync.Mutex
-	inflight int
-	freed    chan struct{} // a slot was freed; holds one signal at most
+	// held counts events leased and not yet settled: invoking, or waiting
+	// in work for a worker. The leaser keeps up to twice the in-flight
+	// limit held, so workers never wait for a lease commit.
+	mu    sync.Mutex
+	held  int
+	freed chan struct{} // held went down; one waiter (the leaser), one signal
+	stop  chan struct{} // closed when the leaser is done
 
 	stopping atomic.Bool // the leaser is done: start no new invocation
 	paused   atomic.Bool
@@ -126,11 +136,12 @@ func newRunner(d *Dispatcher) *runner {
 		d:      d,
 		st:     d.st,
 		policy: d.opts.policy,
-		work:   make(chan store.Event, d.opts.concurrency),
-		acks:   make(chan uint64, 4*maxLeaseBatch),
+		work:   make(chan store.Event, 2*d.opts.concurrency),
+		acks:   make(chan uint64, 2*d.opts.concurrency),
 		limit:  newAIMD(d.opts.concurrency),
 		pace:   newPacer(d.opts.rate),
 		freed:  make(chan struct{}, 1),
+		stop:   make(chan struct{}),
 	}
 }
 
@@ -150,15 +161,12 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	var workers, acker sync.WaitGroup
 	acker.Go(r.ackLoop)
-	for range r.d.opts.concurrency {
-		workers.Go(func() {
-			for ev := range r.work {
-				r.handle(drain, ev)
-			}
-		})
+	for i := range r.d.opts.concurrency {
+		workers.Go(func() { r.worker(drain, i) })
 	}
 	r.lease(ctx)
 	r.stopping.Store(true)
+	close(r.stop)
 	close(r.work)
 	workers.Wait()
 	close(r.acks)
@@ -173,6 +181,11 @@ func (r *runner) run(ctx context.Context) error {
 func (r *runner) ackLoop() {
 	for seq := range r.acks {
 		seqs := []uint64{seq}
+		// Gather for a moment: each commit costs bbolt a rewrite of every
+		// page it touches, so a few large ack commits cost far less than
+		// many small ones. The delay only postpones the ack; delivery has
+		// already happened.
+		gather := time.NewTimer(ackGather)
 	more:
 		for len(seqs) < maxLeaseBatch {
 			select {
@@ -181,10 +194,11 @@ func (r *runner) ackLoop() {
 					break more
 				}
 				seqs = append(seqs, s)
-			default:
+			case <-gather.C:
 				break more
 			}
 		}
+		gather.Stop()
 		r.settle(func(c context.Context) error {
 			err := r.st.Ack(c, seqs...)
 			if err == nil || len(seqs) == 1 {
@@ -235,22 +249,25 @@ func (r *runner) lease(ctx context.Context) {
 			continue
 		}
 		r.mu.Lock()
-		r.inflight += len(evs)
+		r.held += len(evs)
 		r.mu.Unlock()
 		for _, ev := range evs {
-			r.work <- ev // never blocks: the channel holds the most in flight
+			r.work <- ev // never blocks: the channel holds the most ever held
 		}
 	}
 }
 
-// acquire waits until the in-flight count is under the limit and returns
-// how many more may start, or 0 when ctx ends.
+// acquire waits until at least half the in-flight limit can be leased
+// (twice the limit may be held: one limit invoking, one waiting) and
+// returns how many, or 0 when ctx ends. Leasing in halves keeps lease
+// transactions large and few while the workers always have work waiting.
 func (r *runner) acquire(ctx context.Context) int {
 	for {
+		limit := r.limit.current()
 		r.mu.Lock()
-		n := r.limit.current() - r.inflight
+		n := 2*limit - r.held
 		r.mu.Unlock()
-		if n > 0 {
+		if n >= max(limit/2, 1) {
 			return n
 		}
 		select {
@@ -261,9 +278,32 @@ func (r *runner) acquire(ctx context.Context) int {
 	}
 }
 
+// worker i invokes while i is under the in-flight limit: the limit is
+// enforced by how many workers take work, so it can move without a
+// semaphore. When the leaser is done, every worker drains what is left.
+func (r *runner) worker(ctx context.Context, i int) {
+	for {
+		for !r.stopping.Load() {
+			limit, changed := r.limit.state()
+			if i < limit {
+				break
+			}
+			select {
+			case <-changed:
+			case <-r.stop:
+			}
+		}
+		ev, ok := <-r.work
+		if !ok {
+			return
+		}
+		r.handle(ctx, ev)
+	}
+}
+
 func (r *runner) done() {
 	r.mu.Lock()
-	r.inflight--
+	r.held--
 	r.mu.Unlock()
 	select {
 	case r.freed <- struct{}{}:
@@ -274,9 +314,12 @@ func (r *runner) done() {
 // waitForWork sleeps until an event may be due: one is enqueued or
 // rescheduled, the earliest scheduled one falls due, or a reclaim is due.
 func (r *runner) waitForWork(ctx context.Context, reclaim <-chan time.Time) bool {
-	wait := time.Minute
+	// Look again at least every maxIdleWait: the clock can jump (NTP, a
+	// laptop's sleep, a test's clock), and a timer set for an hour would
+	// sleep through it.
+	wait := maxIdleWait
 	if due, ok, err := r.st.NextDue(); err == nil && ok {
-		wait = max(due.Sub(r.d.opts.now()), time.Millisecond)
+		wait = min(max(due.Sub(r.d.opts.now()), time.Millisecond), maxIdleWait)
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -476,14 +519,32 @@ type aimd struct {
 	limit   float64
 	max     float64
 	lastCut time.Time
+	changed chan struct{} // closed when the whole-number limit changes
 }
 
-func newAIMD(max int) *aimd { return &aimd{limit: float64(max), max: float64(max)} }
+func newAIMD(max int) *aimd {
+	return &aimd{limit: float64(max), max: float64(max), changed: make(chan struct{})}
+}
 
 func (a *aimd) current() int {
+	n, _ := a.state()
+	return n
+}
+
+// state returns the limit and a channel closed when it next changes.
+func (a *aimd) state() (int, <-chan struct{}) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return int(a.limit)
+	return int(a.limit), a.changed
+}
+
+// set changes the limit, telling waiters when its whole part moves.
+func (a *aimd) set(v float64) {
+	if int(v) != int(a.limit) {
+		close(a.changed)
+		a.changed = make(chan struct{})
+	}
+	a.limit = v
 }
 
 // throttled halves the limit, once for all the invocations that were in
@@ -494,14 +555,14 @@ func (a *aimd) throttled(started time.Time) bool {
 	if started.Before(a.lastCut) {
 		return false
 	}
-	a.limit = max(1, a.limit/2)
+	a.set(max(1, a.limit/2))
 	a.lastCut = time.Now()
 	return true
 }
 
 func (a *aimd) succeeded() {
 	a.mu.Lock()
-	a.limit = min(a.max, a.limit+1/a.limit)
+	a.set(min(a.max, a.limit+1/a.limit))
 	a.mu.Unlock()
 }
 

@@ -3,12 +3,16 @@ package dispatcher_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/stretchr/testify/require"
 
 	"github.com/lambdadispatch/dispatcher"
@@ -252,34 +256,42 @@ func TestRunMixOfFaults(t *testing.T) {
 	require.Equal(t, uint64(each+delivered), st.Delivered)
 	require.Equal(t, uint64(100+100+50+each-delivered), st.DeadLettered)
 	require.Equal(t, uint64(150), st.DeadLetteredBy[deadletter.Rejected])
+	require.Positive(t, st.Throttled, "throttling lowered the in-flight limit")
 }
 
 // TestRunEventAge moves the clock: an event enqueued long before its first
 // attempt is still retried (age runs from the first attempt, so a backlog
 // buffered offline is not dead-lettered for its age), while one whose
 // retry falls past MaxEventAge after its first attempt is dead-lettered.
+// Retries are an hour apart on the moved clock, so each attempt waits for
+// the test to move it.
 func TestRunEventAge(t *testing.T) {
 	t.Parallel()
 	var offset atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	move := func(d time.Duration) { offset.Add(int64(d)) }
 	p := fastPolicy()
-	p.MaxEventAge = time.Hour
+	p.InitialInterval, p.MaxInterval, p.RandomizationFactor = time.Hour, time.Hour, 0
+	p.MaxEventAge = 3 * time.Hour
 	b := setupRun(t, dispatcher.WithClock(clock), dispatcher.WithRetryPolicy(p))
 	b.srv.Register("fn", lambdatest.OK())
+
 	b.srv.Fail("fn", lambdatest.ServerError(2))
 	old := b.enqueue(t, "fn", 1)[0]
-	offset.Add(int64(2 * time.Hour)) // buffered two hours before the first attempt
+	move(5 * time.Hour) // buffered five hours before its first attempt
 	b.start(t)
-	waitStats(t, b.d, "retried twice", func(s dispatcher.Stats) bool { return s.Retried == 2 })
+	waitStats(t, b.d, "first attempt failed", func(s dispatcher.Stats) bool { return s.Retried == 1 })
+	move(time.Hour)
+	waitStats(t, b.d, "second attempt failed", func(s dispatcher.Stats) bool { return s.Retried == 2 })
+	move(time.Hour)
 	st := waitStats(t, b.d, "delivered", func(s dispatcher.Stats) bool { return s.Delivered == 1 })
-	require.Zero(t, st.DeadLettered)
+	require.Zero(t, st.DeadLettered, "seven hours after enqueue, two after its first attempt: still retried")
 	require.Len(t, attemptsByID(t, b.srv, "fn")[old], 3)
 
-	b.srv.Fail("fn", lambdatest.ServerError(1))
+	b.srv.Fail("fn", lambdatest.ServerError(2))
 	late := b.enqueue(t, "fn", 1)[0]
 	waitStats(t, b.d, "first attempt failed", func(s dispatcher.Stats) bool { return s.Retried == 3 })
-	offset.Add(int64(2 * time.Hour)) // the retry comes two hours after the first attempt
-	b.srv.Fail("fn", lambdatest.ServerError(1))
+	move(4 * time.Hour) // the retry comes four hours after the first attempt
 	st = waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 1 })
 	require.Equal(t, uint64(1), st.DeadLetteredBy[deadletter.EventAgeExceeded])
 	l, err := b.d.DeadLetters().Get(late)
@@ -371,4 +383,82 @@ func TestCheck(t *testing.T) {
 	defer d.Close()
 	require.ErrorIs(t, d.Check(context.Background(), "orders"), dispatcher.ErrNoLambda)
 	require.ErrorIs(t, d.Run(context.Background()), dispatcher.ErrNoLambda)
+}
+
+// TestRunFailingSinkLosesNothing dead-letters through a sink that fails
+// at first: the events stay queued until the sink takes them, each once.
+func TestRunFailingSinkLosesNothing(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	failures := 5
+	got := map[string]int{}
+	sink := deadletter.SinkFunc(func(_ context.Context, l deadletter.Letter) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures > 0 {
+			failures--
+			return errors.New("sink unavailable")
+		}
+		got[l.ID]++
+		return nil
+	})
+	b := setupRun(t, dispatcher.WithDeadLetter(sink))
+	ids := b.enqueue(t, "missing", 20)
+	b.start(t)
+	st := waitStats(t, b.d, "all dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 20 })
+	require.Zero(t, st.Queued())
+	mu.Lock()
+	defer mu.Unlock()
+	require.Zero(t, failures)
+	for _, id := range ids {
+		require.Equal(t, 1, got[id], "letter %s", id)
+	}
+}
+
+// TestRunCredentialsPause fails the credentials provider: dispatch pauses
+// without spending attempts and resumes when credentials come back.
+func TestRunCredentialsPause(t *testing.T) {
+	t.Parallel()
+	var ok atomic.Bool
+	srv := lambdatest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.Register("fn", lambdatest.OK())
+	client := srv.Client(func(o *lambda.Options) {
+		o.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			if !ok.Load() {
+				return aws.Credentials{}, errors.New("no EC2 IMDS role found")
+			}
+			return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "SECRET", Source: "test"}, nil
+		})
+	})
+	d, err := dispatcher.Open(filepath.Join(t.TempDir(), "events.db"), dispatcher.WithLambda(client),
+		dispatcher.WithRetryPolicy(fastPolicy()), dispatcher.WithPayloadMetadata("_dispatch"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	b := &runBundle{srv: srv, d: d}
+	b.enqueue(t, "fn", 30)
+	b.start(t)
+	waitStats(t, d, "paused", func(s dispatcher.Stats) bool { return s.Paused })
+	require.Zero(t, srv.Count("fn"), "no request leaves without credentials")
+	ok.Store(true)
+	st := waitStats(t, d, "delivered", func(s dispatcher.Stats) bool { return s.Delivered == 30 })
+	require.Zero(t, st.DeadLettered)
+	for id, invs := range attemptsByID(t, srv, "fn") {
+		var m meta
+		require.NoError(t, json.Unmarshal(invs[0].Payload, &m))
+		require.Equal(t, 1, m.Dispatch.Attempt, "event %s: the paused attempts were given back", id)
+	}
+}
+
+// TestRunRateLimit checks the cap from below only: a slow machine can make
+// dispatch slower, never faster.
+func TestRunRateLimit(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t, dispatcher.WithRateLimit(100))
+	b.srv.Register("fn", lambdatest.OK())
+	b.enqueue(t, "fn", 30)
+	start := time.Now()
+	b.start(t)
+	waitStats(t, b.d, "delivered", func(s dispatcher.Stats) bool { return s.Delivered == 30 })
+	require.GreaterOrEqual(t, time.Since(start), 290*time.Millisecond, "30 events at 100/s take at least 0.29 s")
 }
