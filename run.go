@@ -32,13 +32,14 @@ var (
 	ErrRunning = errors.New("dispatcher: already running")
 )
 
-// maxLeaseBatch bounds one lease transaction, and one ack transaction.
+// maxLeaseBatch bounds one lease transaction.
 const maxLeaseBatch = 256
 
 // maxIdleWait bounds how long an idle leaser sleeps before it looks again.
 const maxIdleWait = time.Second
 
-// ackGather is how long the acker waits to fill an ack transaction.
+// ackGather is how long delivered events wait for a lease transaction to
+// carry their acks before they get one of their own.
 const ackGather = 2 * time.Millisecond
 
 // noSDKRetries turns the SDK's own retries off for one call: the
@@ -114,7 +115,6 @@ type runner struct {
 	st     *store.Store
 	policy retry.Policy
 	work   chan store.Event
-	acks   chan uint64 // delivered, to be acked
 	limit  *aimd
 	pace   *pacer
 
@@ -125,6 +125,9 @@ type runner struct {
 	held  int
 	freed chan struct{} // held went down; one waiter (the leaser), one signal
 	stop  chan struct{} // closed when the leaser is done
+
+	ackMu   sync.Mutex
+	pending []uint64 // delivered, not yet acked
 
 	stopping atomic.Bool // the leaser is done: start no new invocation
 	paused   atomic.Bool
@@ -137,7 +140,6 @@ func newRunner(d *Dispatcher) *runner {
 		st:     d.st,
 		policy: d.opts.policy,
 		work:   make(chan store.Event, 2*d.opts.concurrency),
-		acks:   make(chan uint64, 2*d.opts.concurrency),
 		limit:  newAIMD(d.opts.concurrency),
 		pace:   newPacer(d.opts.rate),
 		freed:  make(chan struct{}, 1),
@@ -159,8 +161,7 @@ func (r *runner) run(ctx context.Context) error {
 	if n, err := r.st.Reclaim(drain); err == nil && n > 0 {
 		r.d.log.Info("returned expired leases to the queue", "leases", n)
 	}
-	var workers, acker sync.WaitGroup
-	acker.Go(r.ackLoop)
+	var workers sync.WaitGroup
 	for i := range r.d.opts.concurrency {
 		workers.Go(func() { r.worker(drain, i) })
 	}
@@ -169,51 +170,55 @@ func (r *runner) run(ctx context.Context) error {
 	close(r.stop)
 	close(r.work)
 	workers.Wait()
-	close(r.acks)
-	acker.Wait()
+	if acks := r.takeAcks(); len(acks) > 0 {
+		r.settle(func(c context.Context) error { return r.ackAndLease(c, acks, 0, nil) })
+	}
 	return nil
 }
 
-// ackLoop acks delivered events in batches: a worker hands its event over
-// and goes on to the next invocation instead of waiting for an fsync, and
-// every ack waiting at the time shares one call. An ack that does not
-// land before a crash means the event is sent again: at least once.
-func (r *runner) ackLoop() {
-	for seq := range r.acks {
-		seqs := []uint64{seq}
-		// Gather for a moment: each commit costs bbolt a rewrite of every
-		// page it touches, so a few large ack commits cost far less than
-		// many small ones. The delay only postpones the ack; delivery has
-		// already happened.
-		gather := time.NewTimer(ackGather)
-	more:
-		for len(seqs) < maxLeaseBatch {
-			select {
-			case s, ok := <-r.acks:
-				if !ok {
-					break more
-				}
-				seqs = append(seqs, s)
-			case <-gather.C:
-				break more
-			}
-		}
-		gather.Stop()
-		r.settle(func(c context.Context) error {
-			err := r.st.Ack(c, seqs...)
-			if err == nil || len(seqs) == 1 {
-				return err
-			}
-			// All or nothing failed on one (say, a lease that expired and
-			// was taken back): ack the others one by one.
-			for _, s := range seqs {
-				if err := r.st.Ack(c, s); err != nil {
-					r.d.log.Warn("could not ack a delivered event; it will be sent again", "id", formatID(s), "error", err)
-				}
-			}
-			return nil
-		})
+// delivered queues an event's ack. Acks ride on the leaser's next lease
+// transaction (or one of their own when none comes soon): a worker goes on
+// to its next invocation instead of waiting for an fsync, and each commit
+// costs bbolt a rewrite of every page it touches, so one commit that acks
+// and leases costs far less than two. An ack lost in a crash means the
+// event is sent again: at least once.
+func (r *runner) delivered(seq uint64) {
+	r.ackMu.Lock()
+	r.pending = append(r.pending, seq)
+	r.ackMu.Unlock()
+}
+
+func (r *runner) takeAcks() []uint64 {
+	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
+	acks := r.pending
+	r.pending = nil
+	return acks
+}
+
+func (r *runner) hasAcks() bool {
+	r.ackMu.Lock()
+	defer r.ackMu.Unlock()
+	return len(r.pending) > 0
+}
+
+// ackAndLease acks acks and leases up to n events into out. On failure the
+// acks go back to be tried again.
+func (r *runner) ackAndLease(ctx context.Context, acks []uint64, n int, out *[]store.Event) error {
+	evs, notLeased, err := r.st.AckAndLease(ctx, acks, n, r.d.opts.leaseDuration)
+	if err != nil {
+		r.ackMu.Lock()
+		r.pending = append(r.pending, acks...)
+		r.ackMu.Unlock()
+		return err
 	}
+	for _, seq := range notLeased {
+		r.d.log.Warn("could not ack a delivered event: its lease was taken back; it will be sent again", "id", formatID(seq))
+	}
+	if out != nil {
+		*out = evs
+	}
+	return nil
 }
 
 // lease keeps the in-flight limit filled until ctx is done.
@@ -229,7 +234,8 @@ func (r *runner) lease(ctx context.Context) {
 		if n == 0 {
 			return
 		}
-		evs, err := r.st.Lease(ctx, min(n, maxLeaseBatch), r.d.opts.leaseDuration)
+		var evs []store.Event
+		err := r.ackAndLease(ctx, r.takeAcks(), min(n, maxLeaseBatch), &evs)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -270,12 +276,32 @@ func (r *runner) acquire(ctx context.Context) int {
 		if n >= max(limit/2, 1) {
 			return n
 		}
-		select {
-		case <-r.freed:
-		case <-ctx.Done():
+		if !r.waitFreed(ctx) {
 			return 0
 		}
 	}
+}
+
+// waitFreed waits for an invocation to end. Acks waiting meanwhile get a
+// commit of their own after ackGather, so that slow invocations holding
+// the next lease back do not hold acks back too.
+func (r *runner) waitFreed(ctx context.Context) bool {
+	var flush <-chan time.Time
+	if r.hasAcks() {
+		t := time.NewTimer(ackGather)
+		defer t.Stop()
+		flush = t.C
+	}
+	select {
+	case <-r.freed:
+	case <-flush:
+		if err := r.ackAndLease(ctx, r.takeAcks(), 0, nil); err != nil && ctx.Err() == nil {
+			r.d.log.Error("ack failed", "error", err)
+		}
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // worker i invokes while i is under the in-flight limit: the limit is
@@ -325,6 +351,7 @@ func (r *runner) waitForWork(ctx context.Context, reclaim <-chan time.Time) bool
 	defer t.Stop()
 	select {
 	case <-r.st.Ready():
+	case <-r.freed: // an invocation ended: its ack waits for a commit
 	case <-t.C:
 	case <-reclaim:
 		if n, err := r.st.Reclaim(ctx); err == nil && n > 0 {
@@ -367,7 +394,7 @@ func (r *runner) handle(ctx context.Context, ev store.Event) {
 	switch decision {
 	case retry.Done:
 		r.limit.succeeded()
-		r.acks <- ev.Seq
+		r.delivered(ev.Seq)
 	case retry.Retry:
 		if class == retry.Throttled && r.limit.throttled(started) {
 			r.d.throttled.Add(1)

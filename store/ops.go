@@ -106,34 +106,78 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 	}
 	var out []Event
 	err := s.do(ctx, func(t *txn) error {
-		out = nil
-		limit := orderedTime(t.now)
-		var keys [][]byte
-		cur := t.ready.Cursor()
-		for k, _ := cur.First(); k != nil && len(keys) < n; k, _ = cur.Next() {
-			if len(k) != 16 {
-				keys = append(keys, append([]byte(nil), k...)) // leaseOne sets it aside
+		var err error
+		out, err = t.lease(n, d)
+		return err
+	})
+	if err != nil {
+		return nil, err // out may still be written by the writer: never read it
+	}
+	return out, nil
+}
+
+// AckAndLease acks the delivered events in acks and leases up to n more,
+// in one transaction: a worker loop that settles and refills at once pays
+// for one commit instead of two. Unlike Ack it is not all or nothing: it
+// acks every event of acks that is still leased and returns the others
+// (their lease was reclaimed, or they are gone) in notLeased.
+func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration) ([]Event, []uint64, error) {
+	var leased []Event
+	var notLeased []uint64
+	err := s.do(ctx, func(t *txn) error {
+		leased, notLeased = nil, nil
+		for _, seq := range acks {
+			r, err := t.leased(seq)
+			if err != nil {
+				notLeased = append(notLeased, seq)
 				continue
 			}
-			if binary.BigEndian.Uint64(k) > limit {
-				break
-			}
-			keys = append(keys, append([]byte(nil), k...))
-		}
-		// Deleting under a live cursor makes bbolt skip keys, so the walk
-		// above only collects.
-		for _, k := range keys {
-			ev, ok, err := t.leaseOne(k, d)
-			if err != nil {
+			if err := t.delete(seq, &r); err != nil {
 				return err
 			}
-			if ok {
-				out = append(out, ev)
-			}
+			t.tot.acked++
 		}
-		return nil
+		if n <= 0 {
+			return nil
+		}
+		var err error
+		leased, err = t.lease(n, d)
+		return err
 	})
-	return out, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return leased, notLeased, nil
+}
+
+// lease takes up to n due events, oldest due first.
+func (t *txn) lease(n int, d time.Duration) ([]Event, error) {
+	var out []Event
+	limit := orderedTime(t.now)
+	var keys [][]byte
+	cur := t.ready.Cursor()
+	for k, _ := cur.First(); k != nil && len(keys) < n; k, _ = cur.Next() {
+		if len(k) != 16 {
+			keys = append(keys, append([]byte(nil), k...)) // leaseOne sets it aside
+			continue
+		}
+		if binary.BigEndian.Uint64(k) > limit {
+			break
+		}
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	// Deleting under a live cursor makes bbolt skip keys, so the walk
+	// above only collects.
+	for _, k := range keys {
+		ev, ok, err := t.leaseOne(k, d)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
 }
 
 func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
@@ -412,7 +456,10 @@ func (s *Store) Reclaim(ctx context.Context) (int, error) {
 		n, err = t.returnLeases(func(until int64) bool { return until < t.now })
 		return err
 	})
-	return n, err
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // returnLeases puts back every lease for which expired says so.

@@ -707,3 +707,27 @@ func runChild(mode, path string) {
 	fmt.Println(map[string]string{"hold": "holding", "lease": "leased"}[mode])
 	time.Sleep(time.Hour) // until SIGKILL
 }
+
+func TestAckAndLease(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, Options{})
+	seqs := enqueue(t, b.st, newEvents(5, "fn")...)
+	first, err := b.st.Lease(ctx, 2, time.Minute)
+	require.NoError(t, err)
+	commits := stats(t, b.st).Commits
+
+	got, notLeased, err := b.st.AckAndLease(ctx, []uint64{seqs[0], seqs[1], seqs[4], 999}, 2, time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, []uint64{seqs[2], seqs[3]}, seqsOf(got))
+	require.Equal(t, []uint64{seqs[4], 999}, notLeased, "not leased (ready) and missing are reported, not fatal")
+	st := stats(t, b.st)
+	require.Equal(t, commits+1, st.Commits, "one transaction")
+	require.Equal(t, uint64(2), st.Acked)
+	require.Equal(t, int64(3), st.Events)
+	require.Equal(t, int64(2), st.Leased)
+	for _, e := range first {
+		_, err := b.st.Get(e.Seq)
+		require.ErrorIs(t, err, ErrNotFound)
+	}
+}

@@ -34,7 +34,9 @@ const (
 // before the writer takes the op, the op is dropped and ctx's error
 // returned: nothing was written. If it ends after, ctx's error is returned
 // at once too, and the write may or may not commit: the caller was not told
-// it did, which is what at-least-once needs.
+// it did, which is what at-least-once needs. apply may then still be
+// running: a caller must not read what apply writes unless do returned nil
+// or an error apply set.
 func (s *Store) do(ctx context.Context, apply func(t *txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
