@@ -24,6 +24,19 @@
 // the asynchronous payload limit, a bounded key. A bad event gives an
 // error wrapping ErrInvalidEvent, as a *ValidationError naming the field.
 //
+// # Sending
+//
+// With WithLambda, Run delivers until its context ends: workers lease due
+// events in batches and invoke Lambda with InvocationType Event, the SDK's
+// own retries off. Each outcome is classified by package retry: success is
+// acked; throttled and transient failures are retried with exponential
+// backoff and jitter, twice by default (three attempts, like Lambda's own
+// asynchronous retries); permanent failures, exhausted retries and events
+// past their age go to the dead-letter sink, in the queue's file by
+// default; an unreachable endpoint or failing credentials pause dispatch
+// as a whole without spending attempts, until a DryRun probe gets through.
+// Check makes one DryRun invocation, to fail fast at start-up.
+//
 // # Guarantees
 //
 // Delivery is at least once: an event leased by a process that dies is
