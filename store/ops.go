@@ -127,12 +127,12 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 	err := s.do(ctx, func(t *txn) error {
 		leased, notLeased = nil, nil
 		for _, seq := range acks {
-			r, err := t.leased(seq)
+			h, err := t.leasedHead(seq)
 			if err != nil {
 				notLeased = append(notLeased, seq)
 				continue
 			}
-			if err := t.delete(seq, &r); err != nil {
+			if err := t.remove(seq, h); err != nil {
 				return err
 			}
 			t.tot.acked++
@@ -267,23 +267,39 @@ func (t *txn) leased(seq uint64) (record, error) {
 	return r, nil
 }
 
+// leasedHead is leased for callers that only remove the event.
+func (t *txn) leasedHead(seq uint64) (recordHead, error) {
+	k := seqKey(seq)
+	if t.leases.Get(k) == nil {
+		if t.events.Get(k) == nil {
+			return recordHead{}, fmt.Errorf("%w: %d", ErrNotFound, seq)
+		}
+		return recordHead{}, fmt.Errorf("%w: %d", ErrNotLeased, seq)
+	}
+	h, err := skimRecord(t.events.Get(k))
+	if err != nil {
+		return recordHead{}, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: err}
+	}
+	return h, nil
+}
+
 // Ack removes leased events that were delivered. It is all or nothing: if
 // one of seqs is not leased, none is removed and the error says which.
 func (s *Store) Ack(ctx context.Context, seqs ...uint64) error {
 	var bad error
 	err := s.do(ctx, func(t *txn) error {
 		bad = nil
-		recs := make([]record, len(seqs))
+		heads := make([]recordHead, len(seqs))
 		for i, seq := range seqs {
-			r, err := t.leased(seq)
+			h, err := t.leasedHead(seq)
 			if err != nil {
 				bad = err
 				return nil
 			}
-			recs[i] = r
+			heads[i] = h
 		}
 		for i, seq := range seqs {
-			if err := t.delete(seq, &recs[i]); err != nil {
+			if err := t.remove(seq, heads[i]); err != nil {
 				return err
 			}
 		}
@@ -298,6 +314,10 @@ func (s *Store) Ack(ctx context.Context, seqs ...uint64) error {
 
 // delete removes an event from every bucket that holds it.
 func (t *txn) delete(seq uint64, r *record) error {
+	return t.remove(seq, recordHead{state: r.state, due: r.due, size: r.size()})
+}
+
+func (t *txn) remove(seq uint64, r recordHead) error {
 	k := seqKey(seq)
 	if r.state == stateLeased {
 		if err := t.leases.Delete(k); err != nil {
@@ -314,7 +334,7 @@ func (t *txn) delete(seq uint64, r *record) error {
 		return err
 	}
 	t.c.events--
-	t.c.bytes -= r.size()
+	t.c.bytes -= r.size
 	return nil
 }
 

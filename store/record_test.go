@@ -61,6 +61,14 @@ func FuzzDecodeRecord(f *testing.F) {
 		if err != nil {
 			return
 		}
+		// The skim an ack uses must agree with the full decode.
+		h, err := skimRecord(b)
+		if err != nil {
+			t.Fatalf("decodes but does not skim: %v", err)
+		}
+		if want := (recordHead{state: r.state, due: r.due, size: r.size()}); h != want {
+			t.Fatalf("skim %+v, decode %+v", h, want)
+		}
 		if again := r.encode(nil); !bytes.Equal(again, b) {
 			// Varints have one canonical form each, so a record that
 			// decodes must be the encoding of what it decoded to.
