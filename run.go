@@ -173,6 +173,15 @@ func (r *runner) run(ctx context.Context) error {
 	if acks := r.takeAcks(); len(acks) > 0 {
 		r.settle(func(c context.Context) error { return r.ackAndLease(c, acks, 0, nil) })
 	}
+	// Every event handed to a worker is settled or released by now; a lease
+	// left is one whose lease call was cut off by ctx after it committed.
+	r.settle(func(c context.Context) error {
+		n, err := r.st.ReleaseAll(c)
+		if n > 0 {
+			r.d.log.Info("returned leases cut off by the stop to the queue", "leases", n)
+		}
+		return err
+	})
 	return nil
 }
 

@@ -119,8 +119,9 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 // AckAndLease acks the delivered events in acks and leases up to n more,
 // in one transaction: a worker loop that settles and refills at once pays
 // for one commit instead of two. Unlike Ack it is not all or nothing: it
-// acks every event of acks that is still leased and returns the others
-// (their lease was reclaimed, or they are gone) in notLeased.
+// acks every event of acks that is still leased, skips those already gone
+// (acked before), and returns in notLeased those whose lease was taken
+// back, which will therefore be sent again.
 func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration) ([]Event, []uint64, error) {
 	var leased []Event
 	var notLeased []uint64
@@ -128,6 +129,9 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 		leased, notLeased = nil, nil
 		for _, seq := range acks {
 			h, err := t.leasedHead(seq)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
 			if err != nil {
 				notLeased = append(notLeased, seq)
 				continue
@@ -474,6 +478,23 @@ func (s *Store) Reclaim(ctx context.Context) (int, error) {
 	err := s.do(ctx, func(t *txn) error {
 		var err error
 		n, err = t.returnLeases(func(until int64) bool { return until < t.now })
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// ReleaseAll returns every lease to the ready index, attempts kept. The
+// dispatcher calls it when Run ends: it holds the file alone, so a lease
+// still held then was taken by a lease call whose caller had already
+// given up on it.
+func (s *Store) ReleaseAll(ctx context.Context) (int, error) {
+	var n int
+	err := s.do(ctx, func(t *txn) error {
+		var err error
+		n, err = t.returnLeases(func(int64) bool { return true })
 		return err
 	})
 	if err != nil {

@@ -720,7 +720,7 @@ func TestAckAndLease(t *testing.T) {
 	got, notLeased, err := b.st.AckAndLease(ctx, []uint64{seqs[0], seqs[1], seqs[4], 999}, 2, time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, []uint64{seqs[2], seqs[3]}, seqsOf(got))
-	require.Equal(t, []uint64{seqs[4], 999}, notLeased, "not leased (ready) and missing are reported, not fatal")
+	require.Equal(t, []uint64{seqs[4]}, notLeased, "not leased (ready) is reported, gone is skipped, neither is fatal")
 	st := stats(t, b.st)
 	require.Equal(t, commits+1, st.Commits, "one transaction")
 	require.Equal(t, uint64(2), st.Acked)
@@ -729,5 +729,23 @@ func TestAckAndLease(t *testing.T) {
 	for _, e := range first {
 		_, err := b.st.Get(e.Seq)
 		require.ErrorIs(t, err, ErrNotFound)
+	}
+}
+
+func TestReleaseAll(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, Options{})
+	enqueue(t, b.st, newEvents(3, "fn")...)
+	_, err := b.st.Lease(ctx, 2, time.Hour)
+	require.NoError(t, err)
+	n, err := b.st.ReleaseAll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	st := stats(t, b.st)
+	require.Zero(t, st.Leased)
+	require.Equal(t, int64(3), st.Ready)
+	for _, e := range scanAll(t, b.st)[:2] {
+		require.Equal(t, 1, e.Attempts, "attempts kept")
 	}
 }
