@@ -213,24 +213,3 @@ func translate(err error) error {
 	}
 	return err
 }
-
-// DeadLetters returns the inspector of the dead letters kept in the
-// queue's file.
-func (d *Dispatcher) DeadLetters() *DeadLetters { return &DeadLetters{b: d.letters} }
-
-// DeadLetters reads the dead letters kept in the queue's file: the default
-// sink's, and those of any sink that falls back to it.
-type DeadLetters struct{ b *deadletter.Bolt }
-
-// Count returns the number of dead letters.
-func (l *DeadLetters) Count() (int, error) { return l.b.Count() }
-
-// Get returns the letter of the event with the given id.
-func (l *DeadLetters) Get(id string) (deadletter.Letter, error) { return l.b.Get(id) }
-
-// List returns up to limit letters in id order, starting after the cursor
-// after ("" for the first page), and the cursor of the next page, "" at the
-// end.
-func (l *DeadLetters) List(ctx context.Context, after string, limit int) ([]deadletter.Letter, string, error) {
-	return l.b.List(ctx, after, limit)
-}

@@ -200,3 +200,43 @@ func (b *Bolt) List(ctx context.Context, after string, limit int) ([]Letter, str
 	}
 	return letters, next, nil
 }
+
+// GetTx reads the letter with the given id inside tx: a redrive reads and
+// removes a letter in the transaction that queues its event again. It
+// returns an error wrapping ErrNotFound when there is none.
+func (b *Bolt) GetTx(tx *bolt.Tx, id string) (Letter, error) {
+	key, err := idKey(id)
+	if err != nil {
+		return Letter{}, fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	var v []byte
+	if bk := tx.Bucket(bucketName); bk != nil {
+		v = bk.Get(key)
+	}
+	if v == nil {
+		return Letter{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return decodeLetter(id, v)
+}
+
+// DeleteTx removes the letters with the given ids inside tx, skipping
+// those that are not there, and returns how many it removed.
+func (b *Bolt) DeleteTx(tx *bolt.Tx, ids ...string) (int, error) {
+	bk := tx.Bucket(bucketName)
+	if bk == nil {
+		return 0, nil
+	}
+	n := 0
+	for _, id := range ids {
+		key, err := idKey(id)
+		if err != nil || bk.Get(key) == nil {
+			continue
+		}
+		if err := bk.Delete(key); err != nil {
+			return n, err
+		}
+		n++
+	}
+	// Count reads the bucket's sequence: keep it the number of letters.
+	return n, bk.SetSequence(bk.Sequence() - uint64(n))
+}

@@ -32,10 +32,40 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	if len(evs) == 0 {
 		return nil, nil
 	}
+	ps, size, err := s.prepare(evs)
+	if err != nil {
+		return nil, err
+	}
+	var seqs []uint64
+	var full error
+	err = s.do(ctx, func(t *txn) error {
+		seqs, full = nil, nil
+		if full = t.checkRoom(len(ps), size); full != nil {
+			return nil
+		}
+		var err error
+		seqs, err = t.put(ps, size)
+		return err
+	})
+	if err == nil {
+		err = full
+	}
+	if err != nil {
+		return nil, err
+	}
+	return seqs, nil
+}
+
+// prepare encodes events outside the writer where it can, so that the
+// writer's time goes to bbolt and nothing else.
+func (s *Store) prepare(evs []NewEvent) ([]pending, int64, error) {
 	now := s.now().UnixNano()
 	ps := make([]pending, len(evs))
 	var size int64
 	for i, e := range evs {
+		if len(e.Payload) > maxPayloadLen {
+			return nil, 0, fmt.Errorf("store: payload of %d bytes is over %d", len(e.Payload), maxPayloadLen)
+		}
 		// The payload is copied: bbolt keeps the slice until the commit, and
 		// a caller whose context ends may reuse its own before then.
 		payload := append([]byte(nil), e.Payload...)
@@ -48,47 +78,73 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 			function: e.Function, qualifier: e.Qualifier, key: e.Key,
 			payloadLen: uint32(len(payload)), payloadCRC: checksum(payload),
 		}
-		if len(payload) > maxPayloadLen {
-			return nil, fmt.Errorf("store: payload of %d bytes is over %d", len(payload), maxPayloadLen)
-		}
 		ps[i] = pending{rec: r.encode(nil), payload: payload, due: due, size: r.size()}
 		size += ps[i].size
 	}
+	return ps, size, nil
+}
+
+// checkRoom says why n more events of size bytes would not fit, or nil.
+func (t *txn) checkRoom(n int, size int64) error {
+	if max := t.s.opts.MaxEvents; max > 0 && t.c.events+int64(n) > max {
+		return fmt.Errorf("%w: %d events held, %d more would pass the cap of %d", ErrFull, t.c.events, n, max)
+	}
+	if max := t.s.opts.MaxBytes; max > 0 && t.c.bytes+size > max {
+		return fmt.Errorf("%w: %d bytes held, %d more would pass the cap of %d", ErrFull, t.c.bytes, size, max)
+	}
+	return nil
+}
+
+// put writes prepared events and returns their sequence numbers.
+func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
+	seqs := make([]uint64, len(ps))
+	for i := range ps {
+		seq := t.c.nextSeq + 1
+		k := seqKey(seq)
+		if err := t.payloads.Put(k, ps[i].payload); err != nil {
+			return nil, err
+		}
+		if err := t.events.Put(k, ps[i].rec); err != nil {
+			return nil, err
+		}
+		if err := t.ready.Put(readyKey(ps[i].due, seq), []byte{}); err != nil {
+			return nil, err
+		}
+		t.c.nextSeq = seq
+		seqs[i] = seq
+	}
+	t.c.events += int64(len(ps))
+	t.c.bytes += size
+	t.tot.enqueued += uint64(len(ps))
+	t.readied = true
+	return seqs, nil
+}
+
+// Insert writes the events that fn returns in the transaction fn runs in:
+// a redrive reads and removes dead letters there, so that each is either
+// back in the queue or still a letter, never both and never neither. The
+// caps apply as in Enqueue: past them nothing is written and the error
+// wraps ErrFull. fn may run more than once and must not keep state.
+func (s *Store) Insert(ctx context.Context, fn func(tx *bolt.Tx) ([]NewEvent, error)) ([]uint64, error) {
 	var seqs []uint64
 	var full error
 	err := s.do(ctx, func(t *txn) error {
 		seqs, full = nil, nil
-		if max := t.s.opts.MaxEvents; max > 0 && t.c.events+int64(len(ps)) > max {
-			full = fmt.Errorf("%w: %d events held, %d more would pass the cap of %d", ErrFull, t.c.events, len(ps), max)
-			return nil
+		evs, err := fn(t.tx)
+		if err != nil {
+			return err
 		}
-		if max := t.s.opts.MaxBytes; max > 0 && t.c.bytes+size > max {
-			full = fmt.Errorf("%w: %d bytes held, %d more would pass the cap of %d", ErrFull, t.c.bytes, size, max)
-			return nil
+		ps, size, err := t.s.prepare(evs)
+		if err != nil {
+			return err
 		}
-		seqs = make([]uint64, len(ps))
-		for i := range ps {
-			seq := t.c.nextSeq + 1
-			k := seqKey(seq)
-			if err := t.payloads.Put(k, ps[i].payload); err != nil {
-				return err
-			}
-			if err := t.events.Put(k, ps[i].rec); err != nil {
-				return err
-			}
-			if err := t.ready.Put(readyKey(ps[i].due, seq), []byte{}); err != nil {
-				return err
-			}
-			t.c.nextSeq = seq
-			seqs[i] = seq
+		if full = t.checkRoom(len(ps), size); full != nil {
+			return errRollback
 		}
-		t.c.events += int64(len(ps))
-		t.c.bytes += size
-		t.tot.enqueued += uint64(len(ps))
-		t.readied = true
-		return nil
+		seqs, err = t.put(ps, size)
+		return err
 	})
-	if err == nil {
+	if errors.Is(err, errRollback) {
 		err = full
 	}
 	if err != nil {
@@ -96,6 +152,10 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	}
 	return seqs, nil
 }
+
+// errRollback aborts an Insert whose fn already wrote but whose events do
+// not fit: unlike Enqueue's, its writes must not commit.
+var errRollback = errors.New("store: rolled back")
 
 // Lease takes up to n events that are due, oldest due first, marks them
 // leased until now+d, counts an attempt on each, and returns them with

@@ -749,3 +749,33 @@ func TestReleaseAll(t *testing.T) {
 		require.Equal(t, 1, e.Attempts, "attempts kept")
 	}
 }
+
+func TestInsert(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, Options{MaxEvents: 2})
+	side := []byte("side")
+	mark := func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(side)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte("k"), []byte("v"))
+	}
+	seqs, err := b.st.Insert(ctx, func(tx *bolt.Tx) ([]NewEvent, error) {
+		return newEvents(2, "fn"), mark(tx)
+	})
+	require.NoError(t, err)
+	require.Len(t, seqs, 2)
+
+	require.NoError(t, b.st.DB().Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(side) }))
+	_, err = b.st.Insert(ctx, func(tx *bolt.Tx) ([]NewEvent, error) {
+		return newEvents(1, "fn"), mark(tx)
+	})
+	require.ErrorIs(t, err, ErrFull)
+	require.NoError(t, b.st.DB().View(func(tx *bolt.Tx) error {
+		require.Nil(t, tx.Bucket(side), "what fn wrote is rolled back with the refused events")
+		return nil
+	}))
+	require.Equal(t, int64(2), stats(t, b.st).Events)
+}

@@ -1,0 +1,190 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/store"
+)
+
+// DeadLetters returns the inspector of the dead letters kept in the
+// queue's file.
+func (d *Dispatcher) DeadLetters() *DeadLetters { return &DeadLetters{d: d, b: d.letters} }
+
+// DeadLetters reads and acts on the dead letters kept in the queue's file:
+// the default sink's. It is what someone on call uses to see what failed
+// and why, and to send it again once the cause is fixed.
+type DeadLetters struct {
+	d *Dispatcher
+	b *deadletter.Bolt
+}
+
+// LetterFilter selects dead letters. Zero fields match everything.
+type LetterFilter struct {
+	Function string            // exactly as the event named it
+	Reason   deadletter.Reason // RetriesExhausted, EventAgeExceeded or Rejected
+	Since    time.Time         // dead-lettered at or after
+	Until    time.Time         // dead-lettered before
+}
+
+func (f LetterFilter) match(l deadletter.Letter) bool {
+	return (f.Function == "" || l.Function == f.Function) &&
+		(f.Reason == "" || l.Reason == f.Reason) &&
+		(f.Since.IsZero() || !l.DeadLettered.Before(f.Since)) &&
+		(f.Until.IsZero() || l.DeadLettered.Before(f.Until))
+}
+
+// Count returns the number of dead letters.
+func (l *DeadLetters) Count() (int, error) { return l.b.Count() }
+
+// Get returns the letter of the event with the given id.
+func (l *DeadLetters) Get(id string) (deadletter.Letter, error) { return l.b.Get(id) }
+
+// List returns up to limit letters in id order, starting after the cursor
+// after ("" for the first page), and the cursor of the next page, "" at the
+// end.
+func (l *DeadLetters) List(ctx context.Context, after string, limit int) ([]deadletter.Letter, string, error) {
+	return l.b.List(ctx, after, limit)
+}
+
+// Find is List with a filter: up to limit matching letters after the
+// cursor after, and the cursor to go on from ("" at the end).
+func (l *DeadLetters) Find(ctx context.Context, f LetterFilter, after string, limit int) ([]deadletter.Letter, string, error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("dispatcher: find: limit %d, want at least 1", limit)
+	}
+	var out []deadletter.Letter
+	for {
+		page, next, err := l.b.List(ctx, after, deadletter.MaxListLimit)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, letter := range page {
+			if !f.match(letter) {
+				continue
+			}
+			out = append(out, letter)
+			if len(out) == limit {
+				return out, letter.ID, nil
+			}
+		}
+		if next == "" {
+			return out, "", nil
+		}
+		after = next
+	}
+}
+
+// RedriveOptions change where redriven events go. Zero fields keep the
+// letter's own.
+type RedriveOptions struct {
+	Function  string // send to this function instead
+	Qualifier string // with this qualifier instead
+}
+
+// redriveBatch bounds one redrive or purge transaction, so that acting on
+// thousands of letters never holds one huge write transaction.
+const redriveBatch = 500
+
+// Redrive queues the events of the given letters again, as new events with
+// their attempts reset and their key kept, and removes the letters, in one
+// transaction per batch: each letter is either back in the queue or still
+// a letter, never both, never neither. Ids that name no letter are
+// skipped. It returns how many were redriven.
+func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOptions) (int, error) {
+	if o.Function != "" {
+		if err := validateEvent(0, &Event{Function: o.Function, Qualifier: o.Qualifier}, l.d.lim); err != nil {
+			return 0, err
+		}
+	}
+	n := 0
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), redriveBatch)]
+		ids = ids[len(batch):]
+		seqs, err := l.d.st.Insert(ctx, func(tx *bolt.Tx) ([]store.NewEvent, error) {
+			var evs []store.NewEvent
+			var found []string
+			for _, id := range batch {
+				letter, err := l.b.GetTx(tx, id)
+				if errors.Is(err, deadletter.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return nil, err
+				}
+				ev := store.NewEvent{Function: letter.Function, Qualifier: letter.Qualifier, Key: letter.Key, Payload: letter.Payload}
+				if o.Function != "" {
+					ev.Function, ev.Qualifier = o.Function, o.Qualifier
+				} else if o.Qualifier != "" {
+					ev.Qualifier = o.Qualifier
+				}
+				evs = append(evs, ev)
+				found = append(found, id)
+			}
+			if _, err := l.b.DeleteTx(tx, found...); err != nil {
+				return nil, err
+			}
+			return evs, nil
+		})
+		if err != nil {
+			return n, translate(err)
+		}
+		n += len(seqs)
+	}
+	return n, nil
+}
+
+// RedriveMatching redrives every letter that f selects, a bounded batch
+// per transaction, and returns how many.
+func (l *DeadLetters) RedriveMatching(ctx context.Context, f LetterFilter, o RedriveOptions) (int, error) {
+	return l.eachBatch(ctx, f, func(ids []string) (int, error) { return l.Redrive(ctx, ids, o) })
+}
+
+// Purge deletes every letter that f selects, a bounded batch per
+// transaction, and returns how many.
+func (l *DeadLetters) Purge(ctx context.Context, f LetterFilter) (int, error) {
+	return l.eachBatch(ctx, f, func(ids []string) (int, error) {
+		var n int
+		err := l.d.st.DB().Update(func(tx *bolt.Tx) error {
+			var err error
+			n, err = l.b.DeleteTx(tx, ids...)
+			return err
+		})
+		return n, err
+	})
+}
+
+// eachBatch finds the letters f selects, redriveBatch at a time, and hands
+// their ids to act, which removes them: so each search starts again from
+// the first letter after the ones it kept.
+func (l *DeadLetters) eachBatch(ctx context.Context, f LetterFilter, act func(ids []string) (int, error)) (int, error) {
+	total := 0
+	after := ""
+	for {
+		page, next, err := l.Find(ctx, f, after, redriveBatch)
+		if err != nil {
+			return total, err
+		}
+		if len(page) == 0 {
+			return total, nil
+		}
+		ids := make([]string, len(page))
+		for i, letter := range page {
+			ids[i] = letter.ID
+		}
+		n, err := act(ids)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if next == "" {
+			return total, nil
+		}
+		after = next
+	}
+}

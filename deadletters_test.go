@@ -1,0 +1,142 @@
+package dispatcher_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/lambdatest"
+)
+
+// TestRedriveRoundTrip dead-letters events of a failing function, fixes
+// it, redrives them, and sees them delivered.
+func TestRedriveRoundTrip(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupRun(t)
+	b.srv.Register("billing", lambdatest.OK())
+	b.srv.Fail("billing", lambdatest.Error(0, 500, "ServiceException"))
+	b.srv.Register("other", lambdatest.OK())
+	for i := range 30 {
+		_, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "billing", Key: fmt.Sprint("k", i), Payload: fmt.Appendf(nil, `{"n":%d}`, i)})
+		require.NoError(t, err)
+	}
+	b.enqueue(t, "missing", 5)
+	b.start(t)
+	waitStats(t, b.d, "all dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 35 })
+	dl := b.d.DeadLetters()
+
+	exhausted, next, err := dl.Find(ctx, dispatcher.LetterFilter{Function: "billing", Reason: deadletter.RetriesExhausted}, "", 100)
+	require.NoError(t, err)
+	require.Empty(t, next)
+	require.Len(t, exhausted, 30)
+	rejected, _, err := dl.Find(ctx, dispatcher.LetterFilter{Reason: deadletter.Rejected}, "", 100)
+	require.NoError(t, err)
+	require.Len(t, rejected, 5)
+	page, next, err := dl.Find(ctx, dispatcher.LetterFilter{Function: "billing"}, "", 7)
+	require.NoError(t, err)
+	require.Len(t, page, 7)
+	require.Equal(t, page[6].ID, next)
+	none, _, err := dl.Find(ctx, dispatcher.LetterFilter{Until: time.Now().Add(-time.Hour)}, "", 10)
+	require.NoError(t, err)
+	require.Empty(t, none)
+
+	b.srv.ClearFaults("billing") // the cause is fixed
+	n, err := dl.Redrive(ctx, []string{exhausted[0].ID, "999999"}, dispatcher.RedriveOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "an unknown id is skipped")
+	n, err = dl.RedriveMatching(ctx, dispatcher.LetterFilter{Function: "billing"}, dispatcher.RedriveOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 29, n)
+	n, err = dl.RedriveMatching(ctx, dispatcher.LetterFilter{Function: "missing"}, dispatcher.RedriveOptions{Function: "other"})
+	require.NoError(t, err)
+	require.Equal(t, 5, n)
+
+	st := waitStats(t, b.d, "redriven events delivered", func(s dispatcher.Stats) bool { return s.Delivered == 35 })
+	require.Zero(t, st.Queued())
+	c, err := dl.Count()
+	require.NoError(t, err)
+	require.Zero(t, c, "every letter left the dead letters")
+	require.Equal(t, 5, b.srv.Count("other"), "redriven to another function")
+	keys := map[string]bool{}
+	for _, inv := range b.srv.Invocations("billing") {
+		if inv.Status == 202 {
+			var m meta
+			require.NoError(t, json.Unmarshal(inv.Payload, &m))
+			require.Equal(t, 1, m.Dispatch.Attempt, "attempts reset")
+			keys[m.Dispatch.Key] = true
+		}
+	}
+	require.Len(t, keys, 30, "keys kept")
+}
+
+func TestRedriveAtomicWhenFull(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupRun(t, dispatcher.WithMaxEvents(3))
+	b.enqueue(t, "missing", 3)
+	b.start(t)
+	waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 3 })
+	b.halt(t)
+	b.enqueue(t, "missing", 2) // the queue holds 2 of 3
+	n, err := b.d.DeadLetters().RedriveMatching(ctx, dispatcher.LetterFilter{}, dispatcher.RedriveOptions{})
+	require.ErrorIs(t, err, dispatcher.ErrQueueFull)
+	require.Zero(t, n)
+	c, err := b.d.DeadLetters().Count()
+	require.NoError(t, err)
+	require.Equal(t, 3, c, "a refused redrive leaves every letter in place")
+	require.Equal(t, int64(2), b.d.Stats().Queued())
+}
+
+func TestPurge(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setupRun(t)
+	b.srv.Register("fn", lambdatest.OK())
+	b.srv.Fail("fn", lambdatest.Error(0, 500, "ServiceException"))
+	b.enqueue(t, "fn", 4)
+	b.enqueue(t, "missing", 3)
+	b.start(t)
+	waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 7 })
+	dl := b.d.DeadLetters()
+	n, err := dl.Purge(ctx, dispatcher.LetterFilter{Reason: deadletter.Rejected})
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	c, err := dl.Count()
+	require.NoError(t, err)
+	require.Equal(t, 4, c)
+	n, err = dl.Purge(ctx, dispatcher.LetterFilter{})
+	require.NoError(t, err)
+	require.Equal(t, 4, n)
+	c, err = dl.Count()
+	require.NoError(t, err)
+	require.Zero(t, c)
+}
+
+// TestRedriveInBoundedBatches redrives more letters than one transaction
+// takes.
+func TestRedriveInBoundedBatches(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "events.db")
+	d, err := dispatcher.Open(path)
+	require.NoError(t, err)
+	defer d.Close()
+	letters := deadletter.NewBolt(dispatcher.DBForTest(d))
+	for i := 1; i <= 1200; i++ {
+		require.NoError(t, letters.Put(ctx, deadletter.Letter{ID: fmt.Sprint(i), Function: "fn", Reason: deadletter.Rejected, Payload: []byte(`{}`)}))
+	}
+	before := d.Stats().Commits
+	n, err := d.DeadLetters().RedriveMatching(ctx, dispatcher.LetterFilter{}, dispatcher.RedriveOptions{})
+	require.NoError(t, err)
+	require.Equal(t, 1200, n)
+	require.Equal(t, int64(1200), d.Stats().Queued())
+	require.Equal(t, uint64(3), d.Stats().Commits-before, "500 + 500 + 200")
+}
