@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 		runChild()
 		return
 	}
+	if os.Getenv(redriveChildEnv) != "" {
+		redriveChild()
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 
