@@ -39,4 +39,21 @@
 // without the monotonic clock reading, and an empty payload comes back as
 // nil. The strings of [ErrorInfo] are made valid UTF-8 before they are
 // stored; every other string must already be, or Put refuses the letter.
+//
+// # Lambda's record format
+//
+// [Letter.Record] and [Letter.MarshalRecord] give a letter the JSON form of
+// the record Lambda sends to an on-failure destination when an asynchronous
+// invocation fails, so a consumer written for Lambda's records reads ours
+// unchanged: "version" "1.0", a millisecond "timestamp" in UTC (when the
+// letter was made), "requestContext" with the condition and the attempt
+// count, the payload itself as "requestPayload" when it is JSON, and the
+// last error in "responseContext" and "responsePayload". [Reason.Condition]
+// maps [RetriesExhausted] and [EventAgeExceeded] to Lambda's conditions of
+// the same names, and [Rejected] to "RejectedByLambda", a name of our own.
+// Where the dispatcher knows less than Lambda, the record says so: the
+// functionArn is the function as the event named it, perhaps not an ARN;
+// the requestId is the letter's ID when Lambda gave none; functionError is
+// the Lambda service's error code, not "Handled" or "Unhandled"; and
+// executedVersion is left out.
 package deadletter
