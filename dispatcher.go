@@ -32,6 +32,7 @@ type Dispatcher struct {
 	deadMu    sync.Mutex
 	deadBy    map[deadletter.Reason]uint64
 	letters   *deadletter.Bolt
+	sinks     []deadletter.Sink // tried in order; the last is letters unless WithoutDeadLetterFallback
 }
 
 // Open opens the queue file at path, creating it (mode 0600) if needed.
@@ -64,8 +65,13 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	d.letters = deadletter.NewBolt(st.DB())
-	if d.opts.sink == nil {
-		d.opts.sink = d.letters
+	// The queue's own file is always the last resort, so a dead letter is
+	// never lost and never blocks the queue when a remote sink is down.
+	if d.opts.sink != nil {
+		d.sinks = append(d.sinks, d.opts.sink)
+	}
+	if !d.opts.noFallback || len(d.sinks) == 0 {
+		d.sinks = append(d.sinks, d.letters)
 	}
 	return d, nil
 }

@@ -25,6 +25,7 @@ type options struct {
 	policy        retry.Policy
 	concurrency   int
 	sink          deadletter.Sink // nil: the bbolt sink in the queue's file
+	noFallback    bool
 	drainTimeout  time.Duration
 	invokeTimeout time.Duration
 	leaseDuration time.Duration
@@ -170,7 +171,10 @@ func WithConcurrency(n int) Option {
 
 // WithDeadLetter sets where events that cannot be delivered go. The
 // default keeps them in the queue's own file, written in the transaction
-// that removes the event from the queue.
+// that removes the event from the queue. With another sink (SQS, SNS, a
+// SinkFunc), the queue's file stays the fallback: a letter the sink
+// refuses or cannot take (down, too large) is kept there, logged, and can
+// be listed and redriven from DeadLetters.
 func WithDeadLetter(s deadletter.Sink) Option {
 	return func(o *options) error {
 		if s == nil {
@@ -249,6 +253,16 @@ func WithPayloadMetadata(field string) Option {
 			return fmt.Errorf("dispatcher: WithPayloadMetadata(\"\"): needs a member name")
 		}
 		o.metaField = field
+		return nil
+	}
+}
+
+// WithoutDeadLetterFallback turns off the fallback of WithDeadLetter to the
+// queue's own file: when the sink fails, the event stays queued and the
+// move is retried with backoff until the sink takes it.
+func WithoutDeadLetterFallback() Option {
+	return func(o *options) error {
+		o.noFallback = true
 		return nil
 	}
 }

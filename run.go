@@ -485,11 +485,15 @@ func (r *runner) probe(ctx context.Context) bool {
 	}
 }
 
-// deadLetter hands the event to the sink and removes it from the queue.
-// With a sink that shares the file, both happen in one transaction; with
+// deadLetter hands the event to the dead-letter sinks in order and removes
+// it from the queue. A sink that shares the queue's file (the default)
+// writes the letter in the transaction that removes the event; with
 // another, the letter is put first, so a crash between the two can repeat
-// a letter but never lose one. A failing sink is retried with backoff while
-// the event stays leased; if Run ends first, the event returns to the queue.
+// a letter but never lose one. When a sink fails (down, or the letter is
+// too large for it) the next is tried; the last is the queue's own file,
+// so a letter is never lost and never holds up the queue. Only if that
+// fails too does the event stay queued, its move retried with backoff; if
+// Run ends first, the event returns to the queue.
 func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadletter.Reason, ie *retry.InvokeError) {
 	letter := deadletter.Letter{
 		ID: formatID(ev.Seq), Function: ev.Function, Qualifier: ev.Qualifier, Key: ev.Key,
@@ -499,23 +503,30 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 	if info := errorInfo(ie); !info.IsZero() {
 		letter.LastError = deadletter.ErrorInfo{Code: info.Code, Message: info.Message, StatusCode: info.Status, RequestID: info.RequestID}
 	}
-	sink := r.d.opts.sink
 	for n := 1; ; n++ {
 		var err error
-		if ts, ok := sink.(deadletter.TxSink); ok {
-			_, err = r.st.Remove(ctx, ev.Seq, func(tx *bolt.Tx, _ store.Event) error { return ts.PutTx(tx, letter) })
-		} else if err = sink.Put(ctx, letter); err == nil {
-			_, err = r.st.Remove(ctx, ev.Seq, nil)
+		for i, sink := range r.d.sinks {
+			if ts, ok := sink.(deadletter.TxSink); ok {
+				_, err = r.st.Remove(ctx, ev.Seq, func(tx *bolt.Tx, _ store.Event) error { return ts.PutTx(tx, letter) })
+			} else if err = sink.Put(ctx, letter); err == nil {
+				_, err = r.st.Remove(ctx, ev.Seq, nil)
+			}
+			if err == nil || errors.Is(err, store.ErrNotFound) {
+				break
+			}
+			if i < len(r.d.sinks)-1 {
+				r.d.log.Warn("dead-letter sink failed; trying the next", "id", letter.ID, "sink", i, "error", err)
+			}
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return
 		}
 		if err == nil {
 			r.d.deadLettered(reason)
 			r.d.log.Warn("dead-lettered an event", "id", letter.ID, "function", ev.Function, "reason", string(reason), "attempts", ev.Attempts, "error", letter.LastError.Code)
 			return
 		}
-		if errors.Is(err, store.ErrNotFound) {
-			return
-		}
-		r.d.log.Error("dead-letter sink failed; the event stays queued", "id", letter.ID, "error", err)
+		r.d.log.Error("every dead-letter sink failed; the event stays queued", "id", letter.ID, "error", err)
 		if !sleep(ctx, r.policy.ProbeDelay(n, rand.Float64())) {
 			r.settle(func(c context.Context) error { return r.st.Release(c, false, ev.Seq) })
 			return

@@ -402,7 +402,7 @@ func TestRunFailingSinkLosesNothing(t *testing.T) {
 		got[l.ID]++
 		return nil
 	})
-	b := setupRun(t, dispatcher.WithDeadLetter(sink))
+	b := setupRun(t, dispatcher.WithDeadLetter(sink), dispatcher.WithoutDeadLetterFallback())
 	ids := b.enqueue(t, "missing", 20)
 	b.start(t)
 	st := waitStats(t, b.d, "all dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 20 })
@@ -412,6 +412,43 @@ func TestRunFailingSinkLosesNothing(t *testing.T) {
 	require.Zero(t, failures)
 	for _, id := range ids {
 		require.Equal(t, 1, got[id], "letter %s", id)
+	}
+}
+
+// TestRunSinkFallsBackToTheFile: letters a remote sink refuses are kept in
+// the queue's file instead, where they can be listed and redriven.
+func TestRunSinkFallsBackToTheFile(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	failures := 5
+	got := map[string]bool{}
+	sink := deadletter.SinkFunc(func(_ context.Context, l deadletter.Letter) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures > 0 {
+			failures--
+			return errors.New("sink unavailable")
+		}
+		got[l.ID] = true
+		return nil
+	})
+	b := setupRun(t, dispatcher.WithDeadLetter(sink))
+	ids := b.enqueue(t, "missing", 20)
+	b.start(t)
+	st := waitStats(t, b.d, "all dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 20 })
+	require.Zero(t, st.Queued())
+	local, _, err := b.d.DeadLetters().List(context.Background(), "", 100)
+	require.NoError(t, err)
+	require.Len(t, local, 5, "the refused letters are kept in the file")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, got, 15)
+	for _, l := range local {
+		require.False(t, got[l.ID], "letter %s in both places", l.ID)
+		got[l.ID] = true
+	}
+	for _, id := range ids {
+		require.True(t, got[id], "letter %s lost", id)
 	}
 }
 
