@@ -54,10 +54,18 @@ func TestSQSSinkWithFallback(t *testing.T) {
 	require.Len(t, local, 1, "the letter over SQS's limit is kept in the file, not truncated")
 	require.Equal(t, big, local[0].Payload)
 
-	q.Offline()
-	b.enqueue(t, "missing", 2)
-	waitStats(t, b.d, "dead-lettered while SQS is down", func(s dispatcher.Stats) bool { return s.DeadLettered == 6 })
+	q.Fail(2, 500, "InternalError")
+	b.enqueue(t, "missing", 3)
+	waitStats(t, b.d, "dead-lettered while SQS errs", func(s dispatcher.Stats) bool { return s.DeadLettered == 7 })
 	c, err := b.d.DeadLetters().Count()
 	require.NoError(t, err)
-	require.Equal(t, 3, c, "letters land locally while the remote sink is down")
+	require.Equal(t, 3, c, "the two letters SQS refused with an error land locally")
+	require.Len(t, q.Messages(queueURL), 4)
+
+	q.Offline()
+	b.enqueue(t, "missing", 2)
+	waitStats(t, b.d, "dead-lettered while SQS is down", func(s dispatcher.Stats) bool { return s.DeadLettered == 9 })
+	c, err = b.d.DeadLetters().Count()
+	require.NoError(t, err)
+	require.Equal(t, 5, c, "letters land locally while the remote sink is down")
 }
