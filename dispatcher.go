@@ -9,8 +9,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
@@ -33,6 +35,13 @@ type Dispatcher struct {
 	deadBy    map[deadletter.Reason]uint64
 	letters   *deadletter.Bolt
 	sinks     []deadletter.Sink // tried in order; the last is letters unless WithoutDeadLetterFallback
+
+	keys        *idempotency.Index
+	duplicates  atomic.Uint64 // refused at enqueue
+	keysSwept   atomic.Uint64
+	keysEvicted atomic.Uint64
+	stopSweep   context.CancelFunc
+	sweepDone   chan struct{}
 }
 
 // Open opens the queue file at path, creating it (mode 0600) if needed.
@@ -65,6 +74,10 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	d.letters = deadletter.NewBolt(st.DB())
+	d.keys = idempotency.New(st.DB())
+	sweepCtx, stop := context.WithCancel(context.Background())
+	d.stopSweep, d.sweepDone = stop, make(chan struct{})
+	go d.sweep(sweepCtx)
 	// The queue's own file is always the last resort, so a dead letter is
 	// never lost and never blocks the queue when a remote sink is down.
 	if d.opts.sink != nil {
@@ -102,23 +115,80 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 		return nil, nil
 	}
 	news := make([]store.NewEvent, len(events))
+	keyed := false
 	for i := range events {
-		if err := validateEvent(i, &events[i], d.lim); err != nil {
+		e := events[i]
+		if e.Key == "" && d.opts.keyFunc != nil {
+			e.Key = d.opts.keyFunc(e)
+		}
+		if err := validateEvent(i, &e, d.lim); err != nil {
 			return nil, err
 		}
-		e := &events[i]
-		news[i] = store.NewEvent{Function: e.Function, Qualifier: e.Qualifier, Key: e.Key, Payload: e.Payload}
+		if e.Window < 0 {
+			return nil, &ValidationError{Index: i, Field: "Window", Reason: fmt.Sprintf("window %v is negative", e.Window)}
+		}
+		if e.Window == 0 {
+			e.Window = d.opts.keyWindow
+		}
+		keyed = keyed || e.Key != ""
+		news[i] = store.NewEvent{Function: e.Function, Qualifier: e.Qualifier, Key: e.Key, Payload: e.Payload, Window: e.Window}
 	}
-	seqs, err := d.st.Enqueue(ctx, news)
+	rs := make([]Receipt, len(news))
+	if !keyed {
+		seqs, err := d.st.Enqueue(ctx, news)
+		if err != nil {
+			return nil, translate(err)
+		}
+		for i, seq := range seqs {
+			rs[i] = Receipt{ID: formatID(seq)}
+		}
+		return rs, nil
+	}
+	results, err := d.st.EnqueueUnique(ctx, news, idempotency.Window{Index: d.keys})
 	if err != nil {
 		return nil, translate(err)
 	}
-	rs := make([]Receipt, len(seqs))
-	for i, seq := range seqs {
-		rs[i] = Receipt{ID: formatID(seq)}
+	for i, r := range results {
+		rs[i] = Receipt{ID: formatID(r.Seq), Duplicate: r.Duplicate}
+		if r.Duplicate {
+			d.duplicates.Add(1)
+		}
 	}
 	return rs, nil
 }
+
+// sweep removes expired keys, and the oldest past WithMaxKeys, every
+// WithKeySweep, in bounded transactions, until Close.
+func (d *Dispatcher) sweep(ctx context.Context) {
+	defer close(d.sweepDone)
+	t := time.NewTicker(d.opts.sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := d.keys.Sweep(ctx, d.opts.now(), sweepBatch)
+		d.keysSwept.Add(uint64(n))
+		if err != nil && ctx.Err() == nil {
+			d.log.Error("sweeping expired keys failed", "error", err)
+		}
+		if d.opts.maxKeys > 0 {
+			n, err := d.keys.Evict(ctx, d.opts.maxKeys, sweepBatch)
+			d.keysEvicted.Add(uint64(n))
+			if n > 0 {
+				d.log.Warn("evicted the oldest deduplication keys: WithMaxKeys reached", "keys", n)
+			}
+			if err != nil && ctx.Err() == nil {
+				d.log.Error("evicting keys failed", "error", err)
+			}
+		}
+	}
+}
+
+// sweepBatch bounds one sweep transaction.
+const sweepBatch = 1000
 
 // Stats is a snapshot of the queue and of what happened since Open.
 type Stats struct {
@@ -144,6 +214,14 @@ type Stats struct {
 	Paused bool
 	// Running is true while Run is running.
 	Running bool
+
+	// Duplicates counts events refused at enqueue because their key was
+	// held.
+	Duplicates uint64
+	// Keys is the number of deduplication keys held; KeysSwept and
+	// KeysEvicted count those removed since Open as expired or past
+	// WithMaxKeys.
+	Keys, KeysSwept, KeysEvicted uint64
 }
 
 // Queued is the number of events held in every state.
@@ -161,6 +239,10 @@ func (d *Dispatcher) Stats() Stats {
 	d.runMu.Lock()
 	st.Running = d.runStop != nil
 	d.runMu.Unlock()
+	st.Duplicates, st.KeysSwept, st.KeysEvicted = d.duplicates.Load(), d.keysSwept.Load(), d.keysEvicted.Load()
+	if n, err := d.keys.Len(); err == nil {
+		st.Keys = uint64(n)
+	}
 	d.deadMu.Lock()
 	for r, n := range d.deadBy {
 		st.DeadLetteredBy[r] = n
@@ -190,6 +272,8 @@ func (d *Dispatcher) Close() error {
 		stop()
 		<-done
 	}
+	d.stopSweep()
+	<-d.sweepDone
 	return translate(d.st.Close())
 }
 

@@ -1,5 +1,11 @@
 package dispatcher
 
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
 // Event is one asynchronous invocation waiting to be sent to a Lambda function.
 type Event struct {
 	// Function names the function in any form Lambda's Invoke accepts: a name
@@ -12,8 +18,14 @@ type Event struct {
 	// Payload is the JSON document the function receives. It may be empty.
 	Payload []byte
 	// Key optionally identifies the event for deduplication (an order id, a
-	// reading id). Events without a key are never deduplicated.
+	// reading id): while an event holds its key, within the key window
+	// (WithKeyWindow), another event with the same key is not queued and
+	// Enqueue reports it as a Duplicate. Events without a key are never
+	// deduplicated, unless WithKeyFunc derives one.
 	Key string
+	// Window overrides the key window for this event; zero means the
+	// dispatcher's.
+	Window time.Duration
 }
 
 // Receipt reports the outcome of an Enqueue.
@@ -25,4 +37,15 @@ type Receipt struct {
 	// already seen inside the deduplication window. A duplicate is a result,
 	// not an error.
 	Duplicate bool
+}
+
+// HashKey derives a deduplication key from the event's function and
+// payload, for WithKeyFunc: two events with the same function and the same
+// payload bytes share it.
+func HashKey(e Event) string {
+	h := sha256.New()
+	h.Write([]byte(e.Function))
+	h.Write([]byte{0})
+	h.Write(e.Payload)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }

@@ -31,6 +31,11 @@ type options struct {
 	leaseDuration time.Duration
 	rate          float64
 	metaField     string
+
+	keyWindow  time.Duration
+	keyFunc    func(Event) string
+	maxKeys    int
+	sweepEvery time.Duration
 }
 
 // Defaults of the sending options.
@@ -51,6 +56,58 @@ func defaultOptions() options {
 		drainTimeout:  DefaultDrainTimeout,
 		invokeTimeout: DefaultInvokeTimeout,
 		leaseDuration: DefaultLeaseDuration,
+		keyWindow:     DefaultKeyWindow,
+		sweepEvery:    time.Minute,
+	}
+}
+
+// DefaultKeyWindow is how long a deduplication key is held by default.
+const DefaultKeyWindow = 24 * time.Hour
+
+// WithKeyWindow sets how long after its Enqueue an event holds its key
+// (default 24h): within it, another event with the same key is a
+// Duplicate. Event.Window overrides it per event.
+func WithKeyWindow(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("dispatcher: WithKeyWindow(%v): must be positive", d)
+		}
+		o.keyWindow = d
+		return nil
+	}
+}
+
+// WithKeyFunc derives a key for events enqueued without one, for example
+// HashKey. Off by default: events without a key are never deduplicated.
+func WithKeyFunc(f func(Event) string) Option {
+	return func(o *options) error {
+		o.keyFunc = f
+		return nil
+	}
+}
+
+// WithMaxKeys bounds the keys held: past it, the keys that expire first
+// are evicted (counted in Stats.KeysEvicted), so the index never grows
+// without bound. Zero, the default, means no bound beyond the window.
+func WithMaxKeys(n int) Option {
+	return func(o *options) error {
+		if n < 0 {
+			return fmt.Errorf("dispatcher: WithMaxKeys(%d): must not be negative", n)
+		}
+		o.maxKeys = n
+		return nil
+	}
+}
+
+// WithKeySweep sets how often expired keys are swept (default every
+// minute), in transactions of at most 1000 keys.
+func WithKeySweep(every time.Duration) Option {
+	return func(o *options) error {
+		if every <= 0 {
+			return fmt.Errorf("dispatcher: WithKeySweep(%v): must be positive", every)
+		}
+		o.sweepEvery = every
+		return nil
 	}
 }
 

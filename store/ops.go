@@ -56,6 +56,96 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	return seqs, nil
 }
 
+// KeyWindow decides, inside the enqueue transaction, which keyed events
+// are duplicates: package idempotency implements it in the same file.
+type KeyWindow interface {
+	// Held returns the sequence number of the event holding key at now.
+	Held(tx *bolt.Tx, key string, now time.Time) (seq uint64, held bool, err error)
+	// Claim gives key to the event seq until now+window.
+	Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window time.Duration) error
+}
+
+// Result is the outcome of one event of EnqueueUnique.
+type Result struct {
+	Seq       uint64 // the event's; for a duplicate, the event holding its key
+	Duplicate bool   // not written: its key is held
+}
+
+// EnqueueUnique is Enqueue with deduplication by key, in one transaction:
+// an event whose key w holds, or whose key an earlier event of the same
+// call has, is not written and comes back as a Duplicate with the holder's
+// sequence number; every other keyed event claims its key as it is
+// written. Concurrent calls with the same key are serialised by the writer,
+// so exactly one wins. The caps count only the events written.
+func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) ([]Result, error) {
+	if len(evs) == 0 {
+		return nil, nil
+	}
+	ps, _, err := s.prepare(evs)
+	if err != nil {
+		return nil, err
+	}
+	var results []Result
+	var full error
+	err = s.do(ctx, func(t *txn) error {
+		results, full = make([]Result, len(evs)), nil
+		now := time.Unix(0, t.now)
+		first := map[string]int{} // key → the event of this call that claims it
+		dupOf := map[int]int{}
+		var fresh []pending
+		var freshIdx []int
+		var size int64
+		for i, e := range evs {
+			if e.Key != "" {
+				if j, ok := first[e.Key]; ok {
+					dupOf[i] = j
+					continue
+				}
+				seq, held, err := w.Held(t.tx, e.Key, now)
+				if err != nil {
+					return err
+				}
+				if held {
+					results[i] = Result{Seq: seq, Duplicate: true}
+					continue
+				}
+				first[e.Key] = i
+			}
+			fresh = append(fresh, ps[i])
+			freshIdx = append(freshIdx, i)
+			size += ps[i].size
+		}
+		if len(fresh) > 0 {
+			if full = t.checkRoom(len(fresh), size); full != nil {
+				return nil
+			}
+			seqs, err := t.put(fresh, size)
+			if err != nil {
+				return err
+			}
+			for n, i := range freshIdx {
+				results[i] = Result{Seq: seqs[n]}
+				if k := evs[i].Key; k != "" {
+					if err := w.Claim(t.tx, k, seqs[n], now, evs[i].Window); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		for i, j := range dupOf {
+			results[i] = Result{Seq: results[j].Seq, Duplicate: true}
+		}
+		return nil
+	})
+	if err == nil {
+		err = full
+	}
+	if err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
 // prepare encodes events outside the writer where it can, so that the
 // writer's time goes to bbolt and nothing else.
 func (s *Store) prepare(evs []NewEvent) ([]pending, int64, error) {

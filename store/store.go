@@ -113,6 +113,7 @@ type NewEvent struct {
 	Key       string
 	Payload   []byte
 	Due       time.Time
+	Window    time.Duration // how long EnqueueUnique holds Key; unused by Enqueue
 }
 
 // Stats is a snapshot of the store.

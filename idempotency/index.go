@@ -1,0 +1,282 @@
+// Package idempotency is the key window: which deduplication keys were
+// seen, by which event, in what state, until when. It lives in buckets of
+// the queue's own bbolt file, so that claiming a key and writing its event
+// are one transaction.
+//
+// # Layout
+//
+// Bucket "keys" maps a key to an 18-byte entry: a format version, the
+// state (queued, delivered, dead-lettered), the sequence number of the
+// event that holds the key, and the expiry in Unix nanoseconds. Bucket
+// "keyexp" is the expiry index, (expiry, key), which a sweep walks from the
+// oldest to remove expired keys in bounded batches.
+package idempotency
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// State is where the event holding a key stands.
+type State byte
+
+// States of a key.
+const (
+	Queued       State = 1
+	Delivered    State = 2
+	DeadLettered State = 3
+)
+
+func (s State) String() string {
+	switch s {
+	case Queued:
+		return "queued"
+	case Delivered:
+		return "delivered"
+	case DeadLettered:
+		return "dead-lettered"
+	}
+	return fmt.Sprintf("state(%d)", byte(s))
+}
+
+// Entry is one key of the window.
+type Entry struct {
+	Key     string
+	State   State
+	Seq     uint64 // the event that holds the key
+	Expires time.Time
+}
+
+var (
+	bucketKeys = []byte("keys")
+	bucketExp  = []byte("keyexp")
+)
+
+const entryVersion = 1
+
+// ErrCorrupt is wrapped by errors about entries that cannot be read.
+var ErrCorrupt = errors.New("idempotency: corrupt entry")
+
+// Index is the key window in a queue's bbolt file. Its methods that take a
+// *bolt.Tx run inside the caller's transaction.
+type Index struct{ db *bolt.DB }
+
+// New returns the index of the file db.
+func New(db *bolt.DB) *Index { return &Index{db: db} }
+
+func encodeEntry(s State, seq uint64, expires int64) []byte {
+	b := make([]byte, 0, 18)
+	b = append(b, entryVersion, byte(s))
+	b = binary.BigEndian.AppendUint64(b, seq)
+	return binary.BigEndian.AppendUint64(b, uint64(expires))
+}
+
+func decodeEntry(key string, v []byte) (Entry, error) {
+	if len(v) != 18 || v[0] != entryVersion || v[1] < byte(Queued) || v[1] > byte(DeadLettered) {
+		return Entry{}, fmt.Errorf("%w: key %q: %d bytes, version %d", ErrCorrupt, key, len(v), firstByte(v))
+	}
+	return Entry{
+		Key: key, State: State(v[1]), Seq: binary.BigEndian.Uint64(v[2:10]),
+		Expires: time.Unix(0, int64(binary.BigEndian.Uint64(v[10:18]))),
+	}, nil
+}
+
+func firstByte(v []byte) int {
+	if len(v) == 0 {
+		return -1
+	}
+	return int(v[0])
+}
+
+func expKey(expires int64, key string) []byte {
+	k := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(key)), uint64(expires)^(1<<63))
+	return append(k, key...)
+}
+
+func buckets(tx *bolt.Tx) (*bolt.Bucket, *bolt.Bucket, error) {
+	keys, err := tx.CreateBucketIfNotExists(bucketKeys)
+	if err != nil {
+		return nil, nil, err
+	}
+	exp, err := tx.CreateBucketIfNotExists(bucketExp)
+	return keys, exp, err
+}
+
+// Claim gives key to the event seq for window from now, unless another
+// event holds it unexpired: then it returns that event's sequence number
+// and true, and writes nothing. Run in the transaction that writes the
+// event, a claim and its event commit together or not at all, and a key
+// repeated within one transaction is caught by its first claim.
+func (x *Index) Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window time.Duration) (uint64, bool, error) {
+	keys, exp, err := buckets(tx)
+	if err != nil {
+		return 0, false, err
+	}
+	if v := keys.Get([]byte(key)); v != nil {
+		e, err := decodeEntry(key, v)
+		if err != nil {
+			return 0, false, err
+		}
+		if e.Expires.After(now) {
+			return e.Seq, true, nil
+		}
+		if err := exp.Delete(expKey(e.Expires.UnixNano(), key)); err != nil {
+			return 0, false, err
+		}
+	} else if err := keys.SetSequence(keys.Sequence() + 1); err != nil {
+		return 0, false, err
+	}
+	expires := now.Add(window).UnixNano()
+	if err := keys.Put([]byte(key), encodeEntry(Queued, seq, expires)); err != nil {
+		return 0, false, err
+	}
+	return 0, false, exp.Put(expKey(expires, key), []byte{})
+}
+
+// Mark sets the state of key, if the event seq still holds it.
+func (x *Index) Mark(tx *bolt.Tx, key string, seq uint64, s State) error {
+	keys := tx.Bucket(bucketKeys)
+	if keys == nil {
+		return nil
+	}
+	v := keys.Get([]byte(key))
+	if v == nil {
+		return nil
+	}
+	e, err := decodeEntry(key, v)
+	if err != nil || e.Seq != seq {
+		return err
+	}
+	return keys.Put([]byte(key), encodeEntry(s, seq, e.Expires.UnixNano()))
+}
+
+// Forget removes key from the window, whoever holds it: a redrive clears
+// the mark of the event it sends again.
+func (x *Index) Forget(tx *bolt.Tx, key string) error {
+	keys, exp := tx.Bucket(bucketKeys), tx.Bucket(bucketExp)
+	if keys == nil {
+		return nil
+	}
+	v := keys.Get([]byte(key))
+	if v == nil {
+		return nil
+	}
+	e, err := decodeEntry(key, v)
+	if err != nil {
+		return err
+	}
+	if err := keys.Delete([]byte(key)); err != nil {
+		return err
+	}
+	if err := keys.SetSequence(keys.Sequence() - 1); err != nil {
+		return err
+	}
+	return exp.Delete(expKey(e.Expires.UnixNano(), key))
+}
+
+// Lookup returns the entry of key inside tx, and false when the key is not
+// in the window or has expired at now.
+func (x *Index) Lookup(tx *bolt.Tx, key string, now time.Time) (Entry, bool, error) {
+	keys := tx.Bucket(bucketKeys)
+	if keys == nil {
+		return Entry{}, false, nil
+	}
+	v := keys.Get([]byte(key))
+	if v == nil {
+		return Entry{}, false, nil
+	}
+	e, err := decodeEntry(key, v)
+	if err != nil || !e.Expires.After(now) {
+		return Entry{}, false, err
+	}
+	return e, true, nil
+}
+
+// Len returns the number of keys held, expired ones not yet swept
+// included.
+func (x *Index) Len() (int, error) {
+	var n uint64
+	err := x.db.View(func(tx *bolt.Tx) error {
+		if b := tx.Bucket(bucketKeys); b != nil {
+			n = b.Sequence()
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+// Sweep removes keys that expired before now, oldest first, at most batch
+// per write transaction so that no sweep holds the file for long, until
+// none is left or ctx ends. It returns how many it removed.
+func (x *Index) Sweep(ctx context.Context, now time.Time, batch int) (int, error) {
+	return x.trim(ctx, batch, func(expires int64, _ int) bool { return expires < now.UnixNano() })
+}
+
+// Evict removes the oldest keys, by expiry, until at most max are held,
+// and returns how many it removed.
+func (x *Index) Evict(ctx context.Context, max, batch int) (int, error) {
+	return x.trim(ctx, batch, func(_ int64, held int) bool { return held > max })
+}
+
+func (x *Index) trim(ctx context.Context, batch int, drop func(expires int64, held int) bool) (int, error) {
+	if batch < 1 {
+		batch = 1000
+	}
+	total := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		n := 0
+		err := x.db.Update(func(tx *bolt.Tx) error {
+			n = 0
+			keys, exp := tx.Bucket(bucketKeys), tx.Bucket(bucketExp)
+			if keys == nil || exp == nil {
+				return nil
+			}
+			var doomed [][]byte
+			held := int(keys.Sequence())
+			c := exp.Cursor()
+			for k, _ := c.First(); k != nil && len(doomed) < batch; k, _ = c.Next() {
+				if len(k) < 8 || !drop(int64(binary.BigEndian.Uint64(k)^(1<<63)), held-len(doomed)) {
+					break
+				}
+				doomed = append(doomed, append([]byte(nil), k...))
+			}
+			for _, k := range doomed {
+				if err := exp.Delete(k); err != nil {
+					return err
+				}
+				if err := keys.Delete(k[8:]); err != nil {
+					return err
+				}
+			}
+			n = len(doomed)
+			return keys.SetSequence(keys.Sequence() - uint64(n))
+		})
+		total += n
+		if err != nil || n < batch {
+			return total, err
+		}
+	}
+}
+
+// Window adapts an Index to the store's KeyWindow.
+type Window struct{ *Index }
+
+// Held reports the event holding key at now.
+func (w Window) Held(tx *bolt.Tx, key string, now time.Time) (uint64, bool, error) {
+	e, ok, err := w.Lookup(tx, key, now)
+	return e.Seq, ok, err
+}
+
+// Claim gives key to seq; the caller has checked that no event holds it.
+func (w Window) Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window time.Duration) error {
+	_, _, err := w.Index.Claim(tx, key, seq, now, window)
+	return err
+}
