@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
@@ -117,7 +118,14 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 				if err != nil {
 					return nil, err
 				}
-				ev := store.NewEvent{Function: letter.Function, Qualifier: letter.Qualifier, Key: letter.Key, Payload: letter.Payload}
+				// The letter's mark on its key goes; the redriven event
+				// claims the key afresh as it is written.
+				if letter.Key != "" {
+					if err := l.d.keys.Forget(tx, letter.Key); err != nil {
+						return nil, err
+					}
+				}
+				ev := store.NewEvent{Function: letter.Function, Qualifier: letter.Qualifier, Key: letter.Key, Payload: letter.Payload, Window: l.d.opts.keyWindow}
 				if o.Function != "" {
 					ev.Function, ev.Qualifier = o.Function, o.Qualifier
 				} else if o.Qualifier != "" {
@@ -130,7 +138,7 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 				return nil, err
 			}
 			return evs, nil
-		})
+		}, idempotency.Window{Index: l.d.keys})
 		if err != nil {
 			return n, translate(err)
 		}

@@ -36,12 +36,13 @@ type Dispatcher struct {
 	letters   *deadletter.Bolt
 	sinks     []deadletter.Sink // tried in order; the last is letters unless WithoutDeadLetterFallback
 
-	keys        *idempotency.Index
-	duplicates  atomic.Uint64 // refused at enqueue
-	keysSwept   atomic.Uint64
-	keysEvicted atomic.Uint64
-	stopSweep   context.CancelFunc
-	sweepDone   chan struct{}
+	keys         *idempotency.Index
+	duplicates   atomic.Uint64 // refused at enqueue
+	deduplicated atomic.Uint64 // acked without an invoke at delivery
+	keysSwept    atomic.Uint64
+	keysEvicted  atomic.Uint64
+	stopSweep    context.CancelFunc
+	sweepDone    chan struct{}
 }
 
 // Open opens the queue file at path, creating it (mode 0600) if needed.
@@ -216,8 +217,9 @@ type Stats struct {
 	Running bool
 
 	// Duplicates counts events refused at enqueue because their key was
-	// held.
-	Duplicates uint64
+	// held; Deduplicated, events acked without an invoke because their key
+	// was already marked delivered.
+	Duplicates, Deduplicated uint64
 	// Keys is the number of deduplication keys held; KeysSwept and
 	// KeysEvicted count those removed since Open as expired or past
 	// WithMaxKeys.
@@ -239,7 +241,8 @@ func (d *Dispatcher) Stats() Stats {
 	d.runMu.Lock()
 	st.Running = d.runStop != nil
 	d.runMu.Unlock()
-	st.Duplicates, st.KeysSwept, st.KeysEvicted = d.duplicates.Load(), d.keysSwept.Load(), d.keysEvicted.Load()
+	st.Duplicates, st.Deduplicated = d.duplicates.Load(), d.deduplicated.Load()
+	st.KeysSwept, st.KeysEvicted = d.keysSwept.Load(), d.keysEvicted.Load()
 	if n, err := d.keys.Len(); err == nil {
 		st.Keys = uint64(n)
 	}

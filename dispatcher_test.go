@@ -31,6 +31,10 @@ func TestMain(m *testing.M) {
 		redriveChild()
 		return
 	}
+	if os.Getenv(keyedChildEnv) != "" {
+		keyedChild()
+		return
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -14,6 +14,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/retry"
 	"github.com/lambdadispatch/dispatcher/store"
 )
@@ -211,10 +212,34 @@ func (r *runner) hasAcks() bool {
 	return len(r.pending) > 0
 }
 
+// markDelivered marks a delivered event's key in the ack's transaction.
+func (r *runner) markDelivered(tx *bolt.Tx, seq uint64, key string) error {
+	return r.d.keys.Mark(tx, key, seq, idempotency.Delivered)
+}
+
+// alreadyDelivered reports whether ev's key is marked delivered, by this
+// event or another, inside its window: then it is acked without an invoke.
+func (r *runner) alreadyDelivered(ev store.Event) bool {
+	if ev.Key == "" {
+		return false
+	}
+	var delivered bool
+	err := r.st.DB().View(func(tx *bolt.Tx) error {
+		e, ok, err := r.d.keys.Lookup(tx, ev.Key, r.d.opts.now())
+		delivered = ok && e.State == idempotency.Delivered
+		return err
+	})
+	if err != nil {
+		r.d.log.Warn("could not read the key window; invoking", "id", formatID(ev.Seq), "error", err)
+		return false
+	}
+	return delivered
+}
+
 // ackAndLease acks acks and leases up to n events into out. On failure the
 // acks go back to be tried again.
 func (r *runner) ackAndLease(ctx context.Context, acks []uint64, n int, out *[]store.Event) error {
-	evs, notLeased, err := r.st.AckAndLease(ctx, acks, n, r.d.opts.leaseDuration)
+	evs, notLeased, err := r.st.AckAndLease(ctx, acks, n, r.d.opts.leaseDuration, r.markDelivered)
 	if err != nil {
 		r.ackMu.Lock()
 		r.pending = append(r.pending, acks...)
@@ -385,6 +410,11 @@ func (r *runner) handle(ctx context.Context, ev store.Event) {
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		return
 	}
+	if r.alreadyDelivered(ev) {
+		r.d.deduplicated.Add(1)
+		r.delivered(ev.Seq)
+		return
+	}
 	started := time.Now()
 	err := r.invoke(ctx, ev)
 	if err != nil && ctx.Err() != nil {
@@ -506,10 +536,21 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 	for n := 1; ; n++ {
 		var err error
 		for i, sink := range r.d.sinks {
+			mark := func(tx *bolt.Tx, _ store.Event) error {
+				if ev.Key == "" {
+					return nil
+				}
+				return r.d.keys.Mark(tx, ev.Key, ev.Seq, idempotency.DeadLettered)
+			}
 			if ts, ok := sink.(deadletter.TxSink); ok {
-				_, err = r.st.Remove(ctx, ev.Seq, func(tx *bolt.Tx, _ store.Event) error { return ts.PutTx(tx, letter) })
+				_, err = r.st.Remove(ctx, ev.Seq, func(tx *bolt.Tx, e store.Event) error {
+					if err := ts.PutTx(tx, letter); err != nil {
+						return err
+					}
+					return mark(tx, e)
+				})
 			} else if err = sink.Put(ctx, letter); err == nil {
-				_, err = r.st.Remove(ctx, ev.Seq, nil)
+				_, err = r.st.Remove(ctx, ev.Seq, mark)
 			}
 			if err == nil || errors.Is(err, store.ErrNotFound) {
 				break

@@ -215,7 +215,11 @@ func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
 // back in the queue or still a letter, never both and never neither. The
 // caps apply as in Enqueue: past them nothing is written and the error
 // wraps ErrFull. fn may run more than once and must not keep state.
-func (s *Store) Insert(ctx context.Context, fn func(tx *bolt.Tx) ([]NewEvent, error)) ([]uint64, error) {
+//
+// With w not nil, every keyed event written claims its key in w for its
+// Window, replacing whoever held it: a redrive sends the event again under
+// the key it had.
+func (s *Store) Insert(ctx context.Context, fn func(tx *bolt.Tx) ([]NewEvent, error), w KeyWindow) ([]uint64, error) {
 	var seqs []uint64
 	var full error
 	err := s.do(ctx, func(t *txn) error {
@@ -232,7 +236,18 @@ func (s *Store) Insert(ctx context.Context, fn func(tx *bolt.Tx) ([]NewEvent, er
 			return errRollback
 		}
 		seqs, err = t.put(ps, size)
-		return err
+		if err != nil || w == nil {
+			return err
+		}
+		now := time.Unix(0, t.now)
+		for i, e := range evs {
+			if e.Key != "" {
+				if err := w.Claim(t.tx, e.Key, seqs[i], now, e.Window); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 	if errors.Is(err, errRollback) {
 		err = full
@@ -272,7 +287,10 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 // acks every event of acks that is still leased, skips those already gone
 // (acked before), and returns in notLeased those whose lease was taken
 // back, which will therefore be sent again.
-func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration) ([]Event, []uint64, error) {
+//
+// onAck, when not nil, runs in the same transaction for each acked event
+// that has a key, so that marking the key delivered commits with the ack.
+func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *bolt.Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
 	var leased []Event
 	var notLeased []uint64
 	err := s.do(ctx, func(t *txn) error {
@@ -285,6 +303,11 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 			if err != nil {
 				notLeased = append(notLeased, seq)
 				continue
+			}
+			if onAck != nil && len(h.key) > 0 {
+				if err := onAck(t.tx, seq, string(h.key)); err != nil {
+					return err
+				}
 			}
 			if err := t.remove(seq, h); err != nil {
 				return err

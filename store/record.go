@@ -144,7 +144,8 @@ func decodeRecord(b []byte) (record, error) {
 type recordHead struct {
 	state byte
 	due   int64
-	size  int64 // as record.size
+	size  int64  // as record.size
+	key   []byte // aliases the record: valid only in its transaction
 }
 
 // skimRecord reads the head of a record without building its strings: an
@@ -164,9 +165,15 @@ func skimRecord(b []byte) (recordHead, error) {
 		d.varint(f)
 	}
 	var strs uint64
-	for _, f := range []string{"function", "qualifier", "key"} {
+	for _, f := range []string{"function", "qualifier"} {
 		strs += d.skipString(f)
 	}
+	rest := d.b
+	n := d.skipString("key")
+	if d.err == nil && n > 0 {
+		h.key = rest[len(rest)-len(d.b)-int(n) : len(rest)-len(d.b)]
+	}
+	strs += n
 	h.size = int64(d.uvarint("payload length", maxPayloadLen)) + int64(strs) + recordOverhead
 	if d.err == nil && h.state != stateReady && h.state != stateLeased {
 		d.fail("state", fmt.Sprintf("unknown state %d", h.state))

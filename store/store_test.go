@@ -717,7 +717,7 @@ func TestAckAndLease(t *testing.T) {
 	require.NoError(t, err)
 	commits := stats(t, b.st).Commits
 
-	got, notLeased, err := b.st.AckAndLease(ctx, []uint64{seqs[0], seqs[1], seqs[4], 999}, 2, time.Minute)
+	got, notLeased, err := b.st.AckAndLease(ctx, []uint64{seqs[0], seqs[1], seqs[4], 999}, 2, time.Minute, nil)
 	require.NoError(t, err)
 	require.Equal(t, []uint64{seqs[2], seqs[3]}, seqsOf(got))
 	require.Equal(t, []uint64{seqs[4]}, notLeased, "not leased (ready) is reported, gone is skipped, neither is fatal")
@@ -764,14 +764,14 @@ func TestInsert(t *testing.T) {
 	}
 	seqs, err := b.st.Insert(ctx, func(tx *bolt.Tx) ([]NewEvent, error) {
 		return newEvents(2, "fn"), mark(tx)
-	})
+	}, nil)
 	require.NoError(t, err)
 	require.Len(t, seqs, 2)
 
 	require.NoError(t, b.st.DB().Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(side) }))
 	_, err = b.st.Insert(ctx, func(tx *bolt.Tx) ([]NewEvent, error) {
 		return newEvents(1, "fn"), mark(tx)
-	})
+	}, nil)
 	require.ErrorIs(t, err, ErrFull)
 	require.NoError(t, b.st.DB().View(func(tx *bolt.Tx) error {
 		require.Nil(t, tx.Bucket(side), "what fn wrote is rolled back with the refused events")
