@@ -142,3 +142,26 @@ func (w *baselineWriter) close() {
 	<-w.done
 	w.db.Close()
 }
+
+// BenchmarkEnqueueKeys measures Enqueue at 64 producers with a distinct
+// key on every event, next to the same without keys.
+func BenchmarkEnqueueKeys(b *testing.B) {
+	for _, keyed := range []bool{false, true} {
+		b.Run(fmt.Sprintf("producers=64/keyed=%v", keyed), func(b *testing.B) {
+			d, err := dispatcher.Open(filepath.Join(b.TempDir(), "events.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			ctx := context.Background()
+			runProducers(b, 64, func(i int) error {
+				e := dispatcher.Event{Function: "bench", Payload: benchPayload}
+				if keyed {
+					e.Key = fmt.Sprint("order-", i)
+				}
+				_, err := d.Enqueue(ctx, e)
+				return err
+			})
+		})
+	}
+}

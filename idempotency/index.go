@@ -232,38 +232,49 @@ func (x *Index) trim(ctx context.Context, batch int, drop func(expires int64, he
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		n := 0
-		err := x.db.Update(func(tx *bolt.Tx) error {
-			n = 0
-			keys, exp := tx.Bucket(bucketKeys), tx.Bucket(bucketExp)
-			if keys == nil || exp == nil {
-				return nil
-			}
-			var doomed [][]byte
-			held := int(keys.Sequence())
-			c := exp.Cursor()
-			for k, _ := c.First(); k != nil && len(doomed) < batch; k, _ = c.Next() {
-				if len(k) < 8 || !drop(int64(binary.BigEndian.Uint64(k)^(1<<63)), held-len(doomed)) {
-					break
-				}
-				doomed = append(doomed, append([]byte(nil), k...))
-			}
-			for _, k := range doomed {
-				if err := exp.Delete(k); err != nil {
-					return err
-				}
-				if err := keys.Delete(k[8:]); err != nil {
-					return err
-				}
-			}
-			n = len(doomed)
-			return keys.SetSequence(keys.Sequence() - uint64(n))
-		})
+		n, err := x.trimOnce(batch, drop)
 		total += n
 		if err != nil || n < batch {
 			return total, err
 		}
 	}
+}
+
+// SweepOnce is one transaction of Sweep: it removes at most batch keys
+// that expired before now and returns how many.
+func (x *Index) SweepOnce(now time.Time, batch int) (int, error) {
+	return x.trimOnce(batch, func(expires int64, _ int) bool { return expires < now.UnixNano() })
+}
+
+func (x *Index) trimOnce(batch int, drop func(expires int64, held int) bool) (int, error) {
+	n := 0
+	err := x.db.Update(func(tx *bolt.Tx) error {
+		n = 0
+		keys, exp := tx.Bucket(bucketKeys), tx.Bucket(bucketExp)
+		if keys == nil || exp == nil {
+			return nil
+		}
+		var doomed [][]byte
+		held := int(keys.Sequence())
+		c := exp.Cursor()
+		for k, _ := c.First(); k != nil && len(doomed) < batch; k, _ = c.Next() {
+			if len(k) < 8 || !drop(int64(binary.BigEndian.Uint64(k)^(1<<63)), held-len(doomed)) {
+				break
+			}
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		for _, k := range doomed {
+			if err := exp.Delete(k); err != nil {
+				return err
+			}
+			if err := keys.Delete(k[8:]); err != nil {
+				return err
+			}
+		}
+		n = len(doomed)
+		return keys.SetSequence(keys.Sequence() - uint64(n))
+	})
+	return n, err
 }
 
 // Window adapts an Index to the store's KeyWindow.
