@@ -125,12 +125,11 @@ type runner struct {
 	mu    sync.Mutex
 	held  int
 	freed chan struct{} // held went down; one waiter (the leaser), one signal
-	stop  chan struct{} // closed when the leaser is done
+	stop  chan struct{} // closed when the leaser is done: start no new invocation
 
 	ackMu   sync.Mutex
 	pending []uint64 // delivered, not yet acked
 
-	stopping atomic.Bool // the leaser is done: start no new invocation
 	paused   atomic.Bool
 	pausedOn atomic.Value // string: the function whose failure paused dispatch
 }
@@ -167,7 +166,6 @@ func (r *runner) run(ctx context.Context) error {
 		workers.Go(func() { r.worker(drain, i) })
 	}
 	r.lease(ctx)
-	r.stopping.Store(true)
 	close(r.stop)
 	close(r.work)
 	workers.Wait()
@@ -343,7 +341,7 @@ func (r *runner) waitFreed(ctx context.Context) bool {
 // semaphore. When the leaser is done, every worker drains what is left.
 func (r *runner) worker(ctx context.Context, i int) {
 	for {
-		for !r.stopping.Load() {
+		for !r.stopped() {
 			limit, changed := r.limit.state()
 			if i < limit {
 				break
@@ -358,6 +356,16 @@ func (r *runner) worker(ctx context.Context, i int) {
 			return
 		}
 		r.handle(ctx, ev)
+	}
+}
+
+// stopped reports whether the leaser is done.
+func (r *runner) stopped() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -400,7 +408,7 @@ func (r *runner) waitForWork(ctx context.Context, reclaim <-chan time.Time) bool
 // handle invokes one event and settles the outcome.
 func (r *runner) handle(ctx context.Context, ev store.Event) {
 	defer r.done()
-	if ctx.Err() != nil || r.stopping.Load() {
+	if ctx.Err() != nil || r.stopped() {
 		// Leased but not started when Run was told to stop: never tried,
 		// so the attempt is given back.
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
