@@ -446,8 +446,15 @@ const scanChunk = 1000
 // series of short read transactions: events enqueued or removed meanwhile
 // may or may not be seen. It stops at the first error fn returns.
 func (s *Store) Scan(fn func(Event) error) error {
-	var after uint64
-	first := true
+	return s.scan(0, true, fn)
+}
+
+// ScanAfter is Scan starting after the event with sequence number after.
+func (s *Store) ScanAfter(after uint64, fn func(Event) error) error {
+	return s.scan(after, false, fn)
+}
+
+func (s *Store) scan(after uint64, first bool, fn func(Event) error) error {
 	for {
 		var batch []Event
 		err := s.view(func(tx *bolt.Tx) error {

@@ -1,0 +1,290 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/internal/jsonvalid"
+	"github.com/lambdadispatch/dispatcher/store"
+)
+
+// EventInfo is a queued event as the admin handler shows it.
+type EventInfo struct {
+	ID        string          `json:"id"`
+	State     string          `json:"state"` // ready, scheduled or leased
+	Function  string          `json:"function"`
+	Qualifier string          `json:"qualifier,omitempty"`
+	Key       string          `json:"key,omitempty"`
+	Attempts  int             `json:"attempts"`
+	Enqueued  time.Time       `json:"enqueued"`
+	Due       time.Time       `json:"due"`
+	LastError string          `json:"lastError,omitempty"`
+	Payload   json.RawMessage `json:"payload,omitempty"`
+	Size      int             `json:"size"`
+}
+
+func (d *Dispatcher) eventInfo(e store.Event, withPayload bool) EventInfo {
+	info := EventInfo{
+		ID: formatID(e.Seq), State: "ready", Function: e.Function, Qualifier: e.Qualifier, Key: e.Key,
+		Attempts: e.Attempts, Enqueued: e.Enqueued, Due: e.Due, Size: len(e.Payload),
+	}
+	switch {
+	case e.Leased:
+		info.State = "leased"
+	case e.Due.After(d.opts.now()):
+		info.State = "scheduled"
+	}
+	if le := e.LastError; !le.IsZero() {
+		info.LastError = fmt.Sprintf("%s (HTTP %d, request %s): %s", le.Code, le.Status, le.RequestID, le.Message)
+	}
+	if withPayload && len(e.Payload) > 0 && jsonvalid.Valid(e.Payload) {
+		info.Payload = e.Payload
+	}
+	return info
+}
+
+// errEnough stops a scan once a page is full.
+var errEnough = errors.New("enough")
+
+// AdminHandler returns an http.Handler with JSON endpoints to watch and
+// act on a running dispatcher, for the application to mount behind its own
+// authentication: the library never opens a listening socket by itself.
+//
+//	GET  /stats                      Stats
+//	GET  /events?state=&function=&after=&limit=
+//	GET  /events/{id}                one queued event, payload included
+//	GET  /deadletters?function=&reason=&since=&until=&after=&limit=
+//	GET  /deadletters/{id}           one letter
+//	POST /deadletters/redrive        {"ids":[...]} or {"filter":{...}} or {"all":true}; "to", "qualifier"
+//	POST /deadletters/purge          {"filter":{...}} or {"all":true}
+//
+// Lists return {"items":[...],"next":"<cursor>"}; pass next as after for
+// the following page. Times are RFC 3339.
+func (d *Dispatcher) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.Stats())
+	})
+	mux.HandleFunc("GET /events", d.adminListEvents)
+	mux.HandleFunc("GET /events/{id}", func(w http.ResponseWriter, r *http.Request) {
+		seq, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "id must be a number")
+			return
+		}
+		e, err := d.st.Get(seq)
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, d.eventInfo(e, true))
+	})
+	mux.HandleFunc("GET /deadletters", func(w http.ResponseWriter, r *http.Request) {
+		f, err := letterFilter(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		limit, err := pageLimit(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		items, next, err := d.DeadLetters().Find(r.Context(), f, r.URL.Query().Get("after"), limit)
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		if items == nil {
+			items = []deadletter.Letter{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
+	})
+	mux.HandleFunc("GET /deadletters/{id}", func(w http.ResponseWriter, r *http.Request) {
+		l, err := d.DeadLetters().Get(r.PathValue("id"))
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, l)
+	})
+	mux.HandleFunc("POST /deadletters/redrive", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			IDs       []string     `json:"ids"`
+			Filter    *adminFilter `json:"filter"`
+			All       bool         `json:"all"`
+			To        string       `json:"to"`
+			Qualifier string       `json:"qualifier"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		o := RedriveOptions{Function: req.To, Qualifier: req.Qualifier}
+		var n int
+		var err error
+		switch {
+		case len(req.IDs) > 0:
+			n, err = d.DeadLetters().Redrive(r.Context(), req.IDs, o)
+		case req.Filter != nil || req.All:
+			n, err = d.DeadLetters().RedriveMatching(r.Context(), req.Filter.toFilter(), o)
+		default:
+			writeError(w, http.StatusBadRequest, `give "ids", a "filter", or "all": true`)
+			return
+		}
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"redriven": n})
+	})
+	mux.HandleFunc("POST /deadletters/purge", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Filter *adminFilter `json:"filter"`
+			All    bool         `json:"all"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		if req.Filter == nil && !req.All {
+			writeError(w, http.StatusBadRequest, `give a "filter", or "all": true`)
+			return
+		}
+		n, err := d.DeadLetters().Purge(r.Context(), req.Filter.toFilter())
+		if err != nil {
+			writeStoreError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int{"purged": n})
+	})
+	return mux
+}
+
+func (d *Dispatcher) adminListEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	state, function := q.Get("state"), q.Get("function")
+	switch state {
+	case "", "ready", "scheduled", "leased":
+	default:
+		writeError(w, http.StatusBadRequest, "state must be ready, scheduled or leased")
+		return
+	}
+	limit, err := pageLimit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var after uint64
+	if a := q.Get("after"); a != "" {
+		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, "after must be an event id")
+			return
+		}
+	}
+	items := []EventInfo{}
+	next := ""
+	err = d.st.ScanAfter(after, func(e store.Event) error {
+		if err := r.Context().Err(); err != nil {
+			return err
+		}
+		info := d.eventInfo(e, false)
+		if (state != "" && info.State != state) || (function != "" && e.Function != function) {
+			return nil
+		}
+		items = append(items, info)
+		if len(items) == limit {
+			next = info.ID
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
+}
+
+// adminFilter is LetterFilter as JSON.
+type adminFilter struct {
+	Function string    `json:"function"`
+	Reason   string    `json:"reason"`
+	Since    time.Time `json:"since"`
+	Until    time.Time `json:"until"`
+}
+
+func (f *adminFilter) toFilter() LetterFilter {
+	if f == nil {
+		return LetterFilter{}
+	}
+	return LetterFilter{Function: f.Function, Reason: deadletter.Reason(f.Reason), Since: f.Since, Until: f.Until}
+}
+
+func letterFilter(r *http.Request) (LetterFilter, error) {
+	q := r.URL.Query()
+	f := LetterFilter{Function: q.Get("function"), Reason: deadletter.Reason(q.Get("reason"))}
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return f, fmt.Errorf("%s must be an RFC 3339 time", name)
+			}
+			*dst = t
+		}
+	}
+	return f, nil
+}
+
+func pageLimit(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, errors.New("limit must be 1 to 1000")
+	}
+	return n, nil
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "bad JSON body: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func writeStoreError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, deadletter.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrInvalidEvent):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, ErrQueueFull):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrClosed), errors.Is(err, store.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	case errors.Is(err, context.Canceled):
+		writeError(w, http.StatusRequestTimeout, err.Error())
+	default:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
