@@ -32,6 +32,7 @@ type options struct {
 	rate          float64
 	metaField     string
 
+	logSizes   bool
 	keyWindow  time.Duration
 	keyFunc    func(Event) string
 	maxKeys    int
@@ -320,6 +321,15 @@ func WithPayloadMetadata(field string) Option {
 func WithoutDeadLetterFallback() Option {
 	return func(o *options) error {
 		o.noFallback = true
+		return nil
+	}
+}
+
+// WithLogPayloadSizes adds the payload's size in bytes to the log lines
+// about an event. Payloads themselves, and credentials, are never logged.
+func WithLogPayloadSizes() Option {
+	return func(o *options) error {
+		o.logSizes = true
 		return nil
 	}
 }

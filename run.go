@@ -572,7 +572,11 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 		}
 		if err == nil {
 			r.d.deadLettered(reason)
-			r.d.log.Warn("dead-lettered an event", "id", letter.ID, "function", ev.Function, "reason", string(reason), "attempts", ev.Attempts, "error", letter.LastError.Code)
+			attrs := []any{"id", letter.ID, "function", ev.Function, "reason", string(reason), "attempts", ev.Attempts, "error", letter.LastError.Code}
+			if r.d.opts.logSizes {
+				attrs = append(attrs, "payload_bytes", len(ev.Payload))
+			}
+			r.d.log.Warn("dead-lettered an event", attrs...)
 			return
 		}
 		r.d.log.Error("every dead-letter sink failed; the event stays queued", "id", letter.ID, "error", err)

@@ -1,10 +1,12 @@
 package dispatcher_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -498,4 +500,41 @@ func TestRunRateLimit(t *testing.T) {
 	b.start(t)
 	waitStats(t, b.d, "delivered", func(s dispatcher.Stats) bool { return s.Delivered == 30 })
 	require.GreaterOrEqual(t, time.Since(start), 290*time.Millisecond, "30 events at 100/s take at least 0.29 s")
+}
+
+// TestRunLogs checks the state changes are logged and payloads are not.
+func TestRunLogs(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&lockedWriter{mu: &mu, w: &buf}, nil))
+	b := setupRun(t, dispatcher.WithLogger(logger), dispatcher.WithLogPayloadSizes())
+	b.srv.Register("fn", lambdatest.OK())
+	_, err := b.d.Enqueue(context.Background(), dispatcher.Event{Function: "missing", Payload: []byte(`{"secret":"hunter2"}`)})
+	require.NoError(t, err)
+	b.srv.Offline()
+	b.enqueue(t, "fn", 1)
+	b.start(t)
+	waitStats(t, b.d, "paused", func(s dispatcher.Stats) bool { return s.Paused })
+	require.NoError(t, b.srv.Online())
+	waitStats(t, b.d, "settled", func(s dispatcher.Stats) bool { return s.Delivered == 1 && s.DeadLettered == 1 })
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	require.Contains(t, out, "dispatch paused")
+	require.Contains(t, out, "dispatch resumed")
+	require.Contains(t, out, "dead-lettered an event")
+	require.Contains(t, out, `"payload_bytes":20`)
+	require.NotContains(t, out, "hunter2", "payloads are never logged")
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
