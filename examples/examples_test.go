@@ -1,0 +1,63 @@
+package examples_test
+
+import (
+	"context"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// runExample runs `go run ./examples/<name>` from the module root with the
+// given flags and returns its output; it fails the test unless the example
+// exits 0.
+func runExample(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", append([]string{"run", "./examples/" + name}, args...)...)
+	cmd.Dir = ".." // the tests run in examples/
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "go run ./examples/%s:\n%s", name, out)
+	return string(out)
+}
+
+// figure returns the number that follows label at the start of a line of
+// the example's summary, such as "  delivered   1544".
+func figure(t *testing.T, out, label string) int {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(label) + `\s+(\d+)`).FindStringSubmatch(out)
+	require.NotNil(t, m, "no %q line in output:\n%s", label, out)
+	n, err := strconv.Atoi(m[1])
+	require.NoError(t, err)
+	return n
+}
+
+func TestEdgeOffline(t *testing.T) {
+	t.Parallel()
+	out := runExample(t, "edge-offline")
+	readings := figure(t, out, "readings")
+	refused := figure(t, out, "refused (queue full)")
+	require.Equal(t, 1800, readings)
+	require.Positive(t, refused, "the outage outlasts the cap, so some readings are refused:\n%s", out)
+	require.Equal(t, readings-refused, figure(t, out, "enqueued"), out)
+	require.Equal(t, readings-refused, figure(t, out, "delivered"), out)
+	require.Zero(t, figure(t, out, "dead-lettered"), out)
+	require.Equal(t, 1000, figure(t, out, "peak buffered offline"), out)
+	require.Positive(t, figure(t, out, "drained after reconnect"), out)
+	require.Regexp(t, `(?m)^\s*paused while offline\s+true$`, out)
+}
+
+func TestRedrive(t *testing.T) {
+	t.Parallel()
+	out := runExample(t, "redrive", "-n", "25")
+	dead := figure(t, out, "dead-lettered")
+	require.Equal(t, 25, dead, out)
+	require.Equal(t, dead, figure(t, out, "redriven"), out)
+	require.Equal(t, dead, figure(t, out, "delivered"), out)
+	require.Zero(t, figure(t, out, "letters left"), out)
+	require.Regexp(t, `(?m)^\s+\d+\s+retries exhausted\s+3\s+500 ServiceException$`, out)
+}
