@@ -74,6 +74,10 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
+	if d.opts.metrics == nil {
+		d.opts.metrics = noMetrics{}
+	}
+	d.opts.metrics.Attach(d.Stats)
 	d.letters = deadletter.NewBolt(st.DB())
 	d.keys = idempotency.New(st.DB())
 	sweepCtx, stop := context.WithCancel(context.Background())
@@ -143,18 +147,24 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 		for i, seq := range seqs {
 			rs[i] = Receipt{ID: formatID(seq)}
 		}
+		d.opts.metrics.Enqueued(len(seqs))
 		return rs, nil
 	}
 	results, err := d.st.EnqueueUnique(ctx, news, idempotency.Window{Index: d.keys})
 	if err != nil {
 		return nil, translate(err)
 	}
+	written := 0
 	for i, r := range results {
 		rs[i] = Receipt{ID: formatID(r.Seq), Duplicate: r.Duplicate}
 		if r.Duplicate {
 			d.duplicates.Add(1)
+			d.opts.metrics.Deduplicated("enqueue")
+		} else {
+			written++
 		}
 	}
+	d.opts.metrics.Enqueued(written)
 	return rs, nil
 }
 
@@ -284,6 +294,7 @@ func (d *Dispatcher) deadLettered(r deadletter.Reason) {
 	d.deadMu.Lock()
 	d.deadBy[r]++
 	d.deadMu.Unlock()
+	d.opts.metrics.DeadLettered(string(r))
 }
 
 func formatID(seq uint64) string { return strconv.FormatUint(seq, 10) }

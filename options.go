@@ -33,6 +33,7 @@ type options struct {
 	metaField     string
 
 	logSizes   bool
+	metrics    Metrics
 	keyWindow  time.Duration
 	keyFunc    func(Event) string
 	maxKeys    int

@@ -161,6 +161,7 @@ func (r *runner) run(ctx context.Context) error {
 	if n, err := r.st.Reclaim(drain); err == nil && n > 0 {
 		r.d.log.Info("returned expired leases to the queue", "leases", n)
 	}
+	r.d.opts.metrics.InFlightLimit(r.limit.current())
 	var workers sync.WaitGroup
 	for i := range r.d.opts.concurrency {
 		workers.Go(func() { r.worker(drain, i) })
@@ -420,6 +421,7 @@ func (r *runner) handle(ctx context.Context, ev store.Event) {
 	}
 	if r.alreadyDelivered(ev) {
 		r.d.deduplicated.Add(1)
+		r.d.opts.metrics.Deduplicated("delivery")
 		r.delivered(ev.Seq)
 		return
 	}
@@ -436,15 +438,20 @@ func (r *runner) handle(ctx context.Context, ev store.Event) {
 	if ie != nil {
 		class = ie.Class
 	}
+	r.d.opts.metrics.Invoked(ev.Function, time.Since(started), class.String())
 	now := r.d.opts.now()
 	decision, reason := r.policy.Decide(class, ev.Attempts, ev.FirstAttempt, now)
 	switch decision {
 	case retry.Done:
-		r.limit.succeeded()
+		if r.limit.succeeded() {
+			r.d.opts.metrics.InFlightLimit(r.limit.current())
+		}
 		r.delivered(ev.Seq)
 	case retry.Retry:
+		r.d.opts.metrics.Retried(class.String())
 		if class == retry.Throttled && r.limit.throttled(started) {
 			r.d.throttled.Add(1)
+			r.d.opts.metrics.InFlightLimit(r.limit.current())
 			r.d.log.Warn("throttled by Lambda: lowering the in-flight limit", "function", ev.Function, "limit", r.limit.current(), "reason", ie.Reason)
 		}
 		due := r.policy.NextDue(ev.Attempts, now, ie.RetryAfter, rand.Float64())
@@ -638,13 +645,16 @@ func (a *aimd) state() (int, <-chan struct{}) {
 	return int(a.limit), a.changed
 }
 
-// set changes the limit, telling waiters when its whole part moves.
-func (a *aimd) set(v float64) {
-	if int(v) != int(a.limit) {
+// set changes the limit, telling waiters when its whole part moves, and
+// reports whether it did.
+func (a *aimd) set(v float64) bool {
+	moved := int(v) != int(a.limit)
+	if moved {
 		close(a.changed)
 		a.changed = make(chan struct{})
 	}
 	a.limit = v
+	return moved
 }
 
 // throttled halves the limit, once for all the invocations that were in
@@ -660,10 +670,12 @@ func (a *aimd) throttled(started time.Time) bool {
 	return true
 }
 
-func (a *aimd) succeeded() {
+// succeeded raises the limit a little, and reports whether its whole part
+// moved.
+func (a *aimd) succeeded() bool {
 	a.mu.Lock()
-	a.set(min(a.max, a.limit+1/a.limit))
-	a.mu.Unlock()
+	defer a.mu.Unlock()
+	return a.set(min(a.max, a.limit+1/a.limit))
 }
 
 // pacer spaces invocations to at most rate a second; nil means no limit.

@@ -1,0 +1,136 @@
+// Package otelmetrics reports a dispatcher's measurements through
+// OpenTelemetry. It is a package of its own so that only programs that use
+// OpenTelemetry import it:
+//
+//	rec, err := otelmetrics.New(meterProvider)
+//	d, err := dispatcher.Open(path, dispatcher.WithMetrics(rec))
+//
+// Instruments (meter "github.com/lambdadispatch/dispatcher"):
+//
+//	dispatcher.queue.depth        gauge, {event}, by state (ready, scheduled, leased, dead)
+//	dispatcher.keys               gauge, {key}: deduplication keys held
+//	dispatcher.enqueued           counter, {event}
+//	dispatcher.invocations        counter, {invocation}, by function and class
+//	dispatcher.invoke.duration    histogram, s, by class
+//	dispatcher.retried            counter, {event}, by class (throttled, transient)
+//	dispatcher.dead_lettered      counter, {event}, by reason
+//	dispatcher.deduplicated       counter, {event}, by where (enqueue, delivery)
+//	dispatcher.inflight.limit     gauge, {invocation}: the in-flight limit now
+package otelmetrics
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/lambdadispatch/dispatcher"
+)
+
+// Recorder implements dispatcher.Metrics on an OpenTelemetry
+// MeterProvider.
+type Recorder struct {
+	enqueued     metric.Int64Counter
+	invocations  metric.Int64Counter
+	duration     metric.Float64Histogram
+	retried      metric.Int64Counter
+	deadLettered metric.Int64Counter
+	deduplicated metric.Int64Counter
+	limit        atomic.Int64
+	stats        atomic.Pointer[func() dispatcher.Stats]
+}
+
+var _ dispatcher.Metrics = (*Recorder)(nil)
+
+// New creates the instruments on mp. A nil mp is an error: pass
+// otel.GetMeterProvider() for the global one.
+func New(mp metric.MeterProvider) (*Recorder, error) {
+	m := mp.Meter("github.com/lambdadispatch/dispatcher")
+	r := &Recorder{}
+	var err error
+	if r.enqueued, err = m.Int64Counter("dispatcher.enqueued", metric.WithUnit("{event}"), metric.WithDescription("Events written to the queue.")); err != nil {
+		return nil, err
+	}
+	if r.invocations, err = m.Int64Counter("dispatcher.invocations", metric.WithUnit("{invocation}"), metric.WithDescription("Invoke calls, by function and outcome class.")); err != nil {
+		return nil, err
+	}
+	if r.duration, err = m.Float64Histogram("dispatcher.invoke.duration", metric.WithUnit("s"), metric.WithDescription("Latency of Invoke calls.")); err != nil {
+		return nil, err
+	}
+	if r.retried, err = m.Int64Counter("dispatcher.retried", metric.WithUnit("{event}"), metric.WithDescription("Events rescheduled after a failure, by class.")); err != nil {
+		return nil, err
+	}
+	if r.deadLettered, err = m.Int64Counter("dispatcher.dead_lettered", metric.WithUnit("{event}"), metric.WithDescription("Events dead-lettered, by reason.")); err != nil {
+		return nil, err
+	}
+	if r.deduplicated, err = m.Int64Counter("dispatcher.deduplicated", metric.WithUnit("{event}"), metric.WithDescription("Duplicates dropped, at enqueue or at delivery.")); err != nil {
+		return nil, err
+	}
+	depth, err := m.Int64ObservableGauge("dispatcher.queue.depth", metric.WithUnit("{event}"), metric.WithDescription("Events held, by state."))
+	if err != nil {
+		return nil, err
+	}
+	keys, err := m.Int64ObservableGauge("dispatcher.keys", metric.WithUnit("{key}"), metric.WithDescription("Deduplication keys held."))
+	if err != nil {
+		return nil, err
+	}
+	limit, err := m.Int64ObservableGauge("dispatcher.inflight.limit", metric.WithUnit("{invocation}"), metric.WithDescription("The in-flight limit, lowered on throttling."))
+	if err != nil {
+		return nil, err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(limit, r.limit.Load())
+		f := r.stats.Load()
+		if f == nil {
+			return nil
+		}
+		st := (*f)()
+		for state, n := range map[string]int64{"ready": st.Ready, "scheduled": st.Scheduled, "leased": st.Leased} {
+			o.ObserveInt64(depth, n, metric.WithAttributes(attribute.String("state", state)))
+		}
+		o.ObserveInt64(depth, int64(st.DeadLettered), metric.WithAttributes(attribute.String("state", "dead")))
+		o.ObserveInt64(keys, int64(st.Keys))
+		return nil
+	}, depth, keys, limit)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Attach implements dispatcher.Metrics.
+func (r *Recorder) Attach(stats func() dispatcher.Stats) { r.stats.Store(&stats) }
+
+// Enqueued implements dispatcher.Metrics.
+func (r *Recorder) Enqueued(n int) {
+	if n > 0 {
+		r.enqueued.Add(context.Background(), int64(n))
+	}
+}
+
+// Invoked implements dispatcher.Metrics.
+func (r *Recorder) Invoked(function string, latency time.Duration, class string) {
+	ctx := context.Background()
+	r.invocations.Add(ctx, 1, metric.WithAttributes(attribute.String("function", function), attribute.String("class", class)))
+	r.duration.Record(ctx, latency.Seconds(), metric.WithAttributes(attribute.String("class", class)))
+}
+
+// Retried implements dispatcher.Metrics.
+func (r *Recorder) Retried(class string) {
+	r.retried.Add(context.Background(), 1, metric.WithAttributes(attribute.String("class", class)))
+}
+
+// DeadLettered implements dispatcher.Metrics.
+func (r *Recorder) DeadLettered(reason string) {
+	r.deadLettered.Add(context.Background(), 1, metric.WithAttributes(attribute.String("reason", reason)))
+}
+
+// Deduplicated implements dispatcher.Metrics.
+func (r *Recorder) Deduplicated(where string) {
+	r.deduplicated.Add(context.Background(), 1, metric.WithAttributes(attribute.String("where", where)))
+}
+
+// InFlightLimit implements dispatcher.Metrics.
+func (r *Recorder) InFlightLimit(n int) { r.limit.Store(int64(n)) }
