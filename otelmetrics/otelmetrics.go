@@ -10,6 +10,7 @@
 //	dispatcher.queue.depth        gauge, {event}, by state (ready, scheduled, leased, dead)
 //	dispatcher.keys               gauge, {key}: deduplication keys held
 //	dispatcher.enqueued           counter, {event}
+//	dispatcher.delivered          counter, {event}: acked as delivered (Stats.Delivered)
 //	dispatcher.invocations        counter, {invocation}, by function and class
 //	dispatcher.invoke.duration    histogram, s, by class
 //	dispatcher.retried            counter, {event}, by class (throttled, transient)
@@ -76,6 +77,10 @@ func New(mp metric.MeterProvider) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
+	delivered, err := m.Int64ObservableCounter("dispatcher.delivered", metric.WithUnit("{event}"), metric.WithDescription("Events acked as delivered since Open."))
+	if err != nil {
+		return nil, err
+	}
 	limit, err := m.Int64ObservableGauge("dispatcher.inflight.limit", metric.WithUnit("{invocation}"), metric.WithDescription("The in-flight limit, lowered on throttling."))
 	if err != nil {
 		return nil, err
@@ -92,8 +97,9 @@ func New(mp metric.MeterProvider) (*Recorder, error) {
 		}
 		o.ObserveInt64(depth, int64(st.DeadLettered), metric.WithAttributes(attribute.String("state", "dead")))
 		o.ObserveInt64(keys, int64(st.Keys))
+		o.ObserveInt64(delivered, int64(st.Delivered))
 		return nil
-	}, depth, keys, limit)
+	}, depth, keys, delivered, limit)
 	if err != nil {
 		return nil, err
 	}

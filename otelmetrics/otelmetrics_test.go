@@ -97,6 +97,7 @@ func TestRecorder(t *testing.T) {
 	require.NoError(t, d.Close())
 
 	require.Equal(t, int64(3), sums(t, rm, "dispatcher.enqueued")[attrs()])
+	require.Equal(t, int64(2), sums(t, rm, "dispatcher.delivered")[attrs()])
 	require.Equal(t, int64(1), sums(t, rm, "dispatcher.deduplicated")[attrs(attribute.String("where", "enqueue"))])
 	inv := sums(t, rm, "dispatcher.invocations")
 	require.Equal(t, int64(2), inv[attrs(attribute.String("function", "ok"), attribute.String("class", "success"))])
