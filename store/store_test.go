@@ -779,3 +779,34 @@ func TestInsert(t *testing.T) {
 	}))
 	require.Equal(t, int64(2), stats(t, b.st).Events)
 }
+
+func TestCompact(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, Options{})
+	enqueue(t, b.st, newEvents(2000, "fn")...)
+	for {
+		evs, err := b.st.Lease(ctx, 256, time.Minute)
+		require.NoError(t, err)
+		if len(evs) <= 10 {
+			break
+		}
+		seqs := make([]uint64, len(evs))
+		for i, e := range evs {
+			seqs[i] = e.Seq
+		}
+		require.NoError(t, b.st.Ack(ctx, seqs...))
+	}
+	_, _, err := Compact(b.path, 50*time.Millisecond)
+	require.ErrorIs(t, err, ErrLocked, "an open file is not compacted")
+	before := scanAll(t, b.st)
+	require.NoError(t, b.st.Close())
+
+	sizeBefore, sizeAfter, err := Compact(b.path, time.Second)
+	require.NoError(t, err)
+	require.Less(t, sizeAfter, sizeBefore)
+	st, err := Open(b.path, Options{Now: b.clock.Now})
+	require.NoError(t, err)
+	b.st = st
+	require.Equal(t, before, scanAll(t, st))
+}

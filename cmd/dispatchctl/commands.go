@@ -11,14 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/deadletter"
@@ -795,80 +791,23 @@ func (c *cli) cmdCompact(args []string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := mustExist(path)
-	if err != nil {
+	if _, err := mustExist(path); err != nil {
 		return err
 	}
-	// The store's own settings: the freelist is not synced, and opening
-	// with another setting would write to the source.
-	opts := &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
-	src, err := bolt.Open(path, fi.Mode().Perm(), opts)
-	if errors.Is(err, berrors.ErrTimeout) {
+	p := c.progress()
+	p.printf("compacting %s…", path)
+	before, after, err := store.Compact(path, lockTimeout)
+	p.done()
+	if errors.Is(err, store.ErrLocked) {
 		return inUseErr(path)
 	}
 	if err != nil {
 		return err
 	}
-	defer src.Close()
-	tmp := path + ".compact"
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	p := c.progress()
-	p.printf("compacting %s…", path)
-	err = compactInto(src, tmp, fi.Mode().Perm(), opts)
-	p.done()
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return err
-	}
-	after, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	out := compactJSON{Before: fi.Size(), After: after.Size()}
+	out := compactJSON{Before: before, After: after}
 	if c.json {
 		return c.writeJSON(out)
 	}
 	_, err = fmt.Fprintf(c.stdout, "compacted %s: %d bytes before, %d after\n", path, out.Before, out.After)
 	return err
-}
-
-func compactInto(src *bolt.DB, tmp string, mode os.FileMode, opts *bolt.Options) error {
-	dst, err := bolt.Open(tmp, mode, opts)
-	if err != nil {
-		return err
-	}
-	if err := bolt.Compact(dst, src, 64<<20); err != nil {
-		dst.Close()
-		return err
-	}
-	if err := dst.Close(); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

@@ -26,8 +26,6 @@ import (
 	"strings"
 	"time"
 
-	berrors "go.etcd.io/bbolt/errors"
-
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/store"
 )
@@ -219,7 +217,7 @@ func mustExist(path string) (os.FileInfo, error) {
 }
 
 func lockedErr(path string, err error) error {
-	if errors.Is(err, dispatcher.ErrFileInUse) || errors.Is(err, store.ErrLocked) || errors.Is(err, berrors.ErrTimeout) {
+	if errors.Is(err, dispatcher.ErrFileInUse) || errors.Is(err, store.ErrLocked) {
 		return inUseErr(path)
 	}
 	return err
