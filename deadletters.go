@@ -158,12 +158,15 @@ func (l *DeadLetters) RedriveMatching(ctx context.Context, f LetterFilter, o Red
 func (l *DeadLetters) Purge(ctx context.Context, f LetterFilter) (int, error) {
 	return l.eachBatch(ctx, f, func(ids []string) (int, error) {
 		var n int
-		err := l.d.st.DB().Update(func(tx *bolt.Tx) error {
+		err := l.d.st.Update(ctx, func(tx *bolt.Tx) error {
 			var err error
 			n, err = l.b.DeleteTx(tx, ids...)
 			return err
 		})
-		return n, err
+		if err != nil {
+			return 0, translate(err) // n may still be written by the writer
+		}
+		return n, nil
 	})
 }
 

@@ -715,3 +715,12 @@ func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 	t.tot.recovered += uint64(len(seqs))
 	return len(seqs), nil
 }
+
+// Update runs fn in a write transaction of the writer, shared with other
+// calls waiting at the time, for packages that keep their own buckets in
+// the file (dead letters, keys). fn must touch only those buckets, and may
+// run more than once; an error from it rolls back the transaction and is
+// returned.
+func (s *Store) Update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
+	return s.do(ctx, func(t *txn) error { return fn(t.tx) })
+}
