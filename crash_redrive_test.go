@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -19,8 +18,6 @@ import (
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/store"
 )
-
-const redriveChildEnv = "DISPATCHER_REDRIVE_CHILD"
 
 // redriveChild redrives every letter of the file and exits.
 func redriveChild() {
@@ -61,12 +58,7 @@ func TestCrashDuringRedrive(t *testing.T) {
 	}))
 	require.NoError(t, d.Close())
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), redriveChildEnv+"=1", childPathEnv+"="+path)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
+	cmd, stdout := startChild(t, "redrive", childPathEnv+"="+path)
 	_, err = bufio.NewReader(stdout).ReadString('\n')
 	require.NoError(t, err)
 	time.Sleep(time.Duration(rand.IntN(40)) * time.Millisecond) // a kill point, not synchronisation

@@ -24,8 +24,7 @@ import (
 const maxAckBatch = 256
 
 const (
-	runChildEnv = "DISPATCHER_RUN_CHILD"
-	runURLEnv   = "DISPATCHER_RUN_URL"
+	runURLEnv = "DISPATCHER_RUN_URL"
 )
 
 // runChild dispatches the queue at DISPATCHER_CRASH_PATH to the lambdatest
@@ -83,10 +82,7 @@ func TestCrashDuringDispatch(t *testing.T) {
 	require.NoError(t, d.Close())
 
 	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), runChildEnv+"=1", childPathEnv+"="+path, runURLEnv+"="+srv.URL())
-		cmd.Stderr = os.Stderr
-		require.NoError(t, cmd.Start())
+		cmd, _ := startChild(t, "run", childPathEnv+"="+path, runURLEnv+"="+srv.URL())
 		return cmd
 	}
 	killAt := 100 + rand.IntN(n/2)

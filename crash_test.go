@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -21,7 +20,6 @@ import (
 )
 
 const (
-	childEnv     = "DISPATCHER_CRASH_CHILD"
 	childPathEnv = "DISPATCHER_CRASH_PATH"
 	childRound   = "DISPATCHER_CRASH_ROUND"
 )
@@ -91,12 +89,7 @@ func TestCrashSafety(t *testing.T) {
 	const rounds = 5
 	for round := range rounds {
 		killAfter := 1 + rand.IntN(3000)
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"=1", childPathEnv+"="+path, childRound+"="+strconv.Itoa(round))
-		cmd.Stderr = os.Stderr
-		stdout, err := cmd.StdoutPipe()
-		require.NoError(t, err)
-		require.NoError(t, cmd.Start())
+		cmd, stdout := startChild(t, "enqueue", childPathEnv+"="+path, childRound+"="+strconv.Itoa(round))
 		lines := bufio.NewScanner(stdout)
 		n := 0
 		for lines.Scan() {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -139,8 +138,6 @@ func TestDedupMarksAndRedrive(t *testing.T) {
 	require.Equal(t, map[string]int{"bad": 1}, keysSeen(t, b.srv, "fixed"))
 }
 
-const keyedChildEnv = "DISPATCHER_KEYED_CHILD"
-
 // keyedChild enqueues 100 keyed events, says so, and waits to be killed.
 func keyedChild() {
 	d, err := dispatcher.Open(os.Getenv(childPathEnv))
@@ -163,12 +160,7 @@ func keyedChild() {
 func TestDedupSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "events.db")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), keyedChildEnv+"=1", childPathEnv+"="+path)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
+	cmd, out := startChild(t, "keyed", childPathEnv+"="+path)
 	line, err := bufio.NewReader(out).ReadString('\n')
 	require.NoError(t, err)
 	require.Equal(t, "enqueued\n", line)

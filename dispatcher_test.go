@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,24 +20,38 @@ import (
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
+// childModeEnv names the part a re-executed test binary plays; see
+// startChild.
+const childModeEnv = "DISPATCHER_TEST_CHILD"
+
+// children are the parts a child process can play, by mode.
+var children = map[string]func(){
+	"enqueue": crashChild,
+	"run":     runChild,
+	"redrive": redriveChild,
+	"keyed":   keyedChild,
+}
+
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		crashChild()
-		return
-	}
-	if os.Getenv(runChildEnv) != "" {
-		runChild()
-		return
-	}
-	if os.Getenv(redriveChildEnv) != "" {
-		redriveChild()
-		return
-	}
-	if os.Getenv(keyedChildEnv) != "" {
-		keyedChild()
+	if child := children[os.Getenv(childModeEnv)]; child != nil {
+		child()
 		return
 	}
 	goleak.VerifyTestMain(m)
+}
+
+// startChild re-executes the test binary as a child process playing mode,
+// with env added to its environment, and returns it started, with its
+// standard output to read. The crash tests SIGKILL it.
+func startChild(t *testing.T, mode string, env ...string) (*exec.Cmd, io.ReadCloser) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), childModeEnv+"="+mode), env...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	return cmd, stdout
 }
 
 func open(t *testing.T, opts ...dispatcher.Option) (*dispatcher.Dispatcher, string) {
