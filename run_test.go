@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -391,26 +392,13 @@ func TestCheck(t *testing.T) {
 // at first: the events stay queued until the sink takes them, each once.
 func TestRunFailingSinkLosesNothing(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	failures := 5
-	got := map[string]int{}
-	sink := deadletter.SinkFunc(func(_ context.Context, l deadletter.Letter) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if failures > 0 {
-			failures--
-			return errors.New("sink unavailable")
-		}
-		got[l.ID]++
-		return nil
-	})
+	sink := newFlakySink(5)
 	b := setupRun(t, dispatcher.WithDeadLetter(sink), dispatcher.WithoutDeadLetterFallback())
 	ids := b.enqueue(t, "missing", 20)
 	b.start(t)
 	st := waitStats(t, b.d, "all dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 20 })
 	require.Zero(t, st.Queued())
-	mu.Lock()
-	defer mu.Unlock()
+	got, failures := sink.state()
 	require.Zero(t, failures)
 	for _, id := range ids {
 		require.Equal(t, 1, got[id], "letter %s", id)
@@ -421,19 +409,7 @@ func TestRunFailingSinkLosesNothing(t *testing.T) {
 // the queue's file instead, where they can be listed and redriven.
 func TestRunSinkFallsBackToTheFile(t *testing.T) {
 	t.Parallel()
-	var mu sync.Mutex
-	failures := 5
-	got := map[string]bool{}
-	sink := deadletter.SinkFunc(func(_ context.Context, l deadletter.Letter) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if failures > 0 {
-			failures--
-			return errors.New("sink unavailable")
-		}
-		got[l.ID] = true
-		return nil
-	})
+	sink := newFlakySink(5)
 	b := setupRun(t, dispatcher.WithDeadLetter(sink))
 	ids := b.enqueue(t, "missing", 20)
 	b.start(t)
@@ -442,16 +418,44 @@ func TestRunSinkFallsBackToTheFile(t *testing.T) {
 	local, _, err := b.d.DeadLetters().List(context.Background(), "", 100)
 	require.NoError(t, err)
 	require.Len(t, local, 5, "the refused letters are kept in the file")
-	mu.Lock()
-	defer mu.Unlock()
+	got, _ := sink.state()
 	require.Len(t, got, 15)
 	for _, l := range local {
-		require.False(t, got[l.ID], "letter %s in both places", l.ID)
-		got[l.ID] = true
+		require.Zero(t, got[l.ID], "letter %s in both places", l.ID)
+		got[l.ID] = 1
 	}
 	for _, id := range ids {
-		require.True(t, got[id], "letter %s lost", id)
+		require.Equal(t, 1, got[id], "letter %s lost", id)
 	}
+}
+
+// flakySink refuses its first letters, then takes and counts the rest.
+type flakySink struct {
+	mu       sync.Mutex
+	failures int
+	got      map[string]int
+}
+
+func newFlakySink(failures int) *flakySink {
+	return &flakySink{failures: failures, got: map[string]int{}}
+}
+
+func (s *flakySink) Put(_ context.Context, l deadletter.Letter) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failures > 0 {
+		s.failures--
+		return errors.New("sink unavailable")
+	}
+	s.got[l.ID]++
+	return nil
+}
+
+// state returns a copy of the letters taken, by id, and the failures left.
+func (s *flakySink) state() (map[string]int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.got), s.failures
 }
 
 // TestRunCredentialsPause fails the credentials provider: dispatch pauses
