@@ -40,6 +40,8 @@ func (s State) String() string {
 		return "delivered"
 	case DeadLettered:
 		return "dead-lettered"
+	case Claimed:
+		return "claimed"
 	}
 	return fmt.Sprintf("state(%d)", byte(s))
 }
