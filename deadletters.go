@@ -107,7 +107,18 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), redriveBatch)]
 		ids = ids[len(batch):]
+		var window store.KeyWindow = idempotency.Window{Index: l.d.keys}
+		var sh *sharedRedrive
+		if l.d.shared != nil {
+			var err error
+			if sh, err = l.d.prepareSharedRedrive(ctx, batch); err != nil {
+				return n, err
+			}
+			batch, window = sh.ids, sh.window
+		}
+		var keys []string
 		seqs, err := l.d.st.Insert(ctx, func(tx *bolt.Tx) ([]store.NewEvent, error) {
+			keys = keys[:0]
 			var evs []store.NewEvent
 			var found []string
 			for _, id := range batch {
@@ -133,12 +144,16 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 				}
 				evs = append(evs, ev)
 				found = append(found, id)
+				keys = append(keys, ev.Key)
 			}
 			if _, err := l.b.DeleteTx(tx, found...); err != nil {
 				return nil, err
 			}
 			return evs, nil
-		}, idempotency.Window{Index: l.d.keys})
+		}, window)
+		if sh != nil {
+			sh.finish(ctx, err, seqs, keys)
+		}
 		if err != nil {
 			return n, translate(err)
 		}

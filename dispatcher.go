@@ -43,6 +43,7 @@ type Dispatcher struct {
 	keysEvicted  atomic.Uint64
 	stopSweep    context.CancelFunc
 	sweepDone    chan struct{}
+	shared       *sharedKeys // nil unless WithSharedKeys
 }
 
 // Open opens the queue file at path, creating it (mode 0600) if needed.
@@ -80,6 +81,12 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 	d.opts.metrics.Attach(d.Stats)
 	d.letters = deadletter.NewBolt(st.DB())
 	d.keys = idempotency.New(st.DB())
+	if o.shared != nil {
+		if err := d.openShared(o.shared); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	sweepCtx, stop := context.WithCancel(context.Background())
 	d.stopSweep, d.sweepDone = stop, make(chan struct{})
 	go d.sweep(sweepCtx)
@@ -149,6 +156,9 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 		}
 		d.opts.metrics.Enqueued(len(seqs))
 		return rs, nil
+	}
+	if d.shared != nil {
+		return d.enqueueShared(ctx, news)
 	}
 	results, err := d.st.EnqueueUnique(ctx, news, idempotency.Window{Index: d.keys})
 	if err != nil {
@@ -234,6 +244,23 @@ type Stats struct {
 	// KeysEvicted count those removed since Open as expired or past
 	// WithMaxKeys.
 	Keys, KeysSwept, KeysEvicted uint64
+
+	// Shared is about the shared key window (WithSharedKeys); zero without
+	// one.
+	Shared SharedStats
+}
+
+// SharedStats counts the dispatcher's traffic with a shared key window,
+// since Open.
+type SharedStats struct {
+	Claims      uint64 // claim requests: one conditional write each
+	Waits       uint64 // claims that waited for another dispatcher's commit
+	Lost        uint64 // claims taken over before their confirm: events removed as duplicates
+	Unconfirmed int    // events committed whose claim is not yet confirmed
+	Unavailable uint64 // requests that found the window unreachable or throttled
+	// MarksSkipped counts outcomes not recorded in the window because it
+	// had just failed: delivery went on from the local index.
+	MarksSkipped uint64
 }
 
 // Queued is the number of events held in every state.
@@ -255,6 +282,13 @@ func (d *Dispatcher) Stats() Stats {
 	st.KeysSwept, st.KeysEvicted = d.keysSwept.Load(), d.keysEvicted.Load()
 	if n, err := d.keys.Len(); err == nil {
 		st.Keys = uint64(n)
+	}
+	if sk := d.shared; sk != nil {
+		sk.mu.Lock()
+		st.Shared.Unconfirmed = len(sk.unconfirmed)
+		sk.mu.Unlock()
+		st.Shared.Claims, st.Shared.Waits, st.Shared.Lost = sk.claims.Load(), sk.waits.Load(), sk.lost.Load()
+		st.Shared.Unavailable, st.Shared.MarksSkipped = sk.unavailable.Load(), sk.marksSkipped.Load()
 	}
 	d.deadMu.Lock()
 	for r, n := range d.deadBy {
@@ -287,6 +321,7 @@ func (d *Dispatcher) Close() error {
 	}
 	d.stopSweep()
 	<-d.sweepDone
+	d.closeShared()
 	return translate(d.st.Close())
 }
 

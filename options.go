@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/retry"
 )
 
@@ -38,6 +39,8 @@ type options struct {
 	keyFunc    func(Event) string
 	maxKeys    int
 	sweepEvery time.Duration
+	shared     idempotency.Shared
+	claimLease time.Duration
 }
 
 // Defaults of the sending options.
@@ -59,6 +62,7 @@ func defaultOptions() options {
 		invokeTimeout: DefaultInvokeTimeout,
 		leaseDuration: DefaultLeaseDuration,
 		keyWindow:     DefaultKeyWindow,
+		claimLease:    DefaultClaimLease,
 		sweepEvery:    time.Minute,
 	}
 }
@@ -331,6 +335,41 @@ func WithoutDeadLetterFallback() Option {
 func WithLogPayloadSizes() Option {
 	return func(o *options) error {
 		o.logSizes = true
+		return nil
+	}
+}
+
+// WithSharedKeys shares the key window with every dispatcher that uses the
+// same w, in any process on any machine: an event whose key another
+// dispatcher holds is refused as a duplicate, as one held in this file is.
+// Package idempotency/dynamo provides w on a DynamoDB table. The file's own
+// index stays in use beside it, so keys this file holds cost no round trip,
+// and delivery goes on from it when w is unreachable.
+//
+// Enqueue of a keyed event then claims its key in w before committing, and
+// fails with an error matching ErrKeysUnavailable when w is unreachable or
+// throttled; events without a key never touch w.
+func WithSharedKeys(w idempotency.Shared) Option {
+	return func(o *options) error {
+		if w == nil {
+			return fmt.Errorf("dispatcher: WithSharedKeys(nil)")
+		}
+		o.shared = w
+		return nil
+	}
+}
+
+// WithClaimLease sets how long a claim in the shared key window keeps
+// other dispatchers out before its event is committed and the claim
+// confirmed (default DefaultClaimLease). When a dispatcher dies between
+// claim and commit, others wait at most this long for the key. It must
+// exceed the time a commit can take, fsync included.
+func WithClaimLease(d time.Duration) Option {
+	return func(o *options) error {
+		if d < time.Second {
+			return fmt.Errorf("dispatcher: WithClaimLease(%v): must be at least 1s", d)
+		}
+		o.claimLease = d
 		return nil
 	}
 }

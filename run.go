@@ -419,6 +419,12 @@ func (r *runner) handle(ctx context.Context, ev store.Event) {
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		return
 	}
+	if r.d.shared != nil && ev.Key != "" && r.beforeInvoke(ctx, ev) {
+		r.d.deduplicated.Add(1)
+		r.d.opts.metrics.Deduplicated("delivery")
+		r.delivered(ev.Seq)
+		return
+	}
 	if r.alreadyDelivered(ev) {
 		r.d.deduplicated.Add(1)
 		r.d.opts.metrics.Deduplicated("delivery")
@@ -446,6 +452,7 @@ func (r *runner) handle(ctx context.Context, ev store.Event) {
 		if r.limit.succeeded() {
 			r.d.opts.metrics.InFlightLimit(r.limit.current())
 		}
+		r.markShared(ctx, ev, idempotency.Delivered)
 		r.delivered(ev.Seq)
 	case retry.Retry:
 		r.d.opts.metrics.Retried(class.String())
@@ -579,6 +586,7 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 		}
 		if err == nil {
 			r.d.deadLettered(reason)
+			r.markShared(ctx, ev, idempotency.DeadLettered)
 			attrs := []any{"id", letter.ID, "function", ev.Function, "reason", string(reason), "attempts", ev.Attempts, "error", letter.LastError.Code}
 			if r.d.opts.logSizes {
 				attrs = append(attrs, "payload_bytes", len(ev.Payload))
