@@ -71,6 +71,7 @@ type sharedKeys struct {
 
 	mu          sync.Mutex
 	unconfirmed map[uint64]pendingClaim // committed, not confirmed
+	settling    map[uint64]*settleCall  // settles under way
 	settled     []uint64                // pending records to delete from the file
 
 	kick chan struct{}
@@ -119,7 +120,7 @@ func decodePending(v []byte) (pendingClaim, error) {
 // openShared reads or creates the file's owner identity, loads the claims
 // left unconfirmed, and starts the loop that confirms them.
 func (d *Dispatcher) openShared(w idempotency.Shared) error {
-	sk := &sharedKeys{w: w, lease: d.opts.claimLease, unconfirmed: map[uint64]pendingClaim{}, kick: make(chan struct{}, 1)}
+	sk := &sharedKeys{w: w, lease: d.opts.claimLease, unconfirmed: map[uint64]pendingClaim{}, settling: map[uint64]*settleCall{}, kick: make(chan struct{}, 1)}
 	err := d.st.Update(context.Background(), func(tx *bolt.Tx) error {
 		clear(sk.unconfirmed)
 		b, err := tx.CreateBucketIfNotExists(bucketShared)
@@ -226,14 +227,48 @@ func (d *Dispatcher) confirmPending(ctx context.Context) bool {
 // returns the holder elsewhere when the claim was lost to it; then, if
 // remove is set, the event is taken out of the queue as the duplicate it
 // turned out to be. An error leaves the claim pending.
+//
+// Concurrent settles of one event (Enqueue's, the runner's, the background
+// loop's) share one attempt and its outcome.
 func (d *Dispatcher) settleClaim(ctx context.Context, seq uint64, remove bool) (*idempotency.Holder, error) {
 	sk := d.shared
 	sk.mu.Lock()
 	pc, ok := sk.unconfirmed[seq]
-	sk.mu.Unlock()
 	if !ok {
+		sk.mu.Unlock()
 		return nil, nil
 	}
+	if c := sk.settling[seq]; c != nil {
+		sk.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.holder, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c := &settleCall{done: make(chan struct{})}
+	sk.settling[seq] = c
+	sk.mu.Unlock()
+	defer func() {
+		sk.mu.Lock()
+		delete(sk.settling, seq)
+		sk.mu.Unlock()
+		close(c.done)
+	}()
+	c.holder, c.err = d.trySettle(ctx, seq, pc, remove)
+	return c.holder, c.err
+}
+
+// settleCall is one settle of an event's claim under way.
+type settleCall struct {
+	done   chan struct{}
+	holder *idempotency.Holder
+	err    error
+}
+
+func (d *Dispatcher) trySettle(ctx context.Context, seq uint64, pc pendingClaim, remove bool) (*idempotency.Holder, error) {
+	sk := d.shared
 	if _, err := d.st.Get(seq); errors.Is(err, store.ErrNotFound) {
 		sk.settle(seq) // acked, dead-lettered or removed already
 		return nil, nil
@@ -265,6 +300,12 @@ func (d *Dispatcher) settleClaim(ctx context.Context, seq uint64, remove bool) (
 		}
 		if claimed && tries < 3 {
 			continue
+		}
+		if !claimed && h.Owner == sk.owner && h.ID == ref.ID {
+			// Confirmed already, by a concurrent settle of the same
+			// event, and perhaps delivered since.
+			sk.settle(seq)
+			return nil, nil
 		}
 		if h.State == idempotency.Claimed && h.Lease.After(now) {
 			return nil, fmt.Errorf("dispatcher: key %q: claimed by %s, not yet committed", pc.key, h.Owner)
