@@ -526,9 +526,33 @@ func (d *Dispatcher) enqueueShared(ctx context.Context, news []store.NewEvent) (
 			remote = append(remote, k)
 		}
 	}
+	// A batch reads its keys first, up to a hundred a round trip, so that
+	// keys held elsewhere (a redelivered batch, say) cost no failed
+	// conditional write each.
+	var heldElsewhere map[string]idempotency.Holder
+	if len(remote) > 1 {
+		hs, err := sk.w.Lookup(ctx, remote, now)
+		if err != nil {
+			sk.noteUnavailable(err)
+			return nil, err
+		}
+		heldElsewhere = map[string]idempotency.Holder{}
+		var rest []string
+		for _, k := range remote {
+			if h, ok := hs[k]; ok && h.State != idempotency.Claimed {
+				heldElsewhere[k] = h
+				continue
+			}
+			rest = append(rest, k)
+		}
+		remote = rest
+	}
 	claims, err := d.claimAll(ctx, remote, func(k string) time.Duration { return windows[k] })
 	if err != nil {
 		return nil, err
+	}
+	for k, h := range heldElsewhere {
+		claims[k] = &claimResult{holder: h, held: true}
 	}
 
 	rs := make([]Receipt, len(news))

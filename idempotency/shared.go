@@ -36,7 +36,9 @@ type Shared interface {
 	Claim(ctx context.Context, c Claim, now time.Time) (Holder, bool, error)
 	// Confirm moves r.Key from Claimed to Queued and records r.ID, if the
 	// claim r.Token still holds it; otherwise it returns ErrLost. Confirming
-	// a claim already confirmed with the same ID succeeds.
+	// again with the same ID succeeds while the key is Queued; once it is
+	// marked, a late Confirm returns ErrLost, and the caller reads the
+	// holder to see that it is its own event.
 	Confirm(ctx context.Context, r Ref) error
 	// Mark sets the state of r.Key (Delivered or DeadLettered) if the event
 	// r.Owner, r.ID holds it; otherwise it returns ErrLost.

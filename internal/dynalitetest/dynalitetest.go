@@ -1,0 +1,258 @@
+// Package dynalitetest runs dynalite, a DynamoDB-compatible server on
+// Node.js, for tests that drive the real SDK client (service/dynamodb)
+// over real HTTP on 127.0.0.1, and puts a [FaultProxy] in front of it to
+// throttle, drop or count requests.
+//
+// dynalite is found at $DYNALITE_CLI, or where .ci/install-dynalite
+// installs it: .ci/node/node_modules/dynalite/cli.js under the repository
+// root. node must be on PATH. Without them a test is skipped, or fails
+// when $CI is set, so that CI cannot pass without running it.
+//
+// dynalite does not implement UpdateTimeToLive, and ignores
+// ReturnValuesOnConditionCheckFailure (it never returns the old item with
+// a ConditionalCheckFailedException).
+package dynalitetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/lambdadispatch/dispatcher/idempotency/dynamo"
+)
+
+// Version is the dynalite that .ci/install-dynalite installs.
+const Version = "4.0.0"
+
+// startTimeout bounds how long Start waits for dynalite to answer.
+const startTimeout = 30 * time.Second
+
+// tableStateMs is how long, in milliseconds, dynalite keeps a table
+// CREATING, UPDATING or DELETING: long enough that a caller sees the
+// state, short enough not to slow tests down (its default is 500).
+const tableStateMs = "50"
+
+// Start runs dynalite, in memory, on a free port of 127.0.0.1 and returns
+// its endpoint, "http://127.0.0.1:port". dynalite is killed when the test
+// ends, and its output logged if the test failed.
+func Start(t testing.TB) (endpoint string) {
+	t.Helper()
+	node, cli := find(t)
+	var lastErr error
+	// The port is free when chosen but may be taken before dynalite binds
+	// it: try another a few times.
+	for range 3 {
+		endpoint, err := start(t, node, cli)
+		if err == nil {
+			return endpoint
+		}
+		lastErr = err
+	}
+	t.Fatalf("dynalitetest: %v", lastErr)
+	return ""
+}
+
+// find returns node and dynalite's cli.js, or skips or fails the test.
+func find(t testing.TB) (node, cli string) {
+	t.Helper()
+	var problems []string
+	node, err := exec.LookPath("node")
+	if err != nil {
+		problems = append(problems, fmt.Sprintf("node not found on PATH (%v)", err))
+	}
+	cli = os.Getenv("DYNALITE_CLI")
+	if cli == "" {
+		root, err := repoRoot()
+		if err != nil {
+			problems = append(problems, err.Error())
+		} else {
+			cli = filepath.Join(root, ".ci", "node", "node_modules", "dynalite", "cli.js")
+		}
+	}
+	if cli != "" {
+		if fi, err := os.Stat(cli); err != nil || fi.IsDir() {
+			problems = append(problems, fmt.Sprintf("dynalite not found at %s", cli))
+		}
+	}
+	if len(problems) == 0 {
+		return node, cli
+	}
+	msg := fmt.Sprintf("dynalitetest: %s: run .ci/install-dynalite from the repository root (it needs node and npm), or set DYNALITE_CLI to dynalite %s's cli.js",
+		strings.Join(problems, "; "), Version)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s", msg)
+	}
+	t.Skip(msg)
+	return "", ""
+}
+
+// repoRoot returns the nearest directory at or above the working directory
+// that holds a go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod at or above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// start runs dynalite once. It returns an error if dynalite exits before it
+// answers, and fails the test on anything else.
+func start(t testing.TB, node, cli string) (string, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("dynalitetest: find a free port: %v", err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if err := ln.Close(); err != nil {
+		t.Fatalf("dynalitetest: %v", err)
+	}
+
+	out := new(lockedBuffer)
+	cmd := exec.Command(node, cli,
+		"--host", "127.0.0.1", "--port", strconv.Itoa(port),
+		"--createTableMs", tableStateMs, "--deleteTableMs", tableStateMs, "--updateTableMs", tableStateMs)
+	cmd.Stdout = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("dynalitetest: start %s %s: %v", node, cli, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	endpoint := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	tr := &http.Transport{DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: time.Second}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(startTimeout)
+	defer deadline.Stop()
+	for {
+		// dynalite answers a GET with "healthy: dynamodb...".
+		resp, err := hc.Get(endpoint + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+			err = fmt.Errorf("GET / answered %s", resp.Status)
+		}
+		select {
+		case werr := <-exited:
+			return "", fmt.Errorf("dynalite exited before answering on %s: %v; its output:\n%s", endpoint, werr, out.String())
+		case <-deadline.C:
+			_ = cmd.Process.Kill()
+			werr := <-exited
+			t.Fatalf("dynalitetest: dynalite not answering on %s after %v: %v (exit: %v); its output:\n%s",
+				endpoint, startTimeout, err, werr, out.String())
+		case <-tick.C:
+		}
+	}
+
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		err := <-exited
+		if t.Failed() {
+			t.Logf("dynalite on %s exited: %v; its output:\n%s", endpoint, err, out.String())
+		}
+	})
+	return endpoint, nil
+}
+
+// Client returns an SDK client for endpoint with static credentials,
+// region us-east-1 and no retries (RetryMaxAttempts 1), so that a test
+// sees each error as the server sent it. optFns change its options after
+// those. Its idle connections are closed when the test ends.
+func Client(t testing.TB, endpoint string, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections) // for goleak
+	opts := dynamodb.Options{
+		BaseEndpoint:     aws.String(endpoint),
+		Region:           "us-east-1",
+		Credentials:      credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+		RetryMaxAttempts: 1,
+		HTTPClient:       &http.Client{Transport: tr},
+	}
+	return dynamodb.New(opts, optFns...)
+}
+
+var tables atomic.Int64
+
+// Table creates a table for a dynamo.Window with dynamo.CreateTable,
+// named after the test and unique in the process, and returns its name.
+// It tolerates dynamo.ErrTTLNotEnabled, which dynalite always causes.
+func Table(t testing.TB, client dynamo.TableAPI, opts ...dynamo.Option) string {
+	t.Helper()
+	name := TableName(t)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := dynamo.CreateTable(ctx, client, name, opts...); err != nil && !errors.Is(err, dynamo.ErrTTLNotEnabled) {
+		t.Fatalf("dynalitetest: %v", err)
+	}
+	return name
+}
+
+// TableName returns a table name made of the test's name and a number
+// unique in the process.
+func TableName(t testing.TB) string {
+	var b strings.Builder
+	for _, r := range t.Name() {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '_', r == '-', r == '.':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	name := b.String()
+	if len(name) > 200 {
+		name = name[:200]
+	}
+	return fmt.Sprintf("%s-%d", name, tables.Add(1))
+}
+
+// lockedBuffer collects a process's output from the goroutines os/exec
+// copies it with.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

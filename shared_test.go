@@ -1,0 +1,525 @@
+package dispatcher_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/stretchr/testify/require"
+
+	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/idempotency/dynamo"
+	"github.com/lambdadispatch/dispatcher/internal/dynalitetest"
+	"github.com/lambdadispatch/dispatcher/lambdatest"
+	"github.com/lambdadispatch/dispatcher/store"
+)
+
+// What the shared-window children read from their environment.
+const (
+	dynamoURLEnv   = "DISPATCHER_TEST_DYNAMO_URL"
+	dynamoTableEnv = "DISPATCHER_TEST_DYNAMO_TABLE"
+	sharedOrderEnv = "DISPATCHER_TEST_KEY_ORDER" // "up" or "down"
+	sharedCountEnv = "DISPATCHER_TEST_COUNT"
+	sharedKeyEnv   = "DISPATCHER_TEST_KEY"
+)
+
+func init() {
+	children["shared"] = sharedChild
+	children["stall-after-claim"] = func() { stallChild("claim") }
+	children["stall-before-confirm"] = func() { stallChild("confirm") }
+}
+
+// childWindow is the shared window a child process uses: the table the
+// parent names, on the dynalite it runs.
+func childWindow() *dynamo.Window {
+	client := dynamodb.New(dynamodb.Options{
+		BaseEndpoint: aws.String(os.Getenv(dynamoURLEnv)),
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+	})
+	w, err := dynamo.New(client, os.Getenv(dynamoTableEnv))
+	if err != nil {
+		childFail(err)
+	}
+	return w
+}
+
+func childFail(err error) {
+	fmt.Fprintln(os.Stderr, "child:", err)
+	os.Exit(2)
+}
+
+// sharedChild enqueues n keyed events with 64 producers, keys in the
+// order it is given, while Run delivers them; it exits when its queue is
+// empty and every claim is confirmed, printing how many it queued.
+func sharedChild() {
+	n, _ := strconv.Atoi(os.Getenv(sharedCountEnv))
+	client := lambda.New(lambda.Options{
+		BaseEndpoint: aws.String(os.Getenv(runURLEnv)),
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
+	})
+	d, err := dispatcher.Open(os.Getenv(childPathEnv), dispatcher.WithLambda(client),
+		dispatcher.WithSharedKeys(childWindow()), dispatcher.WithPayloadMetadata("_dispatch"), dispatcher.WithConcurrency(32))
+	if err != nil {
+		childFail(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(ctx) }()
+	next := make(chan int)
+	go func() {
+		for i := range n {
+			if os.Getenv(sharedOrderEnv) == "down" {
+				i = n - 1 - i
+			}
+			next <- i
+		}
+		close(next)
+	}()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	queued := 0
+	for range 64 {
+		wg.Go(func() {
+			for i := range next {
+				r, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: fmt.Sprint("order-", i), Payload: []byte(`{}`)})
+				if err != nil {
+					childFail(err)
+				}
+				if !r.Duplicate {
+					mu.Lock()
+					queued++
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for st := d.Stats(); st.Queued() > 0 || st.Shared.Unconfirmed > 0; st = d.Stats() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	if err := <-errc; err != nil {
+		childFail(err)
+	}
+	if err := d.Close(); err != nil {
+		childFail(err)
+	}
+	fmt.Fprintf(os.Stderr, "child stats: %+v\n", d.Stats().Shared)
+	fmt.Println("queued", queued)
+	os.Exit(0)
+}
+
+// stallingWindow stops the process at one step of an Enqueue, so that the
+// parent can SIGKILL it there: after the claim (before the commit), or
+// before the confirm (after the commit).
+type stallingWindow struct {
+	idempotency.Shared
+	at string
+}
+
+func (w stallingWindow) Claim(ctx context.Context, c idempotency.Claim, now time.Time) (idempotency.Holder, bool, error) {
+	h, ok, err := w.Shared.Claim(ctx, c, now)
+	if w.at == "claim" && ok && err == nil {
+		fmt.Println("claimed")
+		select {}
+	}
+	return h, ok, err
+}
+
+func (w stallingWindow) Confirm(ctx context.Context, r idempotency.Ref) error {
+	if w.at == "confirm" {
+		fmt.Println("committed", r.ID)
+		select {}
+	}
+	return w.Shared.Confirm(ctx, r)
+}
+
+func stallChild(at string) {
+	d, err := dispatcher.Open(os.Getenv(childPathEnv), dispatcher.WithSharedKeys(stallingWindow{childWindow(), at}), dispatcher.WithClaimLease(time.Second))
+	if err != nil {
+		childFail(err)
+	}
+	_, err = d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: os.Getenv(sharedKeyEnv), Payload: []byte(`{}`)})
+	childFail(fmt.Errorf("enqueue returned instead of stalling: %v", err))
+}
+
+// dynalite is one dynalite server and one table of a test.
+type dynalite struct {
+	url, table string
+	client     *dynamodb.Client
+}
+
+func startDynalite(t *testing.T) dynalite {
+	t.Helper()
+	url := dynalitetest.Start(t)
+	client := dynalitetest.Client(t, url)
+	return dynalite{url: url, table: dynalitetest.Table(t, client), client: client}
+}
+
+func (dl dynalite) window(t *testing.T) *dynamo.Window {
+	t.Helper()
+	w, err := dynamo.New(dl.client, dl.table)
+	require.NoError(t, err)
+	return w
+}
+
+func (dl dynalite) env() []string {
+	return []string{dynamoURLEnv + "=" + dl.url, dynamoTableEnv + "=" + dl.table}
+}
+
+// holder reads key's holder from the table.
+func (dl dynalite) holder(t *testing.T, key string) (idempotency.Holder, bool) {
+	t.Helper()
+	hs, err := dl.window(t).Lookup(context.Background(), []string{key}, time.Now())
+	require.NoError(t, err)
+	h, ok := hs[key]
+	return h, ok
+}
+
+// TestSharedKeysTwoProcesses runs two dispatchers in two processes, each
+// with its own file, sharing one table: both enqueue the same 5,000 keys
+// at once, in opposite orders, with 64 producers each, while delivering.
+// The function sees each key exactly once.
+func TestSharedKeysTwoProcesses(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("runs child processes")
+	}
+	const n = 5000
+	dl := startDynalite(t)
+	srv := lambdatest.NewServer()
+	defer srv.Close()
+	srv.Register("fn", lambdatest.OK())
+	dir := t.TempDir()
+	type result struct {
+		queued int
+		err    error
+	}
+	results := make(chan result, 2)
+	for _, order := range []string{"up", "down"} {
+		env := append(dl.env(), childPathEnv+"="+filepath.Join(dir, order+".db"), runURLEnv+"="+srv.URL(),
+			sharedOrderEnv+"="+order, sharedCountEnv+"="+strconv.Itoa(n))
+		cmd, out := startChild(t, "shared", env...)
+		go func() {
+			line, _ := bufio.NewReader(out).ReadString('\n')
+			err := cmd.Wait()
+			var q int
+			if _, serr := fmt.Sscanf(line, "queued %d", &q); err == nil && serr != nil {
+				err = fmt.Errorf("child printed %q: %v", line, serr)
+			}
+			results <- result{q, err}
+		}()
+	}
+	total := 0
+	for range 2 {
+		select {
+		case r := <-results:
+			require.NoError(t, r.err)
+			total += r.queued
+		case <-time.After(5 * time.Minute):
+			t.Fatal("children did not finish")
+		}
+	}
+	require.Equal(t, n, total, "events queued across both processes")
+	seen := keysSeen(t, srv, "fn")
+	require.Len(t, seen, n)
+	for k, c := range seen {
+		require.Equal(t, 1, c, "key %s invoked %d times", k, c)
+	}
+	for _, k := range []string{"order-0", "order-2500", "order-4999"} {
+		h, ok := dl.holder(t, k)
+		require.True(t, ok, k)
+		require.Equal(t, idempotency.Delivered, h.State, k)
+	}
+}
+
+// stallAndKill starts a child that stalls at one step of enqueueing key
+// into path, waits for it to say it got there, and SIGKILLs it. It returns
+// what the child printed.
+func stallAndKill(t *testing.T, dl dynalite, mode, path, key string) string {
+	t.Helper()
+	cmd, out := startChild(t, mode, append(dl.env(), childPathEnv+"="+path, sharedKeyEnv+"="+key)...)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	return strings.TrimSpace(line)
+}
+
+// TestSharedKeysCrashBetweenClaimAndCommit kills a process after it
+// claimed a key and before it committed the event. Replayed on the same
+// file, the Enqueue takes its own claim back at once and queues the event
+// exactly once; replayed on another dispatcher, it waits out the lease and
+// takes the claim over.
+func TestSharedKeysCrashBetweenClaimAndCommit(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("kills child processes")
+	}
+	dl := startDynalite(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+
+	t.Run("same file", func(t *testing.T) {
+		path := filepath.Join(dir, "same.db")
+		require.Equal(t, "claimed", stallAndKill(t, dl, "stall-after-claim", path, "k1"))
+		h, ok := dl.holder(t, "k1")
+		require.True(t, ok)
+		require.Equal(t, idempotency.Claimed, h.State)
+
+		d, err := dispatcher.Open(path, dispatcher.WithSharedKeys(dl.window(t)))
+		require.NoError(t, err)
+		defer d.Close()
+		require.Equal(t, h.Owner, d.Owner(), "the file keeps its owner across the crash")
+		require.Zero(t, d.Stats().Queued(), "the killed child committed nothing")
+		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k1", Payload: []byte(`{}`)})
+		require.NoError(t, err)
+		require.False(t, r.Duplicate, "the replay must not be refused by its own dead claim")
+		r2, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k1", Payload: []byte(`{}`)})
+		require.NoError(t, err)
+		require.True(t, r2.Duplicate)
+		require.Equal(t, r.ID, r2.ID)
+		require.EqualValues(t, 1, d.Stats().Queued())
+		h, ok = dl.holder(t, "k1")
+		require.True(t, ok)
+		require.Equal(t, idempotency.Queued, h.State)
+		require.Equal(t, r.ID, h.ID)
+	})
+
+	t.Run("another dispatcher", func(t *testing.T) {
+		require.Equal(t, "claimed", stallAndKill(t, dl, "stall-after-claim", filepath.Join(dir, "dead.db"), "k2"))
+		d, err := dispatcher.Open(filepath.Join(dir, "other.db"), dispatcher.WithSharedKeys(dl.window(t)))
+		require.NoError(t, err)
+		defer d.Close()
+		// The dead claim's lease is one second: the Enqueue waits it out,
+		// then takes the key over.
+		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k2", Payload: []byte(`{}`)})
+		require.NoError(t, err)
+		require.False(t, r.Duplicate)
+		st := d.Stats()
+		require.EqualValues(t, 1, st.Queued())
+		require.NotZero(t, st.Shared.Waits, "it waited for the dead claim's lease")
+		h, _ := dl.holder(t, "k2")
+		require.Equal(t, d.Owner(), h.Owner)
+		require.Equal(t, idempotency.Queued, h.State)
+	})
+}
+
+// TestSharedKeysCrashBeforeConfirm kills a process after it committed an
+// event and before it confirmed the claim: the next Open confirms it, and
+// a replay is a duplicate.
+func TestSharedKeysCrashBeforeConfirm(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("kills child processes")
+	}
+	dl := startDynalite(t)
+	path := filepath.Join(t.TempDir(), "events.db")
+	line := stallAndKill(t, dl, "stall-before-confirm", path, "k1")
+	id, ok := strings.CutPrefix(line, "committed ")
+	require.True(t, ok, line)
+
+	d, err := dispatcher.Open(path, dispatcher.WithSharedKeys(dl.window(t)))
+	require.NoError(t, err)
+	defer d.Close()
+	require.EqualValues(t, 1, d.Stats().Queued())
+	waitStats(t, d, "the pending claim confirmed", func(s dispatcher.Stats) bool { return s.Shared.Unconfirmed == 0 })
+	h, found := dl.holder(t, "k1")
+	require.True(t, found)
+	require.Equal(t, idempotency.Queued, h.State)
+	require.Equal(t, id, h.ID)
+	r, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: "k1", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	require.True(t, r.Duplicate)
+	require.Equal(t, id, r.ID)
+	require.EqualValues(t, 1, d.Stats().Queued())
+}
+
+// TestSharedKeysAcrossDispatchers: a key one dispatcher queued is a
+// duplicate on another, with the holder's id.
+func TestSharedKeysAcrossDispatchers(t *testing.T) {
+	t.Parallel()
+	dl := startDynalite(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a, err := dispatcher.Open(filepath.Join(dir, "a.db"), dispatcher.WithSharedKeys(dl.window(t)))
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := dispatcher.Open(filepath.Join(dir, "b.db"), dispatcher.WithSharedKeys(dl.window(t)))
+	require.NoError(t, err)
+	defer b.Close()
+	require.NotEqual(t, a.Owner(), b.Owner())
+
+	ra, err := a.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	require.False(t, ra.Duplicate)
+	rb, err := b.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	require.True(t, rb.Duplicate)
+	require.Equal(t, ra.ID, rb.ID)
+	require.Zero(t, b.Stats().Queued())
+	require.EqualValues(t, 1, b.Stats().Duplicates)
+
+	// A batch mixing held, new and repeated keys.
+	rs, err := b.EnqueueBatch(ctx, []dispatcher.Event{
+		{Function: "fn", Key: "k", Payload: []byte(`{}`)},
+		{Function: "fn", Key: "n1", Payload: []byte(`{}`)},
+		{Function: "fn", Key: "n1", Payload: []byte(`{}`)},
+		{Function: "fn", Payload: []byte(`{}`)},
+	})
+	require.NoError(t, err)
+	require.True(t, rs[0].Duplicate)
+	require.False(t, rs[1].Duplicate)
+	require.True(t, rs[2].Duplicate)
+	require.Equal(t, rs[1].ID, rs[2].ID)
+	require.False(t, rs[3].Duplicate)
+	require.EqualValues(t, 2, b.Stats().Queued())
+	ra, err = a.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "n1", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	require.True(t, ra.Duplicate)
+	require.Equal(t, rs[1].ID, ra.ID)
+}
+
+// overtakingWindow lets an intruder take a claim over and queue its own
+// event just before the claimer confirms, as if the claimer had been
+// slower than its lease.
+type overtakingWindow struct {
+	idempotency.Shared
+	lease time.Duration
+}
+
+func (w overtakingWindow) Confirm(ctx context.Context, r idempotency.Ref) error {
+	later := time.Now().Add(w.lease + time.Second)
+	_, ok, err := w.Shared.Claim(ctx, idempotency.Claim{Key: r.Key, Owner: "intruder", Token: "t-intruder", Window: time.Hour, Lease: w.lease}, later)
+	if err != nil || !ok {
+		return fmt.Errorf("intruder could not take the claim over: ok=%v err=%v", ok, err)
+	}
+	if err := w.Shared.Confirm(ctx, idempotency.Ref{Key: r.Key, Owner: "intruder", Token: "t-intruder", ID: "intruder-1"}); err != nil {
+		return err
+	}
+	return w.Shared.Confirm(ctx, r)
+}
+
+// TestSharedKeysClaimTakenOver: when a claim is taken over before its
+// confirm, the committed event is the duplicate: it is removed, never
+// invoked, and the Enqueue reports the intruder's event.
+func TestSharedKeysClaimTakenOver(t *testing.T) {
+	t.Parallel()
+	dl := startDynalite(t)
+	d, err := dispatcher.Open(filepath.Join(t.TempDir(), "events.db"),
+		dispatcher.WithSharedKeys(overtakingWindow{dl.window(t), dispatcher.DefaultClaimLease}))
+	require.NoError(t, err)
+	defer d.Close()
+	r, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: "k", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	require.True(t, r.Duplicate)
+	require.Equal(t, "intruder-1", r.ID)
+	st := d.Stats()
+	require.Zero(t, st.Queued())
+	require.EqualValues(t, 1, st.Shared.Lost)
+	require.Zero(t, st.Shared.Unconfirmed)
+	n := 0
+	require.NoError(t, dispatcher.ScanEvents(d, func(store.Event) error { n++; return nil }))
+	require.Zero(t, n, "the duplicate was removed from the file")
+}
+
+// TestSharedKeysUnavailable: a throttled or unreachable window fails a
+// keyed Enqueue with ErrKeysUnavailable and writes nothing; events without
+// keys, and delivery of events already queued, go on regardless.
+func TestSharedKeysUnavailable(t *testing.T) {
+	t.Parallel()
+	dl := startDynalite(t)
+	proxy := dynalitetest.NewFaultProxy(t, dl.url)
+	w, err := dynamo.New(dynalitetest.Client(t, proxy.URL()), dl.table)
+	require.NoError(t, err)
+	b := setupRun(t, dispatcher.WithSharedKeys(w))
+	b.srv.Register("fn", lambdatest.OK())
+	ctx := context.Background()
+	for i := range 20 {
+		_, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: fmt.Sprint("k", i), Payload: []byte(`{}`)})
+		require.NoError(t, err)
+	}
+
+	proxy.Throttle(1000)
+	_, err = b.d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "throttled", Payload: []byte(`{}`)})
+	require.ErrorIs(t, err, dispatcher.ErrKeysUnavailable)
+	var ue *idempotency.UnavailableError
+	require.ErrorAs(t, err, &ue)
+	require.True(t, ue.Throttled)
+	require.EqualValues(t, 20, b.d.Stats().Queued(), "nothing written")
+	proxy.Throttle(0)
+
+	proxy.Offline(true)
+	_, err = b.d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "offline", Payload: []byte(`{}`)})
+	require.ErrorIs(t, err, dispatcher.ErrKeysUnavailable)
+	require.ErrorAs(t, err, &ue)
+	require.False(t, ue.Throttled)
+	_, err = b.d.Enqueue(ctx, dispatcher.Event{Function: "fn", Payload: []byte(`{}`)})
+	require.NoError(t, err, "an event without a key never touches the window")
+	require.EqualValues(t, 21, b.d.Stats().Queued())
+
+	// Delivery does not wait for the window.
+	b.start(t)
+	st := waitStats(t, b.d, "delivered", func(s dispatcher.Stats) bool { return s.Delivered == 21 })
+	require.NotZero(t, st.Shared.Unavailable+st.Shared.MarksSkipped)
+	require.Len(t, keysSeen(t, b.srv, "fn"), 21)
+
+	// Back online, the marks resume and keys are refused again.
+	proxy.Offline(false)
+	r, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k3", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	require.True(t, r.Duplicate)
+}
+
+// TestSharedKeysDeadLetterAndRedrive: a dead-lettered event's key is
+// marked so in the table; a redrive releases it and the new event claims
+// it, and is delivered.
+func TestSharedKeysDeadLetterAndRedrive(t *testing.T) {
+	t.Parallel()
+	dl := startDynalite(t)
+	b := setupRun(t, dispatcher.WithSharedKeys(dl.window(t)))
+	b.srv.Register("fn", lambdatest.OK())
+	ctx := context.Background()
+	r, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "missing", Key: "k", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	b.start(t)
+	waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 1 })
+	waitHolder(t, dl, "k", func(h idempotency.Holder) bool { return h.State == idempotency.DeadLettered && h.ID == r.ID })
+
+	n, err := b.d.DeadLetters().Redrive(ctx, []string{r.ID}, dispatcher.RedriveOptions{Function: "fn"})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	waitStats(t, b.d, "delivered", func(s dispatcher.Stats) bool { return s.Delivered == 1 })
+	h := waitHolder(t, dl, "k", func(h idempotency.Holder) bool { return h.State == idempotency.Delivered })
+	require.NotEqual(t, r.ID, h.ID, "the redriven event holds the key now")
+	require.Equal(t, 1, keysSeen(t, b.srv, "fn")["k"])
+}
+
+func waitHolder(t *testing.T, dl dynalite, key string, cond func(idempotency.Holder) bool) idempotency.Holder {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		h, ok := dl.holder(t, key)
+		if ok && cond(h) {
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting on key %s; holder %+v (found %v)", key, h, ok)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
