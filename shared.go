@@ -39,30 +39,9 @@ var (
 
 const pendingVersion = 1
 
-// sharedKeys is the dispatcher's side of a shared key window.
-//
-// The sequence for a keyed event, and why no event is lost or wrongly
-// refused when a process dies at any point of it:
-//
-//  1. Claim the key in the shared window for this file's owner, with a
-//     fresh token and a lease. A crash now leaves a claim without an
-//     event; the same owner replaying the Enqueue takes its own claim
-//     back at once, and any other owner takes it over once the lease
-//     has passed. Nobody is told "duplicate" by a claim whose event does
-//     not exist, except for at most one lease while it waits.
-//  2. Commit the event to the file, with a pending record (key, token) in
-//     the same transaction. A crash now leaves the event queued and the
-//     claim unconfirmed; the next Open finds the pending record and
-//     confirms it.
-//  3. Confirm: Claimed → Queued, conditional on the token. If a slow
-//     confirm finds its claim taken over (the lease passed first), the
-//     key is held by an event elsewhere, so this event is the duplicate:
-//     it is removed before it is ever invoked. If nobody holds the key
-//     any more, it is claimed again and confirmed.
-//
-// Until its claim is confirmed an event is not invoked without trying the
-// confirm first; if the window is unreachable then, delivery goes on with
-// the local index alone and a warning, rather than stalling the queue.
+// sharedKeys is the dispatcher's side of a shared key window: claim,
+// commit with a pending record, confirm. The sequence, and why a death
+// between any two steps loses nothing, is in package idempotency's doc.
 type sharedKeys struct {
 	w     idempotency.Shared
 	owner string

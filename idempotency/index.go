@@ -10,6 +10,57 @@
 // event that holds the key, and the expiry in Unix nanoseconds. Bucket
 // "keyexp" is the expiry index, (expiry, key), which a sweep walks from the
 // oldest to remove expired keys in bounded batches.
+//
+// # Shared windows
+//
+// One file's index deduplicates the events of one process. Dispatchers on
+// several machines share a window through [Shared], which package
+// idempotency/dynamo implements on DynamoDB; the index in each file stays
+// in use beside it. A keyed event then goes through three steps, and a
+// process may die between any two of them:
+//
+//  1. Claim. One conditional write takes the key for the file's owner
+//     (an identity kept in the file, so it survives restarts), with a
+//     fresh token and a short lease, if no one holds it: the key is
+//     absent or expired, or Claimed by this owner, or Claimed with its
+//     lease passed. A key Claimed by another owner within its lease is
+//     waited for; a key Queued, Delivered or DeadLettered is a duplicate.
+//  2. Commit. The event is written to the file together with a pending
+//     record of its claim (key and token), in one transaction.
+//  3. Confirm. A conditional update, on the token, moves the key from
+//     Claimed to Queued and records the event's ID; then the pending
+//     record goes.
+//
+// Why no event is lost or wrongly refused:
+//
+//   - Death after 1, before 2: a claim with no event. Nobody takes it for
+//     a duplicate: others wait while the lease runs, then take it over.
+//     The same file replaying the Enqueue takes it back at once, since the
+//     owner is its own. The claim keeps no one out for longer than one
+//     lease.
+//   - Death after 2, before 3: the event is queued and its claim is not
+//     confirmed. The next Open reads the pending record and confirms it.
+//     If the lease passed meanwhile and another owner took the key over,
+//     the confirm fails; that owner holds the key for an event of its own,
+//     so this one is the duplicate and is removed without being invoked.
+//     If the claim merely lapsed and nobody took it, it is claimed again
+//     and confirmed.
+//   - Two owners racing: conditional writes on one item are serialised,
+//     so one claim wins. A takeover and a late confirm race the same way:
+//     either the confirm lands first, and the takeover's condition fails
+//     (the key is Queued), or the takeover does, and the confirm fails
+//     (the token changed). Exactly one event keeps the key.
+//   - Within one process, claims of one key are serialised, so that a
+//     second Enqueue cannot replace a claim (same owner) that the first is
+//     about to confirm.
+//
+// An event whose claim is not yet confirmed is not invoked before the
+// confirm is tried once more: that ends the one window in which an event
+// could be invoked and then lose its key. When the shared window cannot
+// be reached, delivery goes on from the file's own index, with a warning,
+// rather than stall; that is the one case left where two owners can both
+// deliver a key (a claim whose lease passed while its owner could not
+// confirm it). At-least-once delivery holds throughout.
 package idempotency
 
 import (
