@@ -8,10 +8,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/idempotency/dynamo"
 	"github.com/lambdadispatch/dispatcher/internal/dynalitetest"
 )
@@ -64,6 +68,36 @@ func BenchmarkEnqueueSharedKeys(b *testing.B) {
 	b.Cleanup(ct.next.(*http.Transport).CloseIdleConnections)
 	client := dynalitetest.Client(b, url, func(o *dynamodb.Options) { o.HTTPClient = &http.Client{Transport: ct} })
 
+	// The baseline: what dynalite itself serves here, 64 goroutines each
+	// making plain PutItem requests, reported per request.
+	b.Run("producers=64/baseline=putitem", func(b *testing.B) {
+		table := dynalitetest.Table(b, client)
+		ctx := context.Background()
+		runProducers(b, 64, func(i int) error {
+			_, err := client.PutItem(ctx, &dynamodb.PutItemInput{
+				TableName: aws.String(table),
+				Item:      map[string]types.AttributeValue{"key": &types.AttributeValueMemberS{Value: fmt.Sprint("order-", i)}},
+			})
+			return err
+		})
+	})
+	// The same two conditional writes per key as a dispatcher makes for a
+	// new key, straight through the Window: what is left above it is the
+	// dispatcher's own cost (the local commit, with its fsync, between them).
+	b.Run("producers=64/baseline=claim+confirm", func(b *testing.B) {
+		w, err := dynamo.New(client, dynalitetest.Table(b, client))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx := context.Background()
+		runProducers(b, 64, func(i int) error {
+			c := idempotency.Claim{Key: fmt.Sprint("order-", i), Owner: "bench", Token: fmt.Sprint("t", i), Window: time.Hour, Lease: time.Minute}
+			if _, _, err := w.Claim(ctx, c, time.Now()); err != nil {
+				return err
+			}
+			return w.Confirm(ctx, idempotency.Ref{Key: c.Key, Owner: c.Owner, Token: c.Token, ID: fmt.Sprint(i)})
+		})
+	})
 	for _, mode := range []string{"new", "redelivered", "batch"} {
 		for _, window := range []string{"local", "dynamo"} {
 			b.Run(fmt.Sprintf("producers=64/%s/window=%s", mode, window), func(b *testing.B) {

@@ -523,3 +523,36 @@ func waitHolder(t *testing.T, dl dynalite, key string, cond func(idempotency.Hol
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestSharedKeysBatchHeldElsewhere: a batch whose keys another dispatcher
+// holds reads them a hundred a request and writes nothing to the table.
+func TestSharedKeysBatchHeldElsewhere(t *testing.T) {
+	t.Parallel()
+	dl := startDynalite(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	a, err := dispatcher.Open(filepath.Join(dir, "a.db"), dispatcher.WithSharedKeys(dl.window(t)))
+	require.NoError(t, err)
+	defer a.Close()
+	proxy := dynalitetest.NewFaultProxy(t, dl.url)
+	w, err := dynamo.New(dynalitetest.Client(t, proxy.URL()), dl.table)
+	require.NoError(t, err)
+	b, err := dispatcher.Open(filepath.Join(dir, "b.db"), dispatcher.WithSharedKeys(w))
+	require.NoError(t, err)
+	defer b.Close()
+
+	batch := make([]dispatcher.Event, 150)
+	for i := range batch {
+		batch[i] = dispatcher.Event{Function: "fn", Key: fmt.Sprint("k", i), Payload: []byte(`{}`)}
+	}
+	ra, err := a.EnqueueBatch(ctx, batch)
+	require.NoError(t, err)
+	rb, err := b.EnqueueBatch(ctx, batch)
+	require.NoError(t, err)
+	for i := range rb {
+		require.True(t, rb[i].Duplicate, i)
+		require.Equal(t, ra[i].ID, rb[i].ID, i)
+	}
+	require.Zero(t, b.Stats().Queued())
+	require.Equal(t, map[string]int{"BatchGetItem": 2}, proxy.Counts())
+}

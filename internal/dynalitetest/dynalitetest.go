@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -82,6 +83,13 @@ func find(t testing.TB) (node, cli string) {
 			problems = append(problems, err.Error())
 		} else {
 			cli = filepath.Join(root, ".ci", "node", "node_modules", "dynalite", "cli.js")
+		}
+	}
+	if cli != "" && os.Getenv("DYNALITE_CLI") == "" && node != "" {
+		if _, err := os.Stat(cli); errors.Is(err, fs.ErrNotExist) {
+			if err := install(t, filepath.Dir(filepath.Dir(filepath.Dir(cli)))); err != nil {
+				problems = append(problems, err.Error())
+			}
 		}
 	}
 	if cli != "" {
@@ -255,4 +263,49 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// installOnce makes the packages of one test binary share one attempt.
+var installOnce struct {
+	sync.Once
+	err error
+}
+
+// install puts dynalite under dir (.ci/node) with npm, as
+// .ci/install-dynalite does, so that a plain go test on a machine with
+// Node.js runs the tests that need it. Several test binaries may race: each
+// installs into a directory of its own and renames it into place, and the
+// losers discard theirs.
+func install(t testing.TB, dir string) error {
+	installOnce.Do(func() {
+		npm, err := exec.LookPath("npm")
+		if err != nil {
+			installOnce.err = fmt.Errorf("npm not found on PATH to install dynalite (%v)", err)
+			return
+		}
+		t.Logf("dynalitetest: installing dynalite %s under %s with npm", Version, dir)
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			installOnce.err = err
+			return
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(dir), "node.tmp.")
+		if err != nil {
+			installOnce.err = err
+			return
+		}
+		defer os.RemoveAll(tmp) // after a successful rename, nothing is left there
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, npm, "install", "--prefix", tmp, "--no-audit", "--no-fund", "--no-save", "dynalite@"+Version)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			installOnce.err = fmt.Errorf("npm install dynalite@%s: %v\n%s", Version, err, out)
+			return
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			if _, serr := os.Stat(dir); serr != nil {
+				installOnce.err = err
+			}
+		}
+	})
+	return installOnce.err
 }
