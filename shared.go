@@ -277,10 +277,13 @@ func (d *Dispatcher) trySettle(ctx context.Context, seq uint64, pc pendingClaim,
 			sk.noteUnavailable(err)
 			return nil, err
 		}
-		if claimed && tries < 3 {
-			continue
+		if claimed {
+			if tries < 3 {
+				continue
+			}
+			return nil, fmt.Errorf("dispatcher: key %q: claimed again but the confirm keeps failing", pc.key)
 		}
-		if !claimed && h.Owner == sk.owner && h.ID == ref.ID {
+		if h.Owner == sk.owner && h.ID == ref.ID {
 			// Confirmed already, by a concurrent settle of the same
 			// event, and perhaps delivered since.
 			sk.settle(seq)
@@ -438,11 +441,12 @@ func (d *Dispatcher) claimOne(ctx context.Context, c idempotency.Claim) (idempot
 		if claimed {
 			return h, false, nil
 		}
-		if h.State != idempotency.Claimed || !h.Lease.After(now) {
+		if h.State != idempotency.Claimed {
 			return h, true, nil
 		}
 		// Another dispatcher claimed the key and has not committed yet: it
-		// will confirm in a moment, or, if it died, its lease will pass.
+		// will confirm in a moment, or, if it died, its lease will pass
+		// and the next try takes the key over.
 		sk.waits.Add(1)
 		if !sleep(ctx, wait) {
 			return h, false, ctx.Err()
@@ -622,12 +626,21 @@ func (d *Dispatcher) enqueueShared(ctx context.Context, news []store.NewEvent) (
 // and reports whether the event turned out to be a duplicate. When the
 // window is unreachable the event is sent on the local index's word.
 func (r *runner) beforeInvoke(ctx context.Context, ev store.Event) bool {
-	d := r.d
+	d, sk := r.d, r.d.shared
+	now := time.Now()
+	if now.UnixNano() < sk.degradedUntil.Load() {
+		// The window failed moments ago: do not make every event wait for
+		// it to fail again.
+		return false
+	}
 	cctx, cancel := context.WithTimeout(ctx, min(d.opts.invokeTimeout, 10*time.Second))
 	defer cancel()
 	h, err := d.settleClaim(cctx, ev.Seq, false)
 	if err != nil {
-		d.log.Warn("shared key window unavailable: delivering on the local key index alone", "id", formatID(ev.Seq), "key", ev.Key, "error", err)
+		if ctx.Err() == nil {
+			sk.degradedUntil.Store(now.Add(degradedFor).UnixNano())
+			d.log.Warn("shared key window unavailable: delivering on the local key index alone for 30s", "id", formatID(ev.Seq), "key", ev.Key, "error", err)
+		}
 		return false
 	}
 	return h != nil
@@ -656,10 +669,15 @@ func (r *runner) markShared(ctx context.Context, ev store.Event, s idempotency.S
 	case ctx.Err() != nil:
 	default:
 		sk.noteUnavailable(err)
-		sk.degradedUntil.Store(now.Add(30 * time.Second).UnixNano())
+		sk.degradedUntil.Store(now.Add(degradedFor).UnixNano())
 		r.d.log.Warn("shared key window unavailable: not marking outcomes there for 30s", "id", formatID(ev.Seq), "key", ev.Key, "state", s.String(), "error", err)
 	}
 }
+
+// degradedFor is how long delivery leaves the shared window alone after it
+// failed: long enough not to slow every event, short enough to notice soon
+// that it is back.
+const degradedFor = 30 * time.Second
 
 // keyLocks serialises, within the process, the claims of events with the
 // same key, so that one claim's confirm is never overtaken by another's.
