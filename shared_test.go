@@ -281,9 +281,7 @@ func TestSharedKeysCrashBetweenClaimAndCommit(t *testing.T) {
 		require.True(t, ok)
 		require.Equal(t, idempotency.Claimed, h.State)
 
-		d, err := dispatcher.Open(path, dispatcher.WithSharedKeys(dl.window(t)))
-		require.NoError(t, err)
-		defer d.Close()
+		d := openShared(t, path, dl.window(t))
 		require.Equal(t, h.Owner, d.Owner(), "the file keeps its owner across the crash")
 		require.Zero(t, d.Stats().Queued(), "the killed child committed nothing")
 		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k1", Payload: []byte(`{}`)})
@@ -302,9 +300,7 @@ func TestSharedKeysCrashBetweenClaimAndCommit(t *testing.T) {
 
 	t.Run("another dispatcher", func(t *testing.T) {
 		require.Equal(t, "claimed", stallAndKill(t, dl, "stall-after-claim", filepath.Join(dir, "dead.db"), "k2"))
-		d, err := dispatcher.Open(filepath.Join(dir, "other.db"), dispatcher.WithSharedKeys(dl.window(t)))
-		require.NoError(t, err)
-		defer d.Close()
+		d := openShared(t, filepath.Join(dir, "other.db"), dl.window(t))
 		// The dead claim's lease is one second: the Enqueue waits it out,
 		// then takes the key over.
 		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k2", Payload: []byte(`{}`)})
@@ -333,9 +329,7 @@ func TestSharedKeysCrashBeforeConfirm(t *testing.T) {
 	id, ok := strings.CutPrefix(line, "committed ")
 	require.True(t, ok, line)
 
-	d, err := dispatcher.Open(path, dispatcher.WithSharedKeys(dl.window(t)))
-	require.NoError(t, err)
-	defer d.Close()
+	d := openShared(t, path, dl.window(t))
 	require.EqualValues(t, 1, d.Stats().Queued())
 	waitStats(t, d, "the pending claim confirmed", func(s dispatcher.Stats) bool { return s.Shared.Unconfirmed == 0 })
 	h, found := dl.holder(t, "k1")
@@ -356,12 +350,8 @@ func TestSharedKeysAcrossDispatchers(t *testing.T) {
 	dl := startDynalite(t)
 	dir := t.TempDir()
 	ctx := context.Background()
-	a, err := dispatcher.Open(filepath.Join(dir, "a.db"), dispatcher.WithSharedKeys(dl.window(t)))
-	require.NoError(t, err)
-	defer a.Close()
-	b, err := dispatcher.Open(filepath.Join(dir, "b.db"), dispatcher.WithSharedKeys(dl.window(t)))
-	require.NoError(t, err)
-	defer b.Close()
+	a := openShared(t, filepath.Join(dir, "a.db"), dl.window(t))
+	b := openShared(t, filepath.Join(dir, "b.db"), dl.window(t))
 	require.NotEqual(t, a.Owner(), b.Owner())
 
 	ra, err := a.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k", Payload: []byte(`{}`)})
@@ -509,6 +499,16 @@ func TestSharedKeysDeadLetterAndRedrive(t *testing.T) {
 	require.Equal(t, 1, keysSeen(t, b.srv, "fn")["k"])
 }
 
+// openShared opens a dispatcher on path sharing the key window w, closed
+// when the test ends.
+func openShared(t *testing.T, path string, w idempotency.Shared) *dispatcher.Dispatcher {
+	t.Helper()
+	d, err := dispatcher.Open(path, dispatcher.WithSharedKeys(w))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
 func waitHolder(t *testing.T, dl dynalite, key string, cond func(idempotency.Holder) bool) idempotency.Holder {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -531,15 +531,11 @@ func TestSharedKeysBatchHeldElsewhere(t *testing.T) {
 	dl := startDynalite(t)
 	dir := t.TempDir()
 	ctx := context.Background()
-	a, err := dispatcher.Open(filepath.Join(dir, "a.db"), dispatcher.WithSharedKeys(dl.window(t)))
-	require.NoError(t, err)
-	defer a.Close()
+	a := openShared(t, filepath.Join(dir, "a.db"), dl.window(t))
 	proxy := dynalitetest.NewFaultProxy(t, dl.url)
 	w, err := dynamo.New(dynalitetest.Client(t, proxy.URL()), dl.table)
 	require.NoError(t, err)
-	b, err := dispatcher.Open(filepath.Join(dir, "b.db"), dispatcher.WithSharedKeys(w))
-	require.NoError(t, err)
-	defer b.Close()
+	b := openShared(t, filepath.Join(dir, "b.db"), w)
 
 	batch := make([]dispatcher.Event, 150)
 	for i := range batch {
