@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -551,4 +552,55 @@ func TestSharedKeysBatchHeldElsewhere(t *testing.T) {
 	}
 	require.Zero(t, b.Stats().Queued())
 	require.Equal(t, map[string]int{"BatchGetItem": 2}, proxy.Counts())
+}
+
+// TestSharedKeysFileWindow shares a window in a bbolt file of its own
+// between two dispatchers of one process, each with its own queue file:
+// both enqueue the same 1,000 keys at once while delivering, and the
+// function sees each key once.
+func TestSharedKeysFileWindow(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w, err := idempotency.OpenFileWindow(filepath.Join(dir, "keys.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = w.Close() }) // after the dispatchers, which close first
+	srv := lambdatest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.Register("fn", lambdatest.OK())
+	const n = 1000
+	var queued atomic.Int64
+	var wg sync.WaitGroup
+	for _, name := range []string{"a", "b"} {
+		d, err := dispatcher.Open(filepath.Join(dir, name+".db"), dispatcher.WithSharedKeys(w),
+			dispatcher.WithLambda(srv.Client()), dispatcher.WithPayloadMetadata("_dispatch"))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = d.Close() })
+		b := &runBundle{srv: srv, d: d}
+		b.start(t)
+		for p := range 16 {
+			wg.Go(func() {
+				for i := p; i < n; i += 16 {
+					r, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: fmt.Sprint("k", i), Payload: []byte(`{}`)})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !r.Duplicate {
+						queued.Add(1)
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	require.EqualValues(t, n, queued.Load())
+	deadline := time.Now().Add(60 * time.Second)
+	for len(keysSeen(t, srv, "fn")) < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	seen := keysSeen(t, srv, "fn")
+	require.Len(t, seen, n)
+	for k, c := range seen {
+		require.Equal(t, 1, c, "key %s", k)
+	}
 }

@@ -15,8 +15,10 @@
 //
 // One file's index deduplicates the events of one process. Dispatchers on
 // several machines share a window through [Shared], which package
-// idempotency/dynamo implements on DynamoDB; the index in each file stays
-// in use beside it. A keyed event then goes through three steps, and a
+// idempotency/dynamo implements on DynamoDB, and [FileWindow] in a bbolt
+// file of its own for several queue files on one machine; the index in
+// each queue file stays in use beside it. Package idempotency/sharedtest
+// checks an implementation against the contract. A keyed event then goes through three steps, and a
 // process may die between any two of them:
 //
 //  1. Claim. One conditional write takes the key for the file's owner

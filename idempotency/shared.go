@@ -63,12 +63,49 @@ type Claim struct {
 	Lease time.Duration
 }
 
+// Check reports what is wrong with c, if anything: the checks every Shared
+// implementation makes before it writes. maxKey is the longest key, in
+// bytes, that the implementation's store takes.
+func (c Claim) Check(maxKey int) error {
+	switch {
+	case c.Key == "":
+		return errors.New("empty key")
+	case len(c.Key) > maxKey:
+		return fmt.Errorf("key of %d bytes, more than the store's %d", len(c.Key), maxKey)
+	case c.Owner == "":
+		return errors.New("empty owner")
+	case c.Token == "":
+		return errors.New("empty token")
+	case c.Window <= 0:
+		return fmt.Errorf("window %v is not positive", c.Window)
+	case c.Lease <= 0:
+		return fmt.Errorf("lease %v is not positive", c.Lease)
+	}
+	return nil
+}
+
 // Ref names a claim, or the event that holds a key.
 type Ref struct {
 	Key   string
 	Owner string
 	Token string // the claim; set for Confirm, and for Release before Confirm
 	ID    string // the event's ID in its owner's file
+}
+
+// Check reports what is wrong with r, if anything, for an operation that
+// needs its token, its ID, or neither.
+func (r Ref) Check(needToken, needID bool) error {
+	switch {
+	case r.Key == "":
+		return errors.New("empty key")
+	case r.Owner == "":
+		return errors.New("empty owner")
+	case needToken && r.Token == "":
+		return errors.New("empty token")
+	case needID && r.ID == "":
+		return errors.New("empty event ID")
+	}
+	return nil
 }
 
 // Holder is who holds a key in a Shared window.

@@ -171,8 +171,8 @@ const (
 // writes again; after three such races it returns an
 // *idempotency.UnavailableError.
 func (w *Window) Claim(ctx context.Context, c idempotency.Claim, now time.Time) (idempotency.Holder, bool, error) {
-	if err := validateClaim(c); err != nil {
-		return idempotency.Holder{}, false, err
+	if err := c.Check(MaxKeyBytes); err != nil {
+		return idempotency.Holder{}, false, fmt.Errorf("dynamo: Claim key %q: %w", c.Key, err)
 	}
 	nowMS := now.UnixMilli()
 	lease := now.Add(c.Lease).UnixMilli()
@@ -252,49 +252,11 @@ func claimable(h idempotency.Holder, owner string, nowMS int64) bool {
 	return h.State == idempotency.Claimed && (h.Owner == owner || h.Lease.UnixMilli() <= nowMS)
 }
 
-func validateClaim(c idempotency.Claim) error {
-	var problem string
-	switch {
-	case c.Key == "":
-		problem = "empty key"
-	case len(c.Key) > MaxKeyBytes:
-		problem = fmt.Sprintf("key of %d bytes, more than DynamoDB's %d", len(c.Key), MaxKeyBytes)
-	case c.Owner == "":
-		problem = "empty owner"
-	case c.Token == "":
-		problem = "empty token"
-	case c.Window <= 0:
-		problem = fmt.Sprintf("window %v is not positive", c.Window)
-	case c.Lease <= 0:
-		problem = fmt.Sprintf("lease %v is not positive", c.Lease)
-	default:
-		return nil
-	}
-	return fmt.Errorf("dynamo: Claim key %q: %s", c.Key, problem)
-}
-
-func validateRef(op string, r idempotency.Ref, needToken, needID bool) error {
-	var problem string
-	switch {
-	case r.Key == "":
-		problem = "empty key"
-	case r.Owner == "":
-		problem = "empty owner"
-	case needToken && r.Token == "":
-		problem = "empty token"
-	case needID && r.ID == "":
-		problem = "empty event ID"
-	default:
-		return nil
-	}
-	return fmt.Errorf("dynamo: %s key %q: %s", op, r.Key, problem)
-}
-
 // Confirm moves r.Key from Claimed to Queued and records r.ID, with one
 // conditional UpdateItem; see [idempotency.Shared].
 func (w *Window) Confirm(ctx context.Context, r idempotency.Ref) error {
-	if err := validateRef("Confirm", r, true, true); err != nil {
-		return err
+	if err := r.Check(true, true); err != nil {
+		return fmt.Errorf("dynamo: Confirm key %q: %w", r.Key, err)
 	}
 	_, err := w.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(w.table),
@@ -316,8 +278,8 @@ func (w *Window) Confirm(ctx context.Context, r idempotency.Ref) error {
 // Mark sets the state of r.Key to s, Delivered or DeadLettered, with one
 // conditional UpdateItem; see [idempotency.Shared].
 func (w *Window) Mark(ctx context.Context, r idempotency.Ref, s idempotency.State) error {
-	if err := validateRef("Mark", r, false, true); err != nil {
-		return err
+	if err := r.Check(false, true); err != nil {
+		return fmt.Errorf("dynamo: Mark key %q: %w", r.Key, err)
 	}
 	if s != idempotency.Delivered && s != idempotency.DeadLettered {
 		return fmt.Errorf("dynamo: Mark key %q: state %v is neither %v nor %v", r.Key, s, idempotency.Delivered, idempotency.DeadLettered)
@@ -340,8 +302,8 @@ func (w *Window) Mark(ctx context.Context, r idempotency.Ref, s idempotency.Stat
 // Release removes r.Key if r holds it, with one conditional DeleteItem;
 // see [idempotency.Shared].
 func (w *Window) Release(ctx context.Context, r idempotency.Ref) error {
-	if err := validateRef("Release", r, false, false); err != nil {
-		return err
+	if err := r.Check(false, false); err != nil {
+		return fmt.Errorf("dynamo: Release key %q: %w", r.Key, err)
 	}
 	in := &dynamodb.DeleteItemInput{
 		TableName: aws.String(w.table),

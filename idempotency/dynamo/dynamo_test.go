@@ -18,6 +18,7 @@ import (
 
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/idempotency/dynamo"
+	"github.com/lambdadispatch/dispatcher/idempotency/sharedtest"
 	"github.com/lambdadispatch/dispatcher/internal/dynalitetest"
 )
 
@@ -122,6 +123,18 @@ func TestDynamo(t *testing.T) {
 			tt.run(t, endpoint)
 		})
 	}
+}
+
+// TestConformance runs the Shared conformance suite against a Window on
+// one dynalite, each subtest on a table of its own.
+func TestConformance(t *testing.T) {
+	endpoint := dynalitetest.Start(t)
+	client := dynalitetest.Client(t, endpoint)
+	sharedtest.Run(t, func(t *testing.T) idempotency.Shared {
+		w, err := dynamo.New(client, dynalitetest.Table(t, client))
+		require.NoError(t, err)
+		return w
+	})
 }
 
 func testClaimFresh(t *testing.T, endpoint string) {
