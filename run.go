@@ -125,6 +125,9 @@ type runner struct {
 	mu    sync.Mutex
 	held  int
 	freed chan struct{} // held went down; one waiter (the leaser), one signal
+	// flush is the leaser's ackGather timer, reused: the leaser waits once
+	// per finished invocation, and a timer each time is garbage.
+	flush *time.Timer
 	stop  chan struct{} // closed when the leaser is done: start no new invocation
 
 	ackMu   sync.Mutex
@@ -132,6 +135,12 @@ type runner struct {
 
 	paused   atomic.Bool
 	pausedOn atomic.Value // string: the function whose failure paused dispatch
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
 
 func newRunner(d *Dispatcher) *runner {
@@ -143,6 +152,7 @@ func newRunner(d *Dispatcher) *runner {
 		limit:  newAIMD(d.opts.concurrency),
 		pace:   newPacer(d.opts.rate),
 		freed:  make(chan struct{}, 1),
+		flush:  stoppedTimer(),
 		stop:   make(chan struct{}),
 	}
 }
@@ -321,9 +331,9 @@ func (r *runner) acquire(ctx context.Context) int {
 func (r *runner) waitFreed(ctx context.Context) bool {
 	var flush <-chan time.Time
 	if r.hasAcks() {
-		t := time.NewTimer(ackGather)
-		defer t.Stop()
-		flush = t.C
+		r.flush.Reset(ackGather)
+		defer r.flush.Stop()
+		flush = r.flush.C
 	}
 	select {
 	case <-r.freed:

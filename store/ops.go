@@ -358,7 +358,7 @@ func (t *txn) lease(n int, d time.Duration) ([]Event, error) {
 }
 
 func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
-	if err := t.ready.Delete(readyK); err != nil {
+	if err := t.cReady.del(readyK); err != nil {
 		return Event{}, false, err
 	}
 	if len(readyK) != 16 {
@@ -366,7 +366,7 @@ func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
 	}
 	seq := binary.BigEndian.Uint64(readyK[8:])
 	k := seqKey(seq)
-	raw := t.events.Get(k)
+	raw := t.cEvents.get(k)
 	if raw == nil {
 		t.s.log.Warn("dropped a ready-index entry without its event", "seq", seq)
 		return Event{}, false, nil
@@ -375,7 +375,7 @@ func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
 	if err != nil {
 		return Event{}, false, t.setAside(seq, err.Error(), raw)
 	}
-	payload, err := loadPayload(t.payloads, seq, &r)
+	payload, err := checkPayload(t.cPayloads.get(k), seq, &r)
 	if err != nil {
 		return Event{}, false, t.setAside(seq, err.Error(), raw)
 	}
@@ -447,13 +447,14 @@ func (t *txn) leased(seq uint64) (record, error) {
 // leasedHead is leased for callers that only remove the event.
 func (t *txn) leasedHead(seq uint64) (recordHead, error) {
 	k := seqKey(seq)
-	if t.leases.Get(k) == nil {
-		if t.events.Get(k) == nil {
+	raw := t.cEvents.get(k)
+	if t.cLeases.get(k) == nil {
+		if raw == nil {
 			return recordHead{}, fmt.Errorf("%w: %d", ErrNotFound, seq)
 		}
 		return recordHead{}, fmt.Errorf("%w: %d", ErrNotLeased, seq)
 	}
-	h, err := skimRecord(t.events.Get(k))
+	h, err := skimRecord(raw)
 	if err != nil {
 		return recordHead{}, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: err}
 	}
@@ -497,17 +498,17 @@ func (t *txn) delete(seq uint64, r *record) error {
 func (t *txn) remove(seq uint64, r recordHead) error {
 	k := seqKey(seq)
 	if r.state == stateLeased {
-		if err := t.leases.Delete(k); err != nil {
+		if err := t.cLeases.del(k); err != nil {
 			return err
 		}
 		t.c.leased--
-	} else if err := t.ready.Delete(readyKey(r.due, seq)); err != nil {
+	} else if err := t.cReady.del(readyKey(r.due, seq)); err != nil {
 		return err
 	}
-	if err := t.events.Delete(k); err != nil {
+	if err := t.cEvents.del(k); err != nil {
 		return err
 	}
-	if err := t.payloads.Delete(k); err != nil {
+	if err := t.cPayloads.del(k); err != nil {
 		return err
 	}
 	t.c.events--

@@ -506,7 +506,12 @@ func loadEvent(tx *bolt.Tx, seq uint64) (Event, error) {
 }
 
 func loadPayload(b *bolt.Bucket, seq uint64, r *record) ([]byte, error) {
-	p := b.Get(seqKey(seq))
+	return checkPayload(b.Get(seqKey(seq)), seq, r)
+}
+
+// checkPayload checks the stored payload p of event seq against its
+// record and returns a copy that outlives the transaction.
+func checkPayload(p []byte, seq uint64, r *record) ([]byte, error) {
 	switch {
 	case p == nil && r.payloadLen != 0:
 		return nil, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: errors.New("payload missing")}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"sync/atomic"
@@ -155,9 +156,11 @@ type txn struct {
 	leases   *bolt.Bucket
 	corrupt  *bolt.Bucket
 	now      int64
-	c        counts // working copy, published on commit
-	tot      totals
-	readied  bool // an event became ready: wake consumers
+	// Cursors reused by the hot paths: see reused.
+	cEvents, cPayloads, cReady, cLeases reused
+	c                                   counts // working copy, published on commit
+	tot                                 totals
+	readied                             bool // an event became ready: wake consumers
 }
 
 func (s *Store) newTxn(tx *bolt.Tx) *txn {
@@ -178,7 +181,42 @@ func (s *Store) newTxn(tx *bolt.Tx) *txn {
 	t.payloads.FillPercent = 1.0
 	t.events.FillPercent = 0.9
 	t.ready.FillPercent = 1.0
+	t.cEvents.b, t.cPayloads.b, t.cReady.b, t.cLeases.b = t.events, t.payloads, t.ready, t.leases
 	return t
+}
+
+// reused is one cursor of a bucket, reused for every lookup and delete of
+// a transaction: bbolt's Bucket.Get and Bucket.Delete allocate a cursor
+// each, and the worker cycle (lease, then ack) makes ten such calls per
+// event. A Seek starts afresh, so writes in between do not matter.
+type reused struct {
+	b *bolt.Bucket
+	c *bolt.Cursor
+}
+
+func (r *reused) cursor() *bolt.Cursor {
+	if r.c == nil {
+		r.c = r.b.Cursor()
+	}
+	return r.c
+}
+
+// get is Bucket.Get.
+func (r *reused) get(k []byte) []byte {
+	ck, v := r.cursor().Seek(k)
+	if !bytes.Equal(ck, k) {
+		return nil
+	}
+	return v
+}
+
+// del is Bucket.Delete: deleting a key that is not there does nothing.
+func (r *reused) del(k []byte) error {
+	c := r.cursor()
+	if ck, _ := c.Seek(k); !bytes.Equal(ck, k) {
+		return nil
+	}
+	return c.Delete()
 }
 
 func (t *txn) putCounts() error { return t.meta.Put(keyCounters, t.c.encode()) }
