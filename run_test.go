@@ -542,3 +542,28 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// TestInvokeTimeout: an Invoke that runs past WithInvokeTimeout is cut off
+// and counts as a transient failure; the same worker's next calls, under a
+// fresh deadline, go through.
+func TestInvokeTimeout(t *testing.T) {
+	t.Parallel()
+	b := setupRun(t, dispatcher.WithConcurrency(1), dispatcher.WithInvokeTimeout(50*time.Millisecond))
+	b.srv.Register("slow", lambdatest.OK())
+	b.srv.Register("fn", lambdatest.OK())
+	b.srv.Fail("slow", lambdatest.Latency(time.Minute))
+	ctx := context.Background()
+	slow, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "slow", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	for range 3 {
+		_, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "fn", Payload: []byte(`{}`)})
+		require.NoError(t, err)
+	}
+	b.start(t)
+	waitStats(t, b.d, "all settled", func(s dispatcher.Stats) bool { return s.Delivered == 3 && s.DeadLettered == 1 })
+	l, err := b.d.DeadLetters().Get(slow.ID)
+	require.NoError(t, err)
+	require.Equal(t, deadletter.RetriesExhausted, l.Reason)
+	require.Equal(t, 3, l.Attempts)
+	require.Contains(t, l.LastError.Message, "WithInvokeTimeout")
+}
