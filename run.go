@@ -121,8 +121,8 @@ type runner struct {
 	pace   *pacer
 
 	// held counts events leased and not yet settled: invoking, or waiting
-	// in work for a worker. The leaser keeps up to twice the in-flight
-	// limit held, so workers never wait for a lease commit.
+	// in work for a worker. The leaser keeps up to three times the
+	// in-flight limit held, so workers never wait for a lease commit.
 	mu    sync.Mutex
 	held  int
 	freed chan struct{} // held went down; one waiter (the leaser), one signal
@@ -149,7 +149,7 @@ func newRunner(d *Dispatcher) *runner {
 		d:      d,
 		st:     d.st,
 		policy: d.opts.policy,
-		work:   make(chan store.Event, 2*d.opts.concurrency),
+		work:   make(chan store.Event, 3*d.opts.concurrency),
 		limit:  newAIMD(d.opts.concurrency),
 		pace:   newPacer(d.opts.rate),
 		freed:  make(chan struct{}, 1),
@@ -307,17 +307,19 @@ func (r *runner) lease(ctx context.Context) {
 	}
 }
 
-// acquire waits until at least half the in-flight limit can be leased
-// (twice the limit may be held: one limit invoking, one waiting) and
-// returns how many, or 0 when ctx ends. Leasing in halves keeps lease
-// transactions large and few while the workers always have work waiting.
+// acquire waits until at least a whole in-flight limit can be leased
+// (three limits may be held: one invoking, up to two waiting) and returns
+// how many, or 0 when ctx ends. Leasing a limit at a time keeps lease
+// transactions large and few (each carries the acks gathered meanwhile),
+// while a limit's worth of work is always waiting for the workers. Leasing
+// in halves of two limits instead measured 5% more CPU per event.
 func (r *runner) acquire(ctx context.Context) int {
 	for {
 		limit := r.limit.current()
 		r.mu.Lock()
-		n := 2*limit - r.held
+		n := 3*limit - r.held
 		r.mu.Unlock()
-		if n >= max(limit/2, 1) {
+		if n >= limit {
 			return n
 		}
 		if !r.waitFreed(ctx) {
