@@ -329,20 +329,25 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 
 // lease takes up to n due events, oldest due first.
 func (t *txn) lease(n int, d time.Duration) ([]Event, error) {
-	var out []Event
 	limit := orderedTime(t.now)
-	var keys [][]byte
+	// One backing array for the copied index keys, and the result sized
+	// once: leasing runs for every event, and growing these by doubling
+	// was a tenth of the store's garbage.
+	keys := make([][]byte, 0, min(n, 256))
+	backing := make([]byte, 0, 16*cap(keys))
 	cur := t.ready.Cursor()
 	for k, _ := cur.First(); k != nil && len(keys) < n; k, _ = cur.Next() {
-		if len(k) != 16 {
-			keys = append(keys, append([]byte(nil), k...)) // leaseOne sets it aside
-			continue
-		}
-		if binary.BigEndian.Uint64(k) > limit {
+		if len(k) == 16 && binary.BigEndian.Uint64(k) > limit {
 			break
 		}
-		keys = append(keys, append([]byte(nil), k...))
+		// A key of another length is taken too: leaseOne sets it aside.
+		if len(backing)+len(k) > cap(backing) {
+			backing = make([]byte, 0, max(16*cap(keys), len(k)))
+		}
+		backing = append(backing, k...)
+		keys = append(keys, backing[len(backing)-len(k):len(backing):len(backing)])
 	}
+	out := make([]Event, 0, len(keys))
 	// Deleting under a live cursor makes bbolt skip keys, so the walk
 	// above only collects.
 	for _, k := range keys {
