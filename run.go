@@ -666,13 +666,15 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 			return
 		}
 		if err == nil {
-			r.d.deadLettered(reason)
-			r.markShared(ctx, ev, idempotency.DeadLettered)
+			// Logged before it is counted, so that whoever sees the count
+			// finds the log line written.
 			attrs := []any{"id", letter.ID, "function", ev.Function, "reason", string(reason), "attempts", ev.Attempts, "error", letter.LastError.Code}
 			if r.d.opts.logSizes {
 				attrs = append(attrs, "payload_bytes", len(ev.Payload))
 			}
 			r.d.log.Warn("dead-lettered an event", attrs...)
+			r.d.deadLettered(reason)
+			r.markShared(ctx, ev, idempotency.DeadLettered)
 			return
 		}
 		r.d.log.Error("every dead-letter sink failed; the event stays queued", "id", letter.ID, "error", err)
