@@ -668,7 +668,7 @@ func (r *runner) markShared(ctx context.Context, ev store.Event, s idempotency.S
 		// key is no longer this event's to mark.
 	case ctx.Err() != nil:
 	default:
-		sk.noteUnavailable(err)
+		sk.unavailable.Add(1) // unreachable, throttled, or slower than the timeout above
 		sk.degradedUntil.Store(now.Add(degradedFor).UnixNano())
 		r.d.log.Warn("shared key window unavailable: not marking outcomes there for 30s", "id", formatID(ev.Seq), "key", ev.Key, "state", s.String(), "error", err)
 	}

@@ -119,7 +119,6 @@ func sharedChild() {
 	if err := d.Close(); err != nil {
 		childFail(err)
 	}
-	fmt.Fprintf(os.Stderr, "child stats: %+v\n", d.Stats().Shared)
 	fmt.Println("queued", queued)
 	os.Exit(0)
 }
@@ -241,10 +240,14 @@ func TestSharedKeysTwoProcesses(t *testing.T) {
 	for k, c := range seen {
 		require.Equal(t, 1, c, "key %s invoked %d times", k, c)
 	}
+	// Delivered, or still Queued where a mark was skipped: under load a
+	// slow table puts delivery-side marks on hold (Stats.Shared.MarksSkipped)
+	// rather than slow delivery down.
 	for _, k := range []string{"order-0", "order-2500", "order-4999"} {
 		h, ok := dl.holder(t, k)
 		require.True(t, ok, k)
-		require.Equal(t, idempotency.Delivered, h.State, k)
+		require.Contains(t, []idempotency.State{idempotency.Queued, idempotency.Delivered}, h.State, k)
+		require.NotEmpty(t, h.ID, k)
 	}
 }
 
