@@ -188,18 +188,28 @@ func (d *Dispatcher) confirmPending(ctx context.Context) bool {
 	}
 	sk.mu.Unlock()
 	slices.Sort(seqs)
+	// A few at a time: the claims must be confirmed before their leases
+	// pass, and one slow request each, in turn, would not keep up.
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
 	for _, seq := range seqs {
-		if ctx.Err() != nil {
-			return true
+		if ctx.Err() != nil || failed.Load() {
+			break
 		}
-		if _, err := d.settleClaim(ctx, seq, true); err != nil {
-			if !errors.Is(err, idempotency.ErrUnavailable) && ctx.Err() == nil {
-				d.log.Error("could not confirm a key claim", "id", formatID(seq), "error", err)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := d.settleClaim(ctx, seq, true); err != nil {
+				if !errors.Is(err, idempotency.ErrUnavailable) && ctx.Err() == nil {
+					d.log.Error("could not confirm a key claim", "id", formatID(seq), "error", err)
+				}
+				failed.Store(true)
 			}
-			return false
-		}
+		})
 	}
-	return true
+	wg.Wait()
+	return !failed.Load()
 }
 
 // settleClaim confirms the pending claim of event seq, if it has one. It
@@ -248,10 +258,10 @@ type settleCall struct {
 
 func (d *Dispatcher) trySettle(ctx context.Context, seq uint64, pc pendingClaim, remove bool) (*idempotency.Holder, error) {
 	sk := d.shared
-	if _, err := d.st.Get(seq); errors.Is(err, store.ErrNotFound) {
-		sk.settle(seq) // acked, dead-lettered or removed already
-		return nil, nil
-	}
+	// The event may be gone from the file already, delivered while the
+	// window was too slow to confirm before the invoke: its claim is
+	// confirmed all the same, or another dispatcher would take the key
+	// over once the lease passed and deliver it a second time.
 	ref := idempotency.Ref{Key: pc.key, Owner: sk.owner, Token: pc.token, ID: formatID(seq)}
 	for tries := 0; ; tries++ {
 		err := sk.w.Confirm(ctx, ref)
@@ -635,6 +645,11 @@ func (r *runner) beforeInvoke(ctx context.Context, ev store.Event) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, min(d.opts.invokeTimeout, 10*time.Second))
 	defer cancel()
+	// An Enqueue of this key may still be confirming it, with no deadline
+	// but its caller's: let it finish rather than race it under ours.
+	if unlock, err := sk.locks.lock(cctx, []string{ev.Key}); err == nil {
+		defer unlock()
+	}
 	h, err := d.settleClaim(cctx, ev.Seq, false)
 	if err != nil {
 		if ctx.Err() == nil {

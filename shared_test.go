@@ -3,7 +3,9 @@ package dispatcher_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,7 +74,8 @@ func sharedChild() {
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
 	})
-	d, err := dispatcher.Open(os.Getenv(childPathEnv), dispatcher.WithLambda(client),
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	d, err := dispatcher.Open(os.Getenv(childPathEnv), dispatcher.WithLambda(client), dispatcher.WithLogger(logger),
 		dispatcher.WithSharedKeys(childWindow()), dispatcher.WithPayloadMetadata("_dispatch"), dispatcher.WithConcurrency(32))
 	if err != nil {
 		childFail(err)
@@ -116,10 +119,11 @@ func sharedChild() {
 	if err := <-errc; err != nil {
 		childFail(err)
 	}
+	st := d.Stats().Shared
 	if err := d.Close(); err != nil {
 		childFail(err)
 	}
-	fmt.Println("queued", queued)
+	fmt.Println("queued", queued, "lost", st.Lost, "skipped", st.MarksSkipped)
 	os.Exit(0)
 }
 
@@ -206,8 +210,8 @@ func TestSharedKeysTwoProcesses(t *testing.T) {
 	srv.Register("fn", lambdatest.OK())
 	dir := t.TempDir()
 	type result struct {
-		queued int
-		err    error
+		queued, lost, skipped int
+		err                   error
 	}
 	results := make(chan result, 2)
 	for _, order := range []string{"up", "down"} {
@@ -217,24 +221,29 @@ func TestSharedKeysTwoProcesses(t *testing.T) {
 		go func() {
 			line, _ := bufio.NewReader(out).ReadString('\n')
 			err := cmd.Wait()
-			var q int
-			if _, serr := fmt.Sscanf(line, "queued %d", &q); err == nil && serr != nil {
+			var r result
+			if _, serr := fmt.Sscanf(line, "queued %d lost %d skipped %d", &r.queued, &r.lost, &r.skipped); err == nil && serr != nil {
 				err = fmt.Errorf("child printed %q: %v", line, serr)
 			}
-			results <- result{q, err}
+			r.err = err
+			results <- r
 		}()
 	}
-	total := 0
+	total, lost := 0, 0
 	for range 2 {
 		select {
 		case r := <-results:
 			require.NoError(t, r.err)
-			total += r.queued
+			t.Logf("child: %+v", r)
+			total, lost = total+r.queued, lost+r.lost
 		case <-time.After(5 * time.Minute):
 			t.Fatal("children did not finish")
 		}
 	}
-	require.Equal(t, n, total, "events queued across both processes")
+	// An Enqueue whose confirm failed reports its event queued; if the
+	// lease then passed and the other process took the key over, the event
+	// was removed as a duplicate (Stats.Shared.Lost) before any invoke.
+	require.Equal(t, n, total-lost, "events queued across both processes, less those lost to a takeover")
 	seen := keysSeen(t, srv, "fn")
 	require.Len(t, seen, n)
 	for k, c := range seen {
@@ -606,4 +615,49 @@ func TestSharedKeysFileWindow(t *testing.T) {
 	for k, c := range seen {
 		require.Equal(t, 1, c, "key %s", k)
 	}
+}
+
+// flakyConfirms fails every Confirm with an unavailable window until
+// healed.
+type flakyConfirms struct {
+	idempotency.Shared
+	healed atomic.Bool
+}
+
+func (w *flakyConfirms) Confirm(ctx context.Context, r idempotency.Ref) error {
+	if !w.healed.Load() {
+		return &idempotency.UnavailableError{Op: "Confirm", Key: r.Key, Err: errors.New("injected")}
+	}
+	return w.Shared.Confirm(ctx, r)
+}
+
+// TestSharedKeysConfirmAfterDelivery: when the window cannot confirm a
+// claim, the event is delivered on the local index's word; once the window
+// is back, the claim is confirmed all the same, though the event has left
+// the file, so that no other dispatcher takes the key over.
+func TestSharedKeysConfirmAfterDelivery(t *testing.T) {
+	t.Parallel()
+	fw, err := idempotency.OpenFileWindow(filepath.Join(t.TempDir(), "keys.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = fw.Close() })
+	w := &flakyConfirms{Shared: fw}
+	b := setupRun(t, dispatcher.WithSharedKeys(w))
+	b.srv.Register("fn", lambdatest.OK())
+	r, err := b.d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: "k", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	require.False(t, r.Duplicate)
+	b.start(t)
+	waitStats(t, b.d, "delivered unconfirmed", func(s dispatcher.Stats) bool { return s.Delivered == 1 })
+	require.Equal(t, 1, b.d.Stats().Shared.Unconfirmed)
+	hs, err := fw.Lookup(context.Background(), []string{"k"}, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Claimed, hs["k"].State)
+
+	w.healed.Store(true)
+	waitStats(t, b.d, "confirmed", func(s dispatcher.Stats) bool { return s.Shared.Unconfirmed == 0 })
+	hs, err = fw.Lookup(context.Background(), []string{"k"}, time.Now())
+	require.NoError(t, err)
+	require.Equal(t, idempotency.Queued, hs["k"].State)
+	require.Equal(t, r.ID, hs["k"].ID)
+	require.EqualValues(t, 1, len(keysSeen(t, b.srv, "fn")))
 }
