@@ -383,6 +383,8 @@ type sharedWindow struct {
 	claims map[string]pendingClaim
 }
 
+// Claim claims key in the file's index and records the shared claim as
+// pending, in the transaction that writes the event seq.
 func (w sharedWindow) Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window time.Duration) error {
 	if err := w.Window.Claim(tx, key, seq, now, window); err != nil {
 		return err
