@@ -618,14 +618,17 @@ func (d *Dispatcher) enqueueShared(ctx context.Context, news []store.NewEvent) (
 		}()
 	}
 	wg.Wait()
+	lostAt := map[int]bool{}
 	for j, c := range confirms {
 		if h := lostTo[j]; h != nil {
 			rs[c.i] = Receipt{ID: h.ID, Duplicate: true}
+			lostAt[c.i] = true
 			written--
 		}
 	}
-	for _, r := range rs {
-		if r.Duplicate {
+	// Those lost to a takeover were counted as they were removed.
+	for i, r := range rs {
+		if r.Duplicate && !lostAt[i] {
 			d.duplicates.Add(1)
 			d.opts.metrics.Deduplicated("enqueue")
 		}

@@ -434,6 +434,7 @@ func TestSharedKeysClaimTakenOver(t *testing.T) {
 	st := d.Stats()
 	require.Zero(t, st.Queued())
 	require.EqualValues(t, 1, st.Shared.Lost)
+	require.EqualValues(t, 1, st.Duplicates, "counted once")
 	require.Zero(t, st.Shared.Unconfirmed)
 	n := 0
 	require.NoError(t, dispatcher.ScanEvents(d, func(store.Event) error { n++; return nil }))
