@@ -434,13 +434,7 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		return
 	}
-	if r.d.shared != nil && ev.Key != "" && r.beforeInvoke(ctx, ev) {
-		r.d.deduplicated.Add(1)
-		r.d.opts.metrics.Deduplicated("delivery")
-		r.delivered(ev.Seq)
-		return
-	}
-	if r.alreadyDelivered(ev) {
+	if (r.d.shared != nil && ev.Key != "" && r.beforeInvoke(ctx, ev)) || r.alreadyDelivered(ev) {
 		r.d.deduplicated.Add(1)
 		r.d.opts.metrics.Deduplicated("delivery")
 		r.delivered(ev.Seq)
