@@ -37,7 +37,7 @@ func (d *Dispatcher) eventInfo(e store.Event, withPayload bool) EventInfo {
 	switch {
 	case e.Leased:
 		info.State = "leased"
-	case e.Due.After(d.opts.now()):
+	case e.Due.After(d.st.Now()):
 		info.State = "scheduled"
 	}
 	if le := e.LastError; !le.IsZero() {

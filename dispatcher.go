@@ -66,6 +66,7 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		MaxEvents:   o.maxEvents,
 		MaxBytes:    o.maxBytes,
 		Now:         o.now,
+		Elapsed:     o.elapsed,
 		Logger:      o.logger,
 	})
 	if err != nil {

@@ -1,6 +1,8 @@
 package dispatcher
 
 import (
+	"time"
+
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher/store"
@@ -11,3 +13,12 @@ func ScanEvents(d *Dispatcher, fn func(store.Event) error) error { return d.st.S
 
 // DBForTest exposes the bbolt handle, to seed dead letters directly.
 func DBForTest(d *Dispatcher) *bolt.DB { return d.st.DB() }
+
+// WithElapsed replaces the monotonic clock the queue's schedule runs on,
+// so tests can move due times and ages without waiting.
+func WithElapsed(f func() time.Duration) Option {
+	return func(o *options) error {
+		o.elapsed = f
+		return nil
+	}
+}

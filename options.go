@@ -21,6 +21,7 @@ type options struct {
 	maxPayload  int
 	logger      *slog.Logger
 	now         func() time.Time
+	elapsed     func() time.Duration // the queue clock's monotonic source; nil: the process's
 
 	lambda        LambdaInvoker
 	policy        retry.Policy
@@ -181,7 +182,12 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithClock replaces time.Now, for tests that need to move time.
+// WithClock replaces the wall clock: the time stamped on events as their
+// enqueue time, the time key windows run on, and the clock the queue's own
+// schedule starts from at Open. Due times, retries, leases and event ages
+// then run on a monotonic clock, so a step of this clock (back or forward,
+// by seconds or days) while the dispatcher is open moves none of them: see
+// the README's Guarantees.
 func WithClock(now func() time.Time) Option {
 	return func(o *options) error {
 		if now == nil {

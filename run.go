@@ -403,7 +403,7 @@ func (r *runner) waitForWork(ctx context.Context, reclaim <-chan time.Time) bool
 	// sleep through it.
 	wait := maxIdleWait
 	if due, ok, err := r.st.NextDue(); err == nil && ok {
-		wait = min(max(due.Sub(r.d.opts.now()), time.Millisecond), maxIdleWait)
+		wait = min(max(due.Sub(r.st.Now()), time.Millisecond), maxIdleWait)
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -434,6 +434,10 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		return
 	}
+	if r.policy.Expired(ev.FirstAttempt, r.st.Now()) {
+		r.expired(ctx, ev)
+		return
+	}
 	if (r.d.shared != nil && ev.Key != "" && r.beforeInvoke(ctx, ev)) || r.alreadyDelivered(ev) {
 		r.d.deduplicated.Add(1)
 		r.d.opts.metrics.Deduplicated("delivery")
@@ -454,7 +458,7 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 		class = ie.Class
 	}
 	r.d.opts.metrics.Invoked(ev.Function, time.Since(started), class.String())
-	now := r.d.opts.now()
+	now := r.st.Now()
 	decision, reason := r.policy.Decide(class, ev.Attempts, ev.FirstAttempt, now)
 	switch decision {
 	case retry.Done:
@@ -471,6 +475,13 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 			r.d.log.Warn("throttled by Lambda: lowering the in-flight limit", "function", ev.Function, "limit", r.limit.current(), "reason", ie.Reason)
 		}
 		due := r.policy.NextDue(ev.Attempts, now, ie.RetryAfter, rand.Float64())
+		if r.policy.Expired(ev.FirstAttempt, due) {
+			// Lambda would not send an event older than its maximum age,
+			// so neither do we: waiting for a try that can only be refused
+			// holds the event back and spends an attempt for nothing.
+			r.deadLetter(ctx, ev, deadletter.EventAgeExceeded, ie)
+			return
+		}
 		r.settle(func(c context.Context) error { return r.st.Reschedule(c, ev.Seq, due, errorInfo(ie)) })
 	case retry.Pause:
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
@@ -478,6 +489,19 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 	case retry.DeadLetter:
 		r.deadLetter(ctx, ev, deadletter.Reason(reason), ie)
 	}
+}
+
+// expired dead-letters an event found past its age when leased, without
+// an invoke: the attempt the lease counted was never made, and the letter
+// says so, carrying the error of the last attempt that was.
+func (r *runner) expired(ctx context.Context, ev store.Event) {
+	ev.Attempts = max(ev.Attempts-1, 0)
+	ev.LastAttempt = ev.PrevAttempt
+	var ie *retry.InvokeError
+	if e := ev.LastError; !e.IsZero() {
+		ie = &retry.InvokeError{Code: e.Code, Message: e.Message, StatusCode: e.Status, RequestID: e.RequestID}
+	}
+	r.deadLetter(ctx, ev, deadletter.EventAgeExceeded, ie)
 }
 
 // settle runs a store operation that must not be lost, on a context of its

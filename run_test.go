@@ -262,21 +262,19 @@ func TestRunMixOfFaults(t *testing.T) {
 	require.Positive(t, st.Throttled, "throttling lowered the in-flight limit")
 }
 
-// TestRunEventAge moves the clock: an event enqueued long before its first
-// attempt is still retried (age runs from the first attempt, so a backlog
-// buffered offline is not dead-lettered for its age), while one whose
-// retry falls past MaxEventAge after its first attempt is dead-lettered.
-// Retries are an hour apart on the moved clock, so each attempt waits for
-// the test to move it.
+// TestRunEventAge moves the queue's clock: an event enqueued long before
+// its first attempt is still retried (age runs from the first attempt, so a
+// backlog buffered offline is not dead-lettered for its age), while one
+// found past MaxEventAge when its retry comes due is dead-lettered without
+// another invoke, with the attempts it really had. Retries are an hour
+// apart on the moved clock, so each attempt waits for the test to move it.
 func TestRunEventAge(t *testing.T) {
 	t.Parallel()
-	var offset atomic.Int64
-	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	move := func(d time.Duration) { offset.Add(int64(d)) }
+	elapsed, move := movableElapsed()
 	p := fastPolicy()
 	p.InitialInterval, p.MaxInterval, p.RandomizationFactor = time.Hour, time.Hour, 0
 	p.MaxEventAge = 3 * time.Hour
-	b := setupRun(t, dispatcher.WithClock(clock), dispatcher.WithRetryPolicy(p))
+	b := setupRun(t, dispatcher.WithElapsed(elapsed), dispatcher.WithRetryPolicy(p))
 	b.srv.Register("fn", lambdatest.OK())
 
 	b.srv.Fail("fn", lambdatest.ServerError(2))
@@ -294,13 +292,15 @@ func TestRunEventAge(t *testing.T) {
 	b.srv.Fail("fn", lambdatest.ServerError(2))
 	late := b.enqueue(t, "fn", 1)[0]
 	waitStats(t, b.d, "first attempt failed", func(s dispatcher.Stats) bool { return s.Retried == 3 })
-	move(4 * time.Hour) // the retry comes four hours after the first attempt
+	move(4 * time.Hour) // the retry comes due four hours after the first attempt
 	st = waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 1 })
 	require.Equal(t, uint64(1), st.DeadLetteredBy[deadletter.EventAgeExceeded])
 	l, err := b.d.DeadLetters().Get(late)
 	require.NoError(t, err)
 	require.Equal(t, deadletter.EventAgeExceeded, l.Reason)
-	require.Equal(t, 2, l.Attempts)
+	require.Equal(t, 1, l.Attempts, "the attempt its lease counted was never made")
+	require.Len(t, attemptsByID(t, b.srv, "fn")[late], 1, "not invoked past its age")
+	require.Equal(t, "ServiceException", l.LastError.Code, "the error of the last attempt made")
 }
 
 // TestRunOffline takes the endpoint away: no attempt is spent, nothing is

@@ -85,11 +85,21 @@ func (p Policy) Decide(class Class, attempts int, enqueued, now time.Time) (Deci
 	case Unreachable, Credentials:
 		return Pause, ""
 	}
-	if !enqueued.IsZero() && now.Sub(enqueued) > p.MaxEventAge {
+	if p.Expired(enqueued, now) {
 		return DeadLetter, ReasonEventAgeExceeded
 	}
 	if attempts <= p.MaxRetries {
 		return Retry, ""
 	}
 	return DeadLetter, ReasonRetriesExhausted
+}
+
+// Expired reports whether an event whose age started at start (its first
+// attempt) is past MaxEventAge at time at. A zero start (never attempted)
+// is never expired. Lambda's MaximumEventAgeInSeconds bounds the age of a
+// request Lambda sends to a function; the dispatcher asks this before a
+// retry is scheduled (a retry due past the age is not scheduled) and
+// before an invoke (an event found past its age is not sent).
+func (p Policy) Expired(start, at time.Time) bool {
+	return !start.IsZero() && at.Sub(start) > p.MaxEventAge
 }

@@ -89,7 +89,7 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 	var full error
 	err = s.do(ctx, func(t *txn) error {
 		results, full = make([]Result, len(evs)), nil
-		now := time.Unix(0, t.now)
+		now := time.Unix(0, t.wall)
 		first := map[string]int{} // key → the event of this call that claims it
 		dupOf := map[int]int{}
 		var fresh []pending
@@ -149,7 +149,7 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 // prepare encodes events outside the writer where it can, so that the
 // writer's time goes to bbolt and nothing else.
 func (s *Store) prepare(evs []NewEvent) ([]pending, int64, error) {
-	now := s.now().UnixNano()
+	wall, now := s.now().UnixNano(), s.clock.now()
 	ps := make([]pending, len(evs))
 	var size int64
 	for i, e := range evs {
@@ -161,10 +161,12 @@ func (s *Store) prepare(evs []NewEvent) ([]pending, int64, error) {
 		payload := append([]byte(nil), e.Payload...)
 		due := now
 		if !e.Due.IsZero() {
-			due = e.Due.UnixNano()
+			// Due is a wall-clock instant: what is left of it runs on the
+			// queue's clock.
+			due = now + max(e.Due.UnixNano()-wall, 0)
 		}
 		r := record{
-			state: stateReady, enqueued: now, due: due,
+			state: stateReady, enqueued: wall, due: due,
 			function: e.Function, qualifier: e.Qualifier, key: e.Key,
 			payloadLen: uint32(len(payload)), payloadCRC: checksum(payload),
 		}
@@ -239,7 +241,7 @@ func (s *Store) Insert(ctx context.Context, fn func(tx *bolt.Tx) ([]NewEvent, er
 		if err != nil || w == nil {
 			return err
 		}
-		now := time.Unix(0, t.now)
+		now := time.Unix(0, t.wall)
 		for i, e := range evs {
 			if e.Key != "" {
 				if err := w.Claim(t.tx, e.Key, seqs[i], now, e.Window); err != nil {
@@ -391,6 +393,7 @@ func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
 	if r.firstAttempt == 0 {
 		r.firstAttempt = t.now
 	}
+	prev := r.lastAttempt
 	r.lastAttempt = t.now
 	r.leaseUntil = t.now + int64(d)
 	if err := t.events.Put(k, r.encode(nil)); err != nil {
@@ -401,7 +404,9 @@ func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
 	}
 	t.c.leased++
 	t.tot.leases++
-	return r.event(seq, payload), true, nil
+	ev := r.event(seq, payload)
+	ev.PrevAttempt = fromUnixNano(prev)
+	return ev, true, nil
 }
 
 // setAside moves an unreadable event out of the queue into the corrupt

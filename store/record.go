@@ -299,13 +299,6 @@ func readyKey(due int64, seq uint64) []byte {
 // so that a clock set before 1970 still sorts.
 func orderedTime(ns int64) uint64 { return uint64(ns) ^ (1 << 63) }
 
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
 func fromUnixNano(ns int64) time.Time {
 	if ns == 0 {
 		return time.Time{}

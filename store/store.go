@@ -77,8 +77,15 @@ type Options struct {
 	// MaxBatch caps the operations shared by one transaction. Zero means
 	// DefaultMaxBatch.
 	MaxBatch int
-	// Now is the clock; nil means time.Now. Tests stub it.
+	// Now is the wall clock: it stamps enqueue times, gives key windows
+	// their time, and starts the queue's own clock at Open (see Store.Now).
+	// Nil means time.Now. Tests stub it.
 	Now func() time.Time
+	// Elapsed is the monotonic clock the queue's schedule runs on once
+	// open: it returns the time passed since any fixed origin. Nil means
+	// the process's monotonic clock. Tests stub it to move due times and
+	// ages without waiting.
+	Elapsed func() time.Duration
 	// Logger receives recovery and corruption reports; nil discards them.
 	Logger *slog.Logger
 }
@@ -101,9 +108,14 @@ type Event struct {
 	Attempts     int       // leases taken so far, each an attempt
 	FirstAttempt time.Time // zero until the first lease
 	LastAttempt  time.Time
-	Leased       bool
-	LeaseUntil   time.Time // zero unless Leased
-	LastError    ErrorInfo
+	// PrevAttempt is LastAttempt before the lease that returned the event:
+	// the time of the last attempt actually made, for an event that is
+	// given up on before its invoke. Zero if none, and on events not
+	// returned by a lease.
+	PrevAttempt time.Time
+	Leased      bool
+	LeaseUntil  time.Time // zero unless Leased
+	LastError   ErrorInfo
 }
 
 // NewEvent is what Enqueue takes. A zero Due means now.
@@ -144,6 +156,7 @@ type counts struct {
 	bytes   int64
 	leased  int64
 	corrupt int64
+	clock   int64 // the latest queue time committed: Store.Now never starts before it
 }
 
 func (c counts) encode() []byte {
@@ -152,7 +165,8 @@ func (c counts) encode() []byte {
 	b = binary.AppendVarint(b, c.events)
 	b = binary.AppendVarint(b, c.bytes)
 	b = binary.AppendVarint(b, c.leased)
-	return binary.AppendVarint(b, c.corrupt)
+	b = binary.AppendVarint(b, c.corrupt)
+	return binary.AppendVarint(b, c.clock)
 }
 
 func decodeCounts(b []byte) (counts, error) {
@@ -166,6 +180,10 @@ func decodeCounts(b []byte) (counts, error) {
 	c.bytes = d.varint("bytes")
 	c.leased = d.varint("leased")
 	c.corrupt = d.varint("corrupt")
+	if d.err == nil && len(d.b) > 0 {
+		// Files written before the queue clock have no such field.
+		c.clock = d.varint("queue clock")
+	}
 	if d.err == nil && (c.events < 0 || c.bytes < 0 || c.leased < 0 || c.leased > c.events) {
 		d.fail("counts", "negative or inconsistent")
 	}
@@ -194,7 +212,8 @@ type Store struct {
 	db      *bolt.DB
 	path    string
 	opts    Options
-	now     func() time.Time
+	now     func() time.Time // wall clock
+	clock   *queueClock
 	log     *slog.Logger
 	ops     chan *op
 	ready   chan struct{}
@@ -228,6 +247,7 @@ func Open(path string, o Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.clock = newQueueClock(o.Elapsed)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -319,6 +339,7 @@ func (s *Store) init() error {
 			}
 			s.counts = c
 		}
+		s.clock.anchor(s.now().UnixNano(), s.counts.clock)
 		t := s.newTxn(tx)
 		n, err := t.returnLeases(func(int64) bool { return true })
 		if err != nil {
@@ -390,7 +411,7 @@ func (s *Store) Stats() (Stats, error) {
 		return st, ErrClosed
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		from := readyKey(unixNano(s.now())+1, 0)
+		from := readyKey(s.clock.now()+1, 0)
 		cur := tx.Bucket(bucketReady).Cursor()
 		for k, _ := cur.Seek(from); k != nil; k, _ = cur.Next() {
 			st.Scheduled++
@@ -402,6 +423,13 @@ func (s *Store) Stats() (Stats, error) {
 	st.Ready = max(st.Events-st.Leased-st.Scheduled, 0)
 	return st, err
 }
+
+// Now returns the queue's time: the time due times, leases and attempt
+// times are on. It is the wall clock at Open (or the latest time the file
+// recorded, if the wall clock is behind it) moved on by a monotonic clock,
+// so stepping the wall clock while the store is open moves nothing that is
+// scheduled.
+func (s *Store) Now() time.Time { return time.Unix(0, s.clock.now()) }
 
 // NextDue returns the due time of the first event in the ready index, and
 // false when the index is empty.

@@ -40,6 +40,10 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
+// Elapsed drives the queue's clock from the same stub, so a test that
+// moves one moves both.
+func (c *clock) Elapsed() time.Duration { return c.Now().Sub(time.Unix(0, 0)) }
+
 func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
@@ -56,7 +60,7 @@ func setup(t *testing.T, o Options) *bundle {
 	t.Helper()
 	b := &bundle{path: filepath.Join(t.TempDir(), "q.db"), clock: newClock()}
 	if o.Now == nil {
-		o.Now = b.clock.Now
+		o.Now, o.Elapsed = b.clock.Now, b.clock.Elapsed
 	}
 	st, err := Open(b.path, o)
 	require.NoError(t, err)
@@ -72,7 +76,7 @@ func setup(t *testing.T, o Options) *bundle {
 func (b *bundle) reopen(t *testing.T) {
 	t.Helper()
 	require.NoError(t, b.st.Close())
-	st, err := Open(b.path, Options{Now: b.clock.Now})
+	st, err := Open(b.path, Options{Now: b.clock.Now, Elapsed: b.clock.Elapsed})
 	require.NoError(t, err)
 	b.st = st
 }
@@ -447,7 +451,7 @@ func TestCorruptRecordIsSetAside(t *testing.T) {
 		}
 		return tx.Bucket(bucketPayloads).Put(seqKey(seqs[1]), []byte(`{"n":9}`))
 	})
-	st, err := Open(b.path, Options{Now: b.clock.Now})
+	st, err := Open(b.path, Options{Now: b.clock.Now, Elapsed: b.clock.Elapsed})
 	require.NoError(t, err)
 	b.st = st
 
@@ -805,7 +809,7 @@ func TestCompact(t *testing.T) {
 	sizeBefore, sizeAfter, err := Compact(b.path, time.Second)
 	require.NoError(t, err)
 	require.Less(t, sizeAfter, sizeBefore)
-	st, err := Open(b.path, Options{Now: b.clock.Now})
+	st, err := Open(b.path, Options{Now: b.clock.Now, Elapsed: b.clock.Elapsed})
 	require.NoError(t, err)
 	b.st = st
 	require.Equal(t, before, scanAll(t, st))

@@ -155,7 +155,8 @@ type txn struct {
 	ready    *bolt.Bucket
 	leases   *bolt.Bucket
 	corrupt  *bolt.Bucket
-	now      int64
+	now      int64 // queue time (Store.Now)
+	wall     int64 // wall clock, for enqueue times and key windows
 	// Cursors reused by the hot paths: see reused.
 	cEvents, cPayloads, cReady, cLeases reused
 	c                                   counts // working copy, published on commit
@@ -168,7 +169,7 @@ func (s *Store) newTxn(tx *bolt.Tx) *txn {
 	c := s.counts
 	s.statMu.Unlock()
 	t := &txn{
-		s: s, tx: tx, now: s.now().UnixNano(), c: c,
+		s: s, tx: tx, now: s.clock.now(), wall: s.now().UnixNano(), c: c,
 		meta:     tx.Bucket(bucketMeta),
 		events:   tx.Bucket(bucketEvents),
 		payloads: tx.Bucket(bucketPayloads),
@@ -219,7 +220,10 @@ func (r *reused) del(k []byte) error {
 	return c.Delete()
 }
 
-func (t *txn) putCounts() error { return t.meta.Put(keyCounters, t.c.encode()) }
+func (t *txn) putCounts() error {
+	t.c.clock = max(t.c.clock, t.now)
+	return t.meta.Put(keyCounters, t.c.encode())
+}
 
 func putUint64(b *bolt.Bucket, k []byte, v int64) error {
 	return b.Put(k, binary.BigEndian.AppendUint64(make([]byte, 0, 8), uint64(v)))
