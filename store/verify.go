@@ -105,9 +105,11 @@ type pageFile struct {
 	r    io.ReaderAt
 	size int64
 	meta boltMeta
-	// other is the older meta when it is valid too: Salvage falls back to
-	// its tree when the newer one is damaged.
+	// other is the older meta when it is valid too.
 	other *boltMeta
+	// metaErr is what checkMeta found wrong with meta, for Check and
+	// Salvage, which read what they can regardless.
+	metaErr error
 }
 
 // readMetas finds the page size and the meta bbolt would use: the valid
@@ -289,6 +291,9 @@ type walker struct {
 	// the names of the buckets leading to it, outermost first.
 	bucket func(path [][]byte, seq uint64)
 	kv     func(path [][]byte, k, v []byte)
+	// page is called for every branch or leaf page read, with its count:
+	// tests find pages to damage with it.
+	page func(id uint64, path [][]byte, flags uint16, count int)
 }
 
 func newWalker(f *pageFile, strict bool) *walker {
@@ -450,6 +455,9 @@ func (w *walker) walkPage(path [][]byte, id uint64, lo, hi []byte) []byte {
 		w.failAt(l, "flags %#x, want branch or leaf", flags)
 		w.lostPages++
 		return nil
+	}
+	if w.page != nil {
+		w.page(id, path, flags, int(native.Uint16(p[10:])))
 	}
 	if flags == pageLeaf {
 		return bytes.Clone(w.leaf(l, p, lo, hi))
