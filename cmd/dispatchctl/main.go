@@ -99,6 +99,8 @@ var commands = map[string]command{
 	"purge":   {"delete dead letters", (*cli).cmdPurge},
 	"export":  {"write queued events or dead letters as JSON lines", (*cli).cmdExport},
 	"compact": {"rewrite the file without its free pages", (*cli).cmdCompact},
+	"check":   {"verify the whole file, even one the other commands refuse", (*cli).cmdCheck},
+	"salvage": {"copy what can be read of a damaged file into a new one", (*cli).cmdSalvage},
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
