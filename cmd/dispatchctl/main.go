@@ -6,7 +6,7 @@
 //
 //	dispatchctl [--json] <command> [flags] FILE
 //
-// Commands: stats, ls, show, redrive, purge, export, compact. Run
+// Commands: stats, ls, show, redrive, purge, export, compact, check, salvage. Run
 // "dispatchctl <command> --help" for each one's flags.
 //
 // Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 the file is
