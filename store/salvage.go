@@ -156,6 +156,9 @@ func Salvage(src, dst string) (SalvageReport, error) {
 	}
 	rep.Events, rep.Values = c.events, c.values
 	if err != nil {
+		// A half-written copy would pass for a salvage: remove it, so
+		// that the next attempt can use the name.
+		os.Remove(dst)
 		return rep, fmt.Errorf("store: salvage into %s: %w", dst, err)
 	}
 	return rep, nil
