@@ -24,6 +24,30 @@
 // takes it is dropped unwritten. When a shared transaction fails, each call
 // in it is run again alone, so one failing call cannot fail its neighbours.
 //
+// # Integrity
+//
+// bbolt trusts its file: it maps it into memory and follows page ids
+// unchecked, so a truncated file would fault and a damaged page header
+// panic, partly in a goroutine of bbolt's that no caller can recover. Open
+// therefore first walks the file with its own reader, through ReadAt: both
+// meta pages (magic, version, checksum), the high-water mark against the
+// file's size, and every page reached from the root (each bucket, inline
+// bucket and overflow page) for its id, flags, count, element bounds and
+// key order, no page reached twice. Whatever fails is a *CorruptError, and
+// the file is not written. The walk costs about 35 ms for 100,000 events.
+//
+// Each event record ends with a CRC-32C of itself (record version 2), as
+// each payload has one in its record. Records of version 1, written before,
+// still read, unchecked. A record or payload that fails its checksum is set
+// aside into the corrupt bucket at its next lease and counted in
+// Stats.Corrupt, so that a flipped bit never sends an event to another
+// function.
+//
+// Check reads a file the same way, going on past damage, and also checks
+// every record, payload, index and counter; Salvage copies what can be
+// read into a new file. Both work on files Open refuses, and never write
+// to them.
+//
 // # Recovery
 //
 // Open holds bbolt's file lock for the life of the Store, so every lease

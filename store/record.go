@@ -11,7 +11,17 @@ import (
 // recordVersion is the first byte of every event record. A later format
 // gets a new number and a decoder for each older one, so a file written by
 // this version stays readable.
-const recordVersion = 1
+//
+// Version 2 is version 1 followed by a CRC-32C of the record: without it,
+// one flipped bit in a function name sent the event, unnoticed, to another
+// function. Records of version 1 still decode, unchecked.
+const (
+	recordV1      = 1
+	recordVersion = 2
+)
+
+// recordSumSize is the length of a version 2 record's trailing checksum.
+const recordSumSize = 4
 
 // Bounds the decoder enforces so that a corrupt length can never make it
 // allocate or read beyond reason.
@@ -59,16 +69,25 @@ type record struct {
 	lastErr      ErrorInfo
 }
 
-// encode appends the v1 binary form of r to b:
+// encode appends the v2 binary form of r to b:
 //
 //	version byte, state byte, uvarint attempts,
 //	varint enqueued, due, firstAttempt, lastAttempt, leaseUntil,
 //	string function, qualifier, key (uvarint length + bytes),
 //	uvarint payload length, 4-byte big-endian CRC-32C of the payload,
 //	flag byte (1: an error follows), then string code, string message,
-//	uvarint status, string request id.
+//	uvarint status, string request id,
+//	4-byte big-endian CRC-32C of every byte before it (v2 only).
 func (r *record) encode(b []byte) []byte {
-	b = append(b, recordVersion, r.state)
+	start := len(b)
+	b = r.encodeV1(b)
+	b[start] = recordVersion
+	return binary.BigEndian.AppendUint32(b, checksum(b[start:]))
+}
+
+// encodeV1 appends the v1 form, which v2 extends.
+func (r *record) encodeV1(b []byte) []byte {
+	b = append(b, recordV1, r.state)
 	b = binary.AppendUvarint(b, uint64(r.attempts))
 	b = binary.AppendVarint(b, r.enqueued)
 	b = binary.AppendVarint(b, r.due)
@@ -99,13 +118,11 @@ func appendString(b []byte, s string) []byte {
 // not a well-formed record yields an error naming the first thing wrong.
 func decodeRecord(b []byte) (record, error) {
 	var r record
-	if len(b) == 0 {
-		return r, fmt.Errorf("empty record")
+	body, err := recordBody(b)
+	if err != nil {
+		return r, err
 	}
-	if b[0] != recordVersion {
-		return r, fmt.Errorf("unknown record version %d (this library reads version %d)", b[0], recordVersion)
-	}
-	d := decoder{b: b[1:]}
+	d := decoder{b: body}
 	r.state = d.byte("state")
 	if d.err == nil && r.state != stateReady && r.state != stateLeased {
 		d.fail("state", fmt.Sprintf("unknown state %d", r.state))
@@ -140,6 +157,28 @@ func decodeRecord(b []byte) (record, error) {
 	return r, d.err
 }
 
+// recordBody checks the version and, for v2, the checksum of record b,
+// and returns the fields that follow the version byte.
+func recordBody(b []byte) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, fmt.Errorf("empty record")
+	}
+	switch b[0] {
+	case recordV1:
+		return b[1:], nil
+	case recordVersion:
+		n := len(b) - recordSumSize
+		if n < 1 {
+			return nil, fmt.Errorf("record checksum: truncated")
+		}
+		if checksum(b[:n]) != binary.BigEndian.Uint32(b[n:]) {
+			return nil, fmt.Errorf("record checksum mismatch")
+		}
+		return b[1:n], nil
+	}
+	return nil, fmt.Errorf("unknown record version %d (this library reads versions %d to %d)", b[0], recordV1, recordVersion)
+}
+
 // recordHead is what removing an event needs of its record.
 type recordHead struct {
 	state byte
@@ -152,11 +191,11 @@ type recordHead struct {
 // ack removes thousands of records a second and needs none of them.
 func skimRecord(b []byte) (recordHead, error) {
 	var h recordHead
-	if len(b) == 0 || b[0] != recordVersion {
-		_, err := decodeRecord(b) // for its precise error
+	body, err := recordBody(b)
+	if err != nil {
 		return h, err
 	}
-	d := decoder{b: b[1:]}
+	d := decoder{b: body}
 	h.state = d.byte("state")
 	d.uvarint("attempts", math.MaxUint32)
 	d.varint("enqueue time")

@@ -264,7 +264,11 @@ func Open(path string, o Options) (*Store, error) {
 	openMu.Unlock()
 	s.path = abs
 
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
+	if err := verifyFile(path); err != nil {
+		s.forget()
+		return nil, err
+	}
+	db, err := boltOpen(path, &bolt.Options{
 		Timeout: o.LockTimeout,
 		// The freelist is rebuilt at Open instead of being written with
 		// every commit: with a large backlog, syncing it made each commit
@@ -283,7 +287,7 @@ func Open(path string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 	s.db = db
-	if err := s.init(); err != nil {
+	if err := guard(path, s.init); err != nil {
 		db.Close()
 		s.forget()
 		return nil, err

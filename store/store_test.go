@@ -446,7 +446,7 @@ func TestCorruptRecordIsSetAside(t *testing.T) {
 	seqs := enqueue(t, b.st, newEvents(3, "fn")...)
 	require.NoError(t, b.st.Close())
 	rawUpdate(t, b.path, func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketEvents).Put(seqKey(seqs[0]), []byte{recordVersion, 7}); err != nil {
+		if err := tx.Bucket(bucketEvents).Put(seqKey(seqs[0]), []byte{recordV1, 7}); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketPayloads).Put(seqKey(seqs[1]), []byte(`{"n":9}`))

@@ -6,7 +6,7 @@
 //
 //	dispatchctl [--json] <command> [flags] FILE
 //
-// Commands: stats, ls, show, redrive, purge, export, compact. Run
+// Commands: stats, ls, show, redrive, purge, export, compact, check, salvage. Run
 // "dispatchctl <command> --help" for each one's flags.
 //
 // Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 the file is
@@ -99,6 +99,8 @@ var commands = map[string]command{
 	"purge":   {"delete dead letters", (*cli).cmdPurge},
 	"export":  {"write queued events or dead letters as JSON lines", (*cli).cmdExport},
 	"compact": {"rewrite the file without its free pages", (*cli).cmdCompact},
+	"check":   {"verify the whole file, even one the other commands refuse", (*cli).cmdCheck},
+	"salvage": {"copy what can be read of a damaged file into a new one", (*cli).cmdSalvage},
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {

@@ -1,0 +1,225 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Report is what Check found in a queue file.
+type Report struct {
+	Path     string    `json:"path"`
+	PageSize int       `json:"page_size"`
+	Pages    int       `json:"pages"`    // pages reached from the root, overflow included
+	Events   int64     `json:"events"`   // records that decode, with a payload that matches
+	Leased   int64     `json:"leased"`   // of Events
+	Corrupt  int64     `json:"corrupt"`  // records set aside earlier, in the corrupt bucket
+	Problems []Problem `json:"problems"` // empty for a sound file
+}
+
+// OK reports whether Check found nothing wrong.
+func (r Report) OK() bool { return len(r.Problems) == 0 }
+
+// Check reads the whole queue file at path, without bbolt and without
+// writing to it, and reports what is wrong: the page tree (as Open's
+// pre-check, but going on past damage), every record's and payload's
+// checksum, the ready and lease indexes against the records, and the
+// counters Open trusts against what the file holds. It works on files
+// that Open refuses.
+//
+// The returned error is for a file that cannot be read at all (missing,
+// or held by a running dispatcher: ErrLocked); damage is in the Report.
+func Check(path string) (Report, error) {
+	rep := Report{Path: path}
+	f, pf, err := openPages(path)
+	if err != nil {
+		var ce *CorruptError
+		if errors.As(err, &ce) {
+			rep.Problems = append(rep.Problems, Problem{Where: "meta", What: ce.Err.Error()})
+			return rep, nil
+		}
+		return rep, err
+	}
+	defer f.Close()
+	rep.PageSize = pf.meta.pageSize
+	w := newWalker(pf, false)
+	if pf.metaErr != nil {
+		w.fail("meta", "%v", pf.metaErr)
+	}
+
+	type head struct {
+		state byte
+		due   int64
+		size  int64
+		plen  uint32
+		pcrc  uint32
+	}
+	var (
+		heads    = map[uint64]head{}
+		payloads = map[uint64][2]uint32{} // length, checksum
+		ready    = map[uint64]int64{}     // seq → due, from the index
+		leases   = map[uint64]bool{}
+		counters []byte
+		maxSeq   uint64
+		isQueue  bool
+		// Records that do not decode: still held, until a lease sets
+		// them aside.
+		unreadable = map[uint64]bool{}
+	)
+	w.kv = func(path [][]byte, k, v []byte) {
+		if len(path) != 1 {
+			return
+		}
+		switch string(path[0]) {
+		case string(bucketMeta):
+			isQueue = true
+			if bytes.Equal(k, keyCounters) {
+				counters = bytes.Clone(v)
+			}
+		case string(bucketEvents):
+			if len(k) != 8 {
+				w.fail("bucket events", "key of %d bytes", len(k))
+				return
+			}
+			seq := binary.BigEndian.Uint64(k)
+			maxSeq = max(maxSeq, seq)
+			r, err := decodeRecord(v)
+			if err != nil {
+				w.fail(fmt.Sprintf("event %d", seq), "%v", err)
+				unreadable[seq] = true
+				return
+			}
+			heads[seq] = head{state: r.state, due: r.due, size: r.size(), plen: r.payloadLen, pcrc: r.payloadCRC}
+		case string(bucketPayloads):
+			if len(k) == 8 {
+				payloads[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}
+			} else {
+				w.fail("bucket payloads", "key of %d bytes", len(k))
+			}
+		case string(bucketReady):
+			if len(k) == 16 {
+				ready[binary.BigEndian.Uint64(k[8:])] = int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
+			} else {
+				w.fail("bucket ready", "key of %d bytes", len(k))
+			}
+		case string(bucketLeases):
+			if len(k) == 8 && len(v) == 8 {
+				leases[binary.BigEndian.Uint64(k)] = true
+			} else {
+				w.fail("bucket leases", "entry of %d/%d bytes", len(k), len(v))
+			}
+		case string(bucketCorrupt):
+			rep.Corrupt++
+		}
+	}
+	w.walk()
+	rep.Pages = w.pages
+	if !isQueue && w.lostPages == 0 {
+		w.fail("file", "a bbolt file, but not a dispatcher queue (no meta bucket)")
+	}
+
+	var bytesHeld int64
+	for seq, h := range heads {
+		bytesHeld += h.size
+		where := fmt.Sprintf("event %d", seq)
+		p, ok := payloads[seq]
+		switch {
+		case !ok && h.plen != 0:
+			w.fail(where, "payload missing")
+			continue
+		case ok && p[0] != h.plen:
+			w.fail(where, "payload is %d bytes, record says %d", p[0], h.plen)
+			continue
+		case ok && p[1] != h.pcrc, !ok && h.pcrc != checksum(nil):
+			w.fail(where, "payload checksum mismatch")
+			continue
+		}
+		rep.Events++
+		if h.state == stateLeased {
+			rep.Leased++
+			if !leases[seq] {
+				w.fail(where, "leased, but not in the lease index")
+			}
+		} else if due, ok := ready[seq]; !ok || due != h.due {
+			w.fail(where, "ready, but not in the ready index at its due time")
+		}
+	}
+	for seq := range payloads {
+		if _, ok := heads[seq]; !ok && !unreadable[seq] {
+			w.fail(fmt.Sprintf("payload %d", seq), "no record")
+		}
+	}
+	for seq := range ready {
+		if h, ok := heads[seq]; ok && h.state == stateLeased {
+			w.fail(fmt.Sprintf("event %d", seq), "leased, and in the ready index too")
+		}
+	}
+
+	if counters == nil {
+		if isQueue {
+			w.fail("counters", "missing")
+		}
+	} else if c, err := decodeCounts(counters); err != nil {
+		w.fail("counters", "%v", err)
+	} else if w.lostPages == 0 && w.lostValues == 0 {
+		// Counters against contents, only when every page was read:
+		// otherwise the difference is the damage already reported.
+		for _, m := range []struct {
+			what       string
+			got, count int64
+		}{
+			{"events", c.events, int64(len(heads) + len(unreadable))},
+			{"leased", c.leased, int64(len(leases))},
+			{"corrupt", c.corrupt, rep.Corrupt},
+		} {
+			if m.got != m.count {
+				w.fail("counters", "%s %d, but the file holds %d", m.what, m.got, m.count)
+			}
+		}
+		if len(unreadable) == 0 && c.bytes != bytesHeld {
+			w.fail("counters", "bytes %d, but the events hold %d", c.bytes, bytesHeld)
+		}
+		if c.nextSeq < maxSeq {
+			w.fail("counters", "next sequence %d, but event %d exists", c.nextSeq, maxSeq)
+		}
+	}
+	rep.Problems = w.problems
+	return rep, nil
+}
+
+// openPages opens path read-only for Check and Salvage and reads its meta
+// pages. A file a running dispatcher holds is refused with ErrLocked: its
+// pages change under the reader.
+func openPages(path string) (*os.File, *pageFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("store: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("store: %s is not a regular file", path)
+	}
+	if !lockShared(f) {
+		f.Close()
+		return nil, nil, fmt.Errorf("%w: %s", ErrLocked, path)
+	}
+	pf, err := readMetas(f, fi.Size())
+	if pf == nil {
+		f.Close()
+		return nil, nil, &CorruptError{What: "file " + path, Err: err}
+	}
+	if err != nil {
+		// A meta whose pages run past the end (a truncated file): read
+		// what is there, the pages beyond are reported as they come.
+		pf.metaErr = err
+		pf.meta.hwm = min(pf.meta.hwm, uint64(fi.Size())/uint64(pf.meta.pageSize))
+	}
+	return f, pf, nil
+}
