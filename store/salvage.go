@@ -63,6 +63,7 @@ func Salvage(src, dst string) (SalvageReport, error) {
 	// for the next sequence number.
 	recs := map[uint64]record{}
 	var nextSeq uint64
+	var clock int64 // the source's queue time: its due times are on it
 	w := newWalker(pf, false)
 	if pf.metaErr != nil {
 		w.fail("meta", "%v", pf.metaErr)
@@ -85,9 +86,11 @@ func Salvage(src, dst string) (SalvageReport, error) {
 				return
 			}
 			recs[seq] = r
+			clock = max(clock, r.lastAttempt, r.enqueued)
 		case bytes.Equal(path[0], bucketMeta) && bytes.Equal(k, keyCounters):
 			if c, err := decodeCounts(v); err == nil {
 				nextSeq = max(nextSeq, c.nextSeq)
+				clock = max(clock, c.clock)
 			}
 		}
 	}
@@ -99,6 +102,10 @@ func Salvage(src, dst string) (SalvageReport, error) {
 	if err != nil {
 		return rep, err
 	}
+	// The copied due times are on the source's queue clock: start the new
+	// file's there, or a source whose clock ran ahead of this machine's
+	// would have its ready events wait for this clock to catch up.
+	st.clock.anchor(st.now().UnixNano(), clock)
 	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}}
 
 	lost := func(seq uint64, format string, a ...any) {

@@ -264,7 +264,7 @@ func Open(path string, o Options) (*Store, error) {
 	openMu.Unlock()
 	s.path = abs
 
-	if err := verifyFile(path); err != nil {
+	if err := verifyFile(path, o.LockTimeout); err != nil {
 		s.forget()
 		return nil, err
 	}

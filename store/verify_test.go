@@ -281,7 +281,7 @@ func BenchmarkVerifyFile(b *testing.B) {
 	b.SetBytes(fi.Size())
 	b.ResetTimer()
 	for b.Loop() {
-		if err := verifyFile(path); err != nil {
+		if err := verifyFile(path, 0); err != nil {
 			b.Fatal(err)
 		}
 	}
