@@ -24,22 +24,25 @@ func Compact(path string, lockTimeout time.Duration) (before, after int64, err e
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: compact: %w", err)
 	}
-	// The store's own settings: opening with another freelist setting
-	// would write to the source.
-	opts := &bolt.Options{Timeout: lockTimeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType}
-	src, err := bolt.Open(path, fi.Mode().Perm(), opts)
+	src, _, err := openLocked(path, boltOptions(), lockTimeout)
 	if errors.Is(err, berrors.ErrTimeout) {
 		return 0, 0, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, lockTimeout)
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: compact %s: %w", path, err)
 	}
+	// The lock is held until the copy is renamed over path: whoever waits
+	// for it then finds path replaced and opens the copy (see openLocked).
 	defer src.Close()
+	if compactHook != nil {
+		compactHook(path, "locked")
+	}
+	opts := boltOptions()
 	tmp := path + ".compact"
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return 0, 0, err
 	}
-	if err := compactInto(src, tmp, fi.Mode().Perm(), opts); err != nil {
+	if err := compactInto(src, tmp, fi.Mode().Perm(), &opts); err != nil {
 		os.Remove(tmp)
 		return 0, 0, fmt.Errorf("store: compact %s: %w", path, err)
 	}

@@ -244,23 +244,10 @@ func Open(path string, o Options) (*Store, error) {
 	openMu.Unlock()
 	s.path = abs
 
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: o.LockTimeout,
-		// The freelist is rebuilt at Open instead of being written with
-		// every commit: with a large backlog, syncing it made each commit
-		// rewrite megabytes and throughput fell many times over.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
+	db, err := s.openFile(path)
 	if err != nil {
 		s.forget()
-		switch {
-		case errors.Is(err, berrors.ErrTimeout):
-			return nil, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, o.LockTimeout)
-		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-			return nil, &CorruptError{What: "file " + path, Err: fmt.Errorf("not a readable bbolt file: %w", err)}
-		}
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	s.db = db
 	if err := s.init(); err != nil {
@@ -279,6 +266,34 @@ func (s *Store) forget() {
 	openMu.Lock()
 	delete(openPaths, s.path)
 	openMu.Unlock()
+}
+
+// boltOptions are the store's settings, which Compact uses too: opening
+// with another freelist setting would write to the file.
+func boltOptions() bolt.Options {
+	return bolt.Options{
+		// The freelist is rebuilt at Open instead of being written with
+		// every commit: with a large backlog, syncing it made each commit
+		// rewrite megabytes and throughput fell many times over.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	}
+}
+
+// openFile opens and locks the file (see openLocked), mapping bbolt's
+// errors onto the store's.
+func (s *Store) openFile(path string) (*bolt.DB, error) {
+	db, _, err := openLocked(path, boltOptions(), s.opts.LockTimeout)
+	switch {
+	case err == nil:
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, s.opts.LockTimeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return nil, &CorruptError{What: "file " + path, Err: fmt.Errorf("not a readable bbolt file: %w", err)}
+	default:
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	return db, nil
 }
 
 // init creates the buckets of a new file, checks the format of an old one,

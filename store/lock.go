@@ -1,0 +1,70 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Test hooks, nil outside tests. openedHook runs once Open (or Compact) has
+// a descriptor of the file and is about to wait for its lock; compactHook
+// runs at each stage of a compaction ("locked", "copying" after each
+// intermediate commit of the copy, "copied" before the rename).
+var (
+	openedHook  func(path string)
+	compactHook func(path, stage string)
+)
+
+// openLocked opens the bbolt file at path and takes its lock (shared when
+// o.ReadOnly), then checks that the file it locked is still the one at
+// path. A compaction renames its copy over path while it holds the old
+// file's lock, so whoever was waiting for that lock wakes up holding a file
+// that is no longer reachable: whatever it wrote would be lost. In that
+// case it lets go and opens path again, for as long as timeout allows.
+// It returns the file's details as of the lock.
+func openLocked(path string, o bolt.Options, timeout time.Duration) (*bolt.DB, os.FileInfo, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, nil, berrors.ErrTimeout
+		}
+		var f *os.File
+		o.Timeout = left
+		o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			file, err := os.OpenFile(name, flag, perm)
+			if err == nil {
+				f = file
+				if openedHook != nil {
+					openedHook(name)
+				}
+			}
+			return file, err
+		}
+		db, err := bolt.Open(path, 0o600, &o)
+		if err != nil {
+			return nil, nil, err
+		}
+		held, err := f.Stat()
+		if err != nil {
+			db.Close()
+			return nil, nil, err
+		}
+		now, err := os.Stat(path)
+		switch {
+		case err == nil && os.SameFile(held, now):
+			return db, held, nil
+		case err != nil && !errors.Is(err, os.ErrNotExist):
+			db.Close()
+			return nil, nil, err
+		}
+		// Replaced (or removed) while we waited: what we hold is stale.
+		if err := db.Close(); err != nil {
+			return nil, nil, fmt.Errorf("close replaced file: %w", err)
+		}
+	}
+}
