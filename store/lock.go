@@ -68,3 +68,21 @@ func openLocked(path string, o bolt.Options, timeout time.Duration) (*bolt.DB, o
 		}
 	}
 }
+
+// compactSuffix names the copy a compaction writes beside the file.
+const compactSuffix = ".compact"
+
+// removeStaleCopy removes the copy left by a compaction that was killed
+// before its rename. The caller holds the exclusive lock of the file now at
+// path, so no compaction of it is running: each holds that lock from
+// before it creates the copy until after the rename.
+func removeStaleCopy(path string) (bool, error) {
+	err := os.Remove(path + compactSuffix)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	}
+	return false, err
+}

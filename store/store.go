@@ -281,7 +281,7 @@ func boltOptions() bolt.Options {
 }
 
 // openFile opens and locks the file (see openLocked), mapping bbolt's
-// errors onto the store's.
+// errors onto the store's, and removes the copy a killed compaction left.
 func (s *Store) openFile(path string) (*bolt.DB, error) {
 	db, _, err := openLocked(path, boltOptions(), s.opts.LockTimeout)
 	switch {
@@ -292,6 +292,14 @@ func (s *Store) openFile(path string) (*bolt.DB, error) {
 		return nil, &CorruptError{What: "file " + path, Err: fmt.Errorf("not a readable bbolt file: %w", err)}
 	default:
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	removed, err := removeStaleCopy(path)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: remove the copy of a compaction that did not finish: %w", path, err)
+	}
+	if removed {
+		s.log.Info("removed the copy of a compaction that did not finish", "path", path+compactSuffix)
 	}
 	return db, nil
 }
