@@ -48,6 +48,10 @@ func (s *Store) do(ctx context.Context, apply func(t *txn) error) error {
 		s.mu.RUnlock()
 		return ErrClosed
 	}
+	if s.ops == nil {
+		s.mu.RUnlock()
+		return ErrReadOnly
+	}
 	select {
 	case s.ops <- o:
 		s.mu.RUnlock()
