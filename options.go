@@ -21,6 +21,7 @@ type options struct {
 	maxPayload  int
 	logger      *slog.Logger
 	now         func() time.Time
+	readOnly    bool
 
 	lambda        LambdaInvoker
 	policy        retry.Policy
@@ -126,6 +127,22 @@ func WithLockTimeout(d time.Duration) Option {
 			return fmt.Errorf("dispatcher: WithLockTimeout(%v): must be positive", d)
 		}
 		o.lockTimeout = d
+		return nil
+	}
+}
+
+// WithReadOnly opens the file only to read it: stats, events, dead
+// letters and keys. Not a byte of the file is written, not even at Open,
+// so it works on a read-only mount; the file must already be a queue
+// (anything else gives a *store.CorruptError), and leases left by a
+// process that died stay as they are. Enqueue, EnqueueBatch, Run, and
+// redrive and purge of dead letters return ErrReadOnly; no background
+// sweep of keys runs, and a shared key window (WithSharedKeys) is not
+// contacted. The file lock taken is shared: Open still fails with
+// ErrFileInUse while a dispatcher has the file open to write.
+func WithReadOnly() Option {
+	return func(o *options) error {
+		o.readOnly = true
 		return nil
 	}
 }
