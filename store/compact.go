@@ -34,7 +34,7 @@ func Compact(path string, lockTimeout time.Duration) (before, after int64, err e
 	if fi.Size() == 0 {
 		return 0, 0, &CorruptError{What: "file " + path, Err: errors.New("empty: not a queue")}
 	}
-	src, held, err := openLocked(path, boltOptions(), lockTimeout)
+	src, held, err := openLocked(path, boltOptions(), lockTimeout, false)
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return 0, 0, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, lockTimeout)

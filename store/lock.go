@@ -25,8 +25,9 @@ var (
 // file's lock, so whoever was waiting for that lock wakes up holding a file
 // that is no longer reachable: whatever it wrote would be lost. In that
 // case it lets go and opens path again, for as long as timeout allows.
-// It returns the file's details as of the lock.
-func openLocked(path string, o bolt.Options, timeout time.Duration) (*bolt.DB, os.FileInfo, error) {
+// It returns the file's details as of the lock. Unless create is set, a
+// missing file is an error rather than a new, empty queue.
+func openLocked(path string, o bolt.Options, timeout time.Duration, create bool) (*bolt.DB, os.FileInfo, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		left := time.Until(deadline)
@@ -36,6 +37,9 @@ func openLocked(path string, o bolt.Options, timeout time.Duration) (*bolt.DB, o
 		var f *os.File
 		o.Timeout = left
 		o.OpenFile = func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			if !create {
+				flag &^= os.O_CREATE
+			}
 			file, err := os.OpenFile(name, flag, perm)
 			if err == nil {
 				f = file

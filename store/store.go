@@ -311,7 +311,7 @@ func (s *Store) openFile(path string) (*bolt.DB, error) {
 		}
 		bo.ReadOnly = true
 	}
-	db, _, err := openLocked(path, bo, s.opts.LockTimeout)
+	db, _, err := openLocked(path, bo, s.opts.LockTimeout, true)
 	switch {
 	case err == nil:
 	case errors.Is(err, berrors.ErrTimeout):
