@@ -98,6 +98,9 @@ const redriveBatch = 500
 // a letter, never both, never neither. Ids that name no letter are
 // skipped. It returns how many were redriven.
 func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOptions) (int, error) {
+	if l.d.opts.readOnly {
+		return 0, ErrReadOnly
+	}
 	if o.Function != "" {
 		if err := validateEvent(0, &Event{Function: o.Function, Qualifier: o.Qualifier}, l.d.lim); err != nil {
 			return 0, err
@@ -189,6 +192,9 @@ func (l *DeadLetters) Purge(ctx context.Context, f LetterFilter) (int, error) {
 // their ids to act, which removes them: so each search starts again from
 // the first letter after the ones it kept.
 func (l *DeadLetters) eachBatch(ctx context.Context, f LetterFilter, act func(ids []string) (int, error)) (int, error) {
+	if l.d.opts.readOnly {
+		return 0, ErrReadOnly
+	}
 	total := 0
 	after := ""
 	for {

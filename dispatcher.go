@@ -50,7 +50,8 @@ type Dispatcher struct {
 // Events leased by a process that died are returned to the queue, with the
 // attempts they spent kept. If another dispatcher holds the file, Open
 // waits up to the lock timeout (WithLockTimeout) and then fails with
-// ErrFileInUse.
+// ErrFileInUse. With WithReadOnly it opens an existing queue without
+// writing to it, and every call that would write returns ErrReadOnly.
 func Open(path string, opts ...Option) (*Dispatcher, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -68,6 +69,7 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		Now:         o.now,
 		Elapsed:     o.elapsed,
 		Logger:      o.logger,
+		ReadOnly:    o.readOnly,
 	})
 	if err != nil {
 		return nil, translate(err)
@@ -82,6 +84,10 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 	d.opts.metrics.Attach(d.Stats)
 	d.letters = deadletter.NewBolt(st.DB())
 	d.keys = idempotency.New(st.DB())
+	if o.readOnly {
+		// Nothing to sweep, nothing to claim: both would write.
+		return d, nil
+	}
 	if o.shared != nil {
 		if err := d.openShared(o.shared); err != nil {
 			st.Close()
@@ -124,6 +130,9 @@ func (d *Dispatcher) EnqueueBatch(ctx context.Context, events []Event) ([]Receip
 }
 
 func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, error) {
+	if d.opts.readOnly {
+		return nil, ErrReadOnly
+	}
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -320,8 +329,10 @@ func (d *Dispatcher) Close() error {
 		stop()
 		<-done
 	}
-	d.stopSweep()
-	<-d.sweepDone
+	if d.stopSweep != nil {
+		d.stopSweep()
+		<-d.sweepDone
+	}
 	d.closeShared()
 	return translate(d.st.Close())
 }
@@ -342,6 +353,7 @@ func translate(err error) error {
 		{store.ErrClosed, ErrClosed},
 		{store.ErrFull, ErrQueueFull},
 		{store.ErrLocked, ErrFileInUse},
+		{store.ErrReadOnly, ErrReadOnly},
 	} {
 		if errors.Is(err, m.from) {
 			detail := strings.TrimPrefix(strings.TrimPrefix(err.Error(), m.from.Error()), ": ")

@@ -22,6 +22,11 @@ var (
 	// process or another, holds the file and did not release it within the
 	// lock timeout (WithLockTimeout).
 	ErrFileInUse = errors.New("dispatcher: file is in use by another dispatcher")
+
+	// ErrReadOnly is returned by Enqueue, EnqueueBatch, Run, and the
+	// DeadLetters' Redrive, RedriveMatching and Purge of a Dispatcher
+	// opened with WithReadOnly. Nothing is written.
+	ErrReadOnly = errors.New("dispatcher: opened read-only")
 )
 
 // ValidationError says which field of which event failed validation. It

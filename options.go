@@ -22,6 +22,7 @@ type options struct {
 	logger      *slog.Logger
 	now         func() time.Time
 	elapsed     func() time.Duration // the queue clock's monotonic source; nil: the process's
+	readOnly    bool
 
 	lambda        LambdaInvoker
 	policy        retry.Policy
@@ -127,6 +128,22 @@ func WithLockTimeout(d time.Duration) Option {
 			return fmt.Errorf("dispatcher: WithLockTimeout(%v): must be positive", d)
 		}
 		o.lockTimeout = d
+		return nil
+	}
+}
+
+// WithReadOnly opens the file only to read it: stats, events, dead
+// letters and keys. Not a byte of the file is written, not even at Open,
+// so it works on a read-only mount; the file must already be a queue
+// (anything else gives a *store.CorruptError), and leases left by a
+// process that died stay as they are. Enqueue, EnqueueBatch, Run, and
+// redrive and purge of dead letters return ErrReadOnly; no background
+// sweep of keys runs, and a shared key window (WithSharedKeys) is not
+// contacted. The file lock taken is shared: Open still fails with
+// ErrFileInUse while a dispatcher has the file open to write.
+func WithReadOnly() Option {
+	return func(o *options) error {
+		o.readOnly = true
 		return nil
 	}
 }

@@ -83,6 +83,9 @@ func (d *Dispatcher) Check(ctx context.Context, function string) error {
 // (up to WithDrainTimeout), returns the rest to the queue, and returns nil.
 // No goroutine it started outlives it.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.opts.readOnly {
+		return ErrReadOnly
+	}
 	if d.opts.lambda == nil {
 		return ErrNoLambda
 	}

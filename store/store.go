@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -26,6 +27,9 @@ var (
 	ErrFull = errors.New("store: full")
 	// ErrNotFound is returned for a sequence number that names no event.
 	ErrNotFound = errors.New("store: no such event")
+	// ErrReadOnly is returned by every write (Enqueue, Lease, Ack, ...) to
+	// a Store opened with Options.ReadOnly.
+	ErrReadOnly = errors.New("store: opened read-only")
 	// ErrNotLeased is returned by Ack, Reschedule and Release for an event
 	// that exists but is not leased (it was acked, or its lease was
 	// reclaimed after expiring).
@@ -88,6 +92,12 @@ type Options struct {
 	Elapsed func() time.Duration
 	// Logger receives recovery and corruption reports; nil discards them.
 	Logger *slog.Logger
+	// ReadOnly opens the file read-only (O_RDONLY, bbolt's shared lock):
+	// not a byte is written, not even at Open, so it works on a read-only
+	// mount. The file must already be a queue. Leases are left as found,
+	// and every write returns ErrReadOnly. The lock is still exclusive of
+	// a Store that has the file open for writing.
+	ReadOnly bool
 }
 
 // Defaults for Options.
@@ -236,6 +246,8 @@ var (
 
 // Open opens or creates the queue file at path (mode 0600), returns leases
 // left by a process that died to the ready index, and starts the writer.
+// With Options.ReadOnly it only opens an existing queue, and a file that is
+// not one gives a *CorruptError.
 func Open(path string, o Options) (*Store, error) {
 	if o.LockTimeout <= 0 {
 		o.LockTimeout = DefaultLockTimeout
@@ -268,23 +280,10 @@ func Open(path string, o Options) (*Store, error) {
 		s.forget()
 		return nil, err
 	}
-	db, err := boltOpen(path, &bolt.Options{
-		Timeout: o.LockTimeout,
-		// The freelist is rebuilt at Open instead of being written with
-		// every commit: with a large backlog, syncing it made each commit
-		// rewrite megabytes and throughput fell many times over.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
+	db, err := s.openFile(path)
 	if err != nil {
 		s.forget()
-		switch {
-		case errors.Is(err, berrors.ErrTimeout):
-			return nil, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, o.LockTimeout)
-		case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-			return nil, &CorruptError{What: "file " + path, Err: fmt.Errorf("not a readable bbolt file: %w", err)}
-		}
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+		return nil, err
 	}
 	s.db = db
 	if err := guard(path, s.init); err != nil {
@@ -292,8 +291,11 @@ func Open(path string, o Options) (*Store, error) {
 		s.forget()
 		return nil, err
 	}
-	s.ops = make(chan *op, o.MaxBatch)
 	s.ready = make(chan struct{}, 1)
+	if o.ReadOnly {
+		return s, nil
+	}
+	s.ops = make(chan *op, o.MaxBatch)
 	s.writerW.Add(1)
 	go s.writer()
 	return s, nil
@@ -305,9 +307,64 @@ func (s *Store) forget() {
 	openMu.Unlock()
 }
 
+// boltOptions are the store's settings, which Compact uses too: opening
+// with another freelist setting would write to the file.
+func boltOptions() bolt.Options {
+	return bolt.Options{
+		// The freelist is rebuilt at Open instead of being written with
+		// every commit: with a large backlog, syncing it made each commit
+		// rewrite megabytes and throughput fell many times over.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	}
+}
+
+// openFile opens and locks the file (see openLocked), mapping bbolt's
+// errors onto the store's, and removes the copy a killed compaction left.
+func (s *Store) openFile(path string) (*bolt.DB, error) {
+	bo := boltOptions()
+	if s.opts.ReadOnly {
+		// bbolt would write the meta pages of a new file into an empty
+		// one (and fail on the read-only descriptor): not a queue either.
+		fi, err := os.Stat(path)
+		if err != nil {
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+		if fi.Size() == 0 {
+			return nil, &CorruptError{What: "file " + path, Err: errors.New("empty: not a queue")}
+		}
+		bo.ReadOnly = true
+	}
+	db, _, err := openLocked(path, bo, s.opts.LockTimeout, true)
+	switch {
+	case err == nil:
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, s.opts.LockTimeout)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
+		return nil, &CorruptError{What: "file " + path, Err: fmt.Errorf("not a readable bbolt file: %w", err)}
+	default:
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	if s.opts.ReadOnly {
+		return db, nil
+	}
+	removed, err := removeStaleCopy(path)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: remove the copy of a compaction that did not finish: %w", path, err)
+	}
+	if removed {
+		s.log.Info("removed the copy of a compaction that did not finish", "path", path+compactSuffix)
+	}
+	return db, nil
+}
+
 // init creates the buckets of a new file, checks the format of an old one,
 // loads the counters and recovers leases, all in one transaction.
 func (s *Store) init() error {
+	if s.opts.ReadOnly {
+		return s.initReadOnly()
+	}
 	var recovered int
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -367,6 +424,37 @@ func (s *Store) init() error {
 	return nil
 }
 
+// initReadOnly checks the format and loads the counters, writing nothing.
+func (s *Store) initReadOnly() error {
+	err := s.db.View(func(tx *bolt.Tx) error {
+		if err := checkQueue(tx, s.path); err != nil {
+			return err
+		}
+		if f := tx.Bucket(bucketMeta).Get(keyFormat); f[0] > formatVersion {
+			return fmt.Errorf("store: %s has format %d, newer than this library reads (%d): upgrade the library", s.path, f[0], formatVersion)
+		}
+		for _, name := range [][]byte{bucketEvents, bucketPayloads, bucketReady, bucketLeases, bucketCorrupt} {
+			if tx.Bucket(name) == nil {
+				return &CorruptError{What: "file " + s.path, Err: fmt.Errorf("no %s bucket", name)}
+			}
+		}
+		if raw := tx.Bucket(bucketMeta).Get(keyCounters); raw != nil {
+			c, err := decodeCounts(raw)
+			if err != nil {
+				return &CorruptError{What: "counters", Err: err}
+			}
+			s.counts = c
+		}
+		s.clock.anchor(s.now().UnixNano(), s.counts.clock)
+		return nil
+	})
+	var ce *CorruptError
+	if err != nil && !errors.As(err, &ce) {
+		return fmt.Errorf("store: open %s: %w", s.path, err)
+	}
+	return err
+}
+
 // Close waits for writes already submitted, stops the writer and releases
 // the file. It is idempotent: every call after the first returns ErrClosed.
 func (s *Store) Close() error {
@@ -377,7 +465,9 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	// No sender can be mid-send: each holds the read lock while sending.
-	close(s.ops)
+	if s.ops != nil {
+		close(s.ops)
+	}
 	s.mu.Unlock()
 	s.writerW.Wait()
 	err := s.db.Close()

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -683,6 +684,10 @@ func startChild(t *testing.T, mode, path string) (*exec.Cmd, string) {
 }
 
 func runChild(mode, path string) {
+	if strings.HasPrefix(mode, "compact-") {
+		compactChild(mode, path)
+		return
+	}
 	st, err := Open(path, Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

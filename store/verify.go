@@ -585,32 +585,51 @@ func (w *walker) order(l loc, i int, key, prev, hi []byte) {
 // measured 34 ms for a file of 100,000 events with 100-byte payloads
 // (41 MB, 10,000 pages, in the page cache), 1.2 GB/s.
 func verifyFile(path string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		again, err := verifyOnce(path, deadline, wait)
+		if !again {
+			return err
+		}
+	}
+}
+
+// verifyOnce checks the file now at path. again reports that the file was
+// replaced while it waited for the lock (a compaction renamed its copy
+// over path), so the new one is still to be checked.
+func verifyOnce(path string, deadline time.Time, wait time.Duration) (again bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil // bbolt creates it, or reports why it cannot
+		return false, nil // bbolt creates it, or reports why it cannot
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || fi.Size() == 0 || !fi.Mode().IsRegular() {
-		return nil
+	if openedHook != nil {
+		openedHook(path)
 	}
 	// bbolt polls its flock the same way, every 50ms.
-	for deadline := time.Now().Add(wait); !lockShared(f); {
+	for !lockShared(f) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, wait)
+			return false, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, wait)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 || !fi.Mode().IsRegular() {
+		return false, nil
+	}
+	if now, err := os.Stat(path); err == nil && !os.SameFile(fi, now) {
+		return true, nil
+	}
 	pf, err := readMetas(f, fi.Size())
 	if err != nil {
-		return &CorruptError{What: "file " + path, Err: err}
+		return false, &CorruptError{What: "file " + path, Err: err}
 	}
 	w := newWalker(pf, true)
 	w.walk()
 	if len(w.problems) > 0 {
-		return &CorruptError{What: "file " + path, Err: errors.New(w.problems[0].String())}
+		return false, &CorruptError{What: "file " + path, Err: errors.New(w.problems[0].String())}
 	}
-	return nil
+	return false, nil
 }
 
 // boltOpen is bolt.Open for a file verifyFile passed. bbolt panics on what

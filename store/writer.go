@@ -48,6 +48,10 @@ func (s *Store) do(ctx context.Context, apply func(t *txn) error) error {
 		s.mu.RUnlock()
 		return ErrClosed
 	}
+	if s.ops == nil {
+		s.mu.RUnlock()
+		return ErrReadOnly
+	}
 	select {
 	case s.ops <- o:
 		s.mu.RUnlock()
@@ -180,11 +184,15 @@ func (s *Store) newTxn(tx *bolt.Tx) *txn {
 	// Keys only ever grow in these buckets, so full pages waste nothing;
 	// bbolt's default of half-full pages made the file a third larger.
 	t.payloads.FillPercent = 1.0
-	t.events.FillPercent = 0.9
+	t.events.FillPercent = eventsFill
 	t.ready.FillPercent = 1.0
 	t.cEvents.b, t.cPayloads.b, t.cReady.b, t.cLeases.b = t.events, t.payloads, t.ready, t.leases
 	return t
 }
+
+// eventsFill leaves room in the pages of "events" for records to grow as
+// they are leased and rescheduled, without splitting a page each time.
+const eventsFill = 0.9
 
 // reused is one cursor of a bucket, reused for every lookup and delete of
 // a transaction: bbolt's Bucket.Get and Bucket.Delete allocate a cursor

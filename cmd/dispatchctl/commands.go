@@ -189,7 +189,7 @@ func (c *cli) cmdStats(args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := openDispatcher(path)
+	d, err := openReader(path)
 	if err != nil {
 		return err
 	}
@@ -352,7 +352,7 @@ func (c *cli) endPage(tw *tabwriter.Writer, next string) error {
 }
 
 func (c *cli) lsDead(path string, f dispatcher.LetterFilter, after string, limit int) error {
-	d, err := openDispatcher(path)
+	d, err := openReader(path)
 	if err != nil {
 		return err
 	}
@@ -441,7 +441,7 @@ func (c *cli) cmdShow(args []string) error {
 	if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	d, err := openDispatcher(path)
+	d, err := openReader(path)
 	if err != nil {
 		return err
 	}
@@ -741,7 +741,7 @@ func exportEvents(path string, w io.Writer, tick func()) error {
 }
 
 func exportLetters(path string, w io.Writer, tick func()) error {
-	d, err := openDispatcher(path)
+	d, err := openReader(path)
 	if err != nil {
 		return err
 	}
@@ -774,8 +774,10 @@ func exportLetters(path string, w io.Writer, tick func()) error {
 
 const compactUsage = `compact [flags] FILE
 
-Copies the file into FILE.compact without its free pages, syncs it, and
-renames it over FILE. Refuses a file held by a running dispatcher.`
+Copies the file into FILE.compact without its free pages, with the same
+owner, group and mode, syncs it, and renames it over FILE. Refuses a file
+held by a running dispatcher, and a file that is not a queue. A dispatcher
+that opens the file meanwhile waits, then opens the compacted file.`
 
 type compactJSON struct {
 	Before int64 `json:"before"`
@@ -798,11 +800,8 @@ func (c *cli) cmdCompact(args []string) error {
 	p.printf("compacting %s…", path)
 	before, after, err := store.Compact(path, lockTimeout)
 	p.done()
-	if errors.Is(err, store.ErrLocked) {
-		return inUseErr(path)
-	}
 	if err != nil {
-		return err
+		return openErr(path, err)
 	}
 	out := compactJSON{Before: before, After: after}
 	if c.json {

@@ -12,8 +12,13 @@
 // Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 the file is
 // held by a running dispatcher, 4 not found.
 //
-// The file lock is exclusive: while a dispatcher runs on the file, use its
-// AdminHandler (d.AdminHandler()) instead.
+// The read-only commands (stats, ls, show, export) open the file read-only
+// and never change a byte of it, so they work on a read-only mount; on an
+// empty or missing file they fail rather than make it a queue. compact
+// refuses a file that is not a queue.
+//
+// A dispatcher holds the file's lock while it runs, and even the read-only
+// commands wait for it: use its AdminHandler (d.AdminHandler()) instead.
 package main
 
 import (
@@ -225,28 +230,48 @@ func lockedErr(path string, err error) error {
 	return err
 }
 
-// openDispatcher opens an existing queue file for commands that act on it.
+// openDispatcher opens an existing queue file for commands that change it.
 func openDispatcher(path string) (*dispatcher.Dispatcher, error) {
+	return openDispatcherWith(path)
+}
+
+// openReader opens an existing queue file read-only, for commands that
+// only look: not a byte of the file changes.
+func openReader(path string) (*dispatcher.Dispatcher, error) {
+	return openDispatcherWith(path, dispatcher.WithReadOnly())
+}
+
+func openDispatcherWith(path string, opts ...dispatcher.Option) (*dispatcher.Dispatcher, error) {
 	if _, err := mustExist(path); err != nil {
 		return nil, err
 	}
-	d, err := dispatcher.Open(path, dispatcher.WithLockTimeout(lockTimeout))
+	d, err := dispatcher.Open(path, append([]dispatcher.Option{dispatcher.WithLockTimeout(lockTimeout)}, opts...)...)
 	if err != nil {
-		return nil, lockedErr(path, err)
+		return nil, openErr(path, err)
 	}
 	return d, nil
 }
 
-// openStore opens an existing queue file to read its queued events.
+// openStore opens an existing queue file read-only, to read its queued
+// events.
 func openStore(path string) (*store.Store, error) {
 	if _, err := mustExist(path); err != nil {
 		return nil, err
 	}
-	st, err := store.Open(path, store.Options{LockTimeout: lockTimeout})
+	st, err := store.Open(path, store.Options{LockTimeout: lockTimeout, ReadOnly: true})
 	if err != nil {
-		return nil, lockedErr(path, err)
+		return nil, openErr(path, err)
 	}
 	return st, nil
+}
+
+// openErr explains why a file could not be opened.
+func openErr(path string, err error) error {
+	var ce *store.CorruptError
+	if errors.As(err, &ce) && strings.HasPrefix(ce.What, "file ") {
+		return &cliError{code: exitFailed, err: fmt.Errorf("%s is not a dispatcher queue, or not a readable one (left as it was): %w", path, err)}
+	}
+	return lockedErr(path, err)
 }
 
 // progress reports on stderr, only when it is a terminal.
