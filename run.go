@@ -581,7 +581,16 @@ func (r *runner) pause(function string, ie *retry.InvokeError) {
 	if r.paused.CompareAndSwap(false, true) {
 		r.pausedOn.Store(function)
 		r.d.paused.Store(true)
-		r.d.log.Warn("Lambda unreachable or credentials failing: dispatch paused", "class", ie.Class.String(), "error", ie.Error())
+		attrs := []any{"class", ie.Class.String(), "code", ie.Code, "status", ie.StatusCode, "request_id", ie.RequestID}
+		// A credentials failure is the one whose message AWS fills with
+		// the request it refused, signed headers and token included:
+		// redaction is pattern matching, so none of that text is trusted
+		// to a log line. Code, status and request id say what failed, and
+		// AWS support can find the rest from the request id.
+		if ie.Class != retry.Credentials {
+			attrs = append(attrs, "error", ie.Error())
+		}
+		r.d.log.Warn("Lambda unreachable or credentials failing: dispatch paused", attrs...)
 	}
 }
 
@@ -683,7 +692,9 @@ func errorInfo(ie *retry.InvokeError) store.ErrorInfo {
 	if ie == nil {
 		return store.ErrorInfo{}
 	}
-	info := store.ErrorInfo{Code: ie.Code, Message: ie.Message, Status: ie.StatusCode, RequestID: ie.RequestID}
+	// Message is redacted again for an InvokeError a fake client built by
+	// hand, which FromError returns as it is.
+	info := store.ErrorInfo{Code: ie.Code, Message: retry.Redact(ie.Message), Status: ie.StatusCode, RequestID: ie.RequestID}
 	if info.IsZero() {
 		info.Message = ie.Error()
 	}
