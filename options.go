@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
@@ -288,11 +289,19 @@ func WithLeaseDuration(d time.Duration) Option {
 }
 
 // WithRateLimit caps invocations at perSecond a second across all
-// workers. Zero, the default, means no cap beyond WithConcurrency.
+// workers, spaced evenly. Zero, the default, means no cap beyond
+// WithConcurrency. Negative, NaN and infinite rates are refused, and so is
+// a rate so small that the time between two invocations does not fit in a
+// time.Duration (below about one in 292 years). When Run's context ends,
+// events waiting for their turn go back to the queue with their attempt
+// refunded: no invocation starts after it.
 func WithRateLimit(perSecond float64) Option {
 	return func(o *options) error {
-		if perSecond < 0 {
-			return fmt.Errorf("dispatcher: WithRateLimit(%v): must not be negative", perSecond)
+		switch {
+		case math.IsNaN(perSecond) || math.IsInf(perSecond, 0) || perSecond < 0:
+			return fmt.Errorf("dispatcher: WithRateLimit(%v): must be a positive finite rate, or 0 for none", perSecond)
+		case perSecond > 0 && float64(time.Second)/perSecond >= math.MaxInt64:
+			return fmt.Errorf("dispatcher: WithRateLimit(%v): the interval between invocations overflows a time.Duration", perSecond)
 		}
 		o.rate = perSecond
 		return nil

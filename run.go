@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/time/rate"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
@@ -172,10 +173,18 @@ func (r *runner) run(ctx context.Context) error {
 	if n, err := r.st.Reclaim(drain); err == nil && n > 0 {
 		r.d.log.Info("returned expired leases to the queue", "leases", n)
 	}
+	// Workers learn of Run's end through stopping, a copy of ctx without
+	// its deadline: the rate limiter refuses at once a wait that would
+	// pass a deadline, and workers would spin through the queue leasing
+	// and releasing events until it came.
+	stopping, stopStopping := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStopping()
+	defer context.AfterFunc(ctx, stopStopping)()
+
 	r.d.opts.metrics.InFlightLimit(r.limit.current())
 	var workers sync.WaitGroup
 	for i := range r.d.opts.concurrency {
-		workers.Go(func() { r.worker(drain, i) })
+		workers.Go(func() { r.worker(stopping, drain, i) })
 	}
 	r.lease(ctx)
 	close(r.stop)
@@ -353,8 +362,10 @@ func (r *runner) waitFreed(ctx context.Context) bool {
 // worker i invokes while i is under the in-flight limit: the limit is
 // enforced by how many workers take work, so it can move without a
 // semaphore. When the leaser is done, every worker drains what is left.
-func (r *runner) worker(ctx context.Context, i int) {
-	dl := newCallDeadline(ctx, r.d.opts.invokeTimeout)
+// stopping ends with Run's context; invocations run under drain, which
+// outlives it by the drain timeout.
+func (r *runner) worker(stopping, drain context.Context, i int) {
+	dl := newCallDeadline(drain, r.d.opts.invokeTimeout)
 	defer dl.close()
 	for {
 		for !r.stopped() {
@@ -371,8 +382,23 @@ func (r *runner) worker(ctx context.Context, i int) {
 		if !ok {
 			return
 		}
-		r.handle(ctx, dl, ev)
+		// Waiting for its turn under the rate limit, an event may outlast
+		// Run's context; then it must not start. Checking stopping, not
+		// only the leaser's stop, closes the gap before the leaser sees
+		// the end.
+		if err := r.pace.wait(stopping); err != nil || stopping.Err() != nil {
+			r.giveBack(ev)
+			continue
+		}
+		r.handle(drain, dl, ev)
 	}
+}
+
+// giveBack returns an event leased but never tried to the queue, its
+// attempt refunded.
+func (r *runner) giveBack(ev store.Event) {
+	defer r.done()
+	r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 }
 
 // stopped reports whether the leaser is done.
@@ -427,10 +453,6 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 	if ctx.Err() != nil || r.stopped() {
 		// Leased but not started when Run was told to stop: never tried,
 		// so the attempt is given back.
-		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
-		return
-	}
-	if err := r.pace.wait(ctx); err != nil {
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		return
 	}
@@ -774,33 +796,27 @@ func (a *aimd) succeeded() bool {
 	return a.set(min(a.max, a.limit+1/a.limit))
 }
 
-// pacer spaces invocations to at most rate a second; nil means no limit.
+// pacer spaces invocations to at most WithRateLimit a second, across all
+// workers; nil means no limit.
 type pacer struct {
-	mu       sync.Mutex
-	interval time.Duration
-	next     time.Time
+	lim *rate.Limiter
 }
 
-func newPacer(rate float64) *pacer {
-	if rate <= 0 {
+// newPacer takes a rate WithRateLimit accepted: 0, or positive and finite.
+func newPacer(perSecond float64) *pacer {
+	if perSecond == 0 {
 		return nil
 	}
-	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
+	// A burst of one: invocations are spaced evenly, never bunched after
+	// an idle spell.
+	return &pacer{lim: rate.NewLimiter(rate.Limit(perSecond), 1)}
 }
 
+// wait returns when the next invocation may start, or with ctx's error
+// when ctx ends first; the turn it held then goes to the next waiter.
 func (p *pacer) wait(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
-	p.mu.Lock()
-	at := time.Now()
-	if p.next.After(at) {
-		at = p.next
-	}
-	p.next = at.Add(p.interval)
-	p.mu.Unlock()
-	if d := time.Until(at); d > 0 && !sleep(ctx, d) {
-		return ctx.Err()
-	}
-	return nil
+	return p.lim.Wait(ctx)
 }
