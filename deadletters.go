@@ -82,10 +82,24 @@ func (l *DeadLetters) Find(ctx context.Context, f LetterFilter, after string, li
 }
 
 // RedriveOptions change where redriven events go. Zero fields keep the
-// letter's own.
+// letter's own. They are validated as Enqueue validates an event's, each
+// field whether or not the other is set: a bad one fails the redrive with
+// the *ValidationError Enqueue would return, and no letter moves.
 type RedriveOptions struct {
 	Function  string // send to this function instead
 	Qualifier string // with this qualifier instead
+}
+
+// validate checks o before any letter moves. A Qualifier alone is checked
+// against each letter's Function too, as its events are built.
+func (o RedriveOptions) validate(lim limits) error {
+	if o.Function != "" {
+		return validateEvent(0, &Event{Function: o.Function, Qualifier: o.Qualifier}, lim)
+	}
+	if reason := checkQualifierField(o.Qualifier, ""); reason != "" {
+		return &ValidationError{Field: "Qualifier", Reason: reason}
+	}
+	return nil
 }
 
 // redriveBatch bounds one redrive or purge transaction, so that acting on
@@ -98,10 +112,8 @@ const redriveBatch = 500
 // a letter, never both, never neither. Ids that name no letter are
 // skipped. It returns how many were redriven.
 func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOptions) (int, error) {
-	if o.Function != "" {
-		if err := validateEvent(0, &Event{Function: o.Function, Qualifier: o.Qualifier}, l.d.lim); err != nil {
-			return 0, err
-		}
+	if err := o.validate(l.d.lim); err != nil {
+		return 0, err
 	}
 	n := 0
 	for len(ids) > 0 {
@@ -140,6 +152,11 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 				if o.Function != "" {
 					ev.Function, ev.Qualifier = o.Function, o.Qualifier
 				} else if o.Qualifier != "" {
+					// The letter's Function may carry a qualifier of its
+					// own that this one contradicts.
+					if err := validateEvent(0, &Event{Function: letter.Function, Qualifier: o.Qualifier}, l.d.lim); err != nil {
+						return nil, fmt.Errorf("dispatcher: redrive of letter %s: %w", id, err)
+					}
 					ev.Qualifier = o.Qualifier
 				}
 				evs = append(evs, ev)
@@ -165,6 +182,11 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 // RedriveMatching redrives every letter that f selects, a bounded batch
 // per transaction, and returns how many.
 func (l *DeadLetters) RedriveMatching(ctx context.Context, f LetterFilter, o RedriveOptions) (int, error) {
+	// Checked before the search, so that a bad option fails even when no
+	// letter matches.
+	if err := o.validate(l.d.lim); err != nil {
+		return 0, err
+	}
 	return l.eachBatch(ctx, f, func(ids []string) (int, error) { return l.Redrive(ctx, ids, o) })
 }
 
