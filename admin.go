@@ -64,6 +64,11 @@ var errEnough = errors.New("enough")
 //	POST /deadletters/redrive        {"ids":[...]} or {"filter":{...}} or {"all":true}; "to", "qualifier"
 //	POST /deadletters/purge          {"filter":{...}} or {"all":true}
 //
+// As with dispatchctl, a filter with no field set selects nothing: acting
+// on every letter takes {"all":true}, so that a client that drops its
+// filter's fields never purges everything by mistake. A request that
+// selects nothing, or gives ids with a filter or "all", is answered 400.
+//
 // Lists return {"items":[...],"next":"<cursor>"}; pass next as after for
 // the following page. Times are RFC 3339.
 func (d *Dispatcher) AdminHandler() http.Handler {
@@ -128,13 +133,16 @@ func (d *Dispatcher) AdminHandler() http.Handler {
 		o := RedriveOptions{Function: req.To, Qualifier: req.Qualifier}
 		var n int
 		var err error
-		switch {
+		switch filtered := !req.Filter.empty(); {
+		case len(req.IDs) > 0 && (filtered || req.All):
+			writeError(w, http.StatusBadRequest, `give "ids", or a "filter" or "all", not both`)
+			return
 		case len(req.IDs) > 0:
 			n, err = d.DeadLetters().Redrive(r.Context(), req.IDs, o)
-		case req.Filter != nil || req.All:
+		case filtered || req.All:
 			n, err = d.DeadLetters().RedriveMatching(r.Context(), req.Filter.toFilter(), o)
 		default:
-			writeError(w, http.StatusBadRequest, `give "ids", a "filter", or "all": true`)
+			writeError(w, http.StatusBadRequest, `nothing selected: give "ids", a "filter" with a field set, or "all": true`)
 			return
 		}
 		if err != nil {
@@ -151,8 +159,8 @@ func (d *Dispatcher) AdminHandler() http.Handler {
 		if !readJSON(w, r, &req) {
 			return
 		}
-		if req.Filter == nil && !req.All {
-			writeError(w, http.StatusBadRequest, `give a "filter", or "all": true`)
+		if req.Filter.empty() && !req.All {
+			writeError(w, http.StatusBadRequest, `nothing selected: give a "filter" with a field set, or "all": true`)
 			return
 		}
 		n, err := d.DeadLetters().Purge(r.Context(), req.Filter.toFilter())
@@ -216,6 +224,11 @@ type adminFilter struct {
 	Reason   string    `json:"reason"`
 	Since    time.Time `json:"since"`
 	Until    time.Time `json:"until"`
+}
+
+// empty reports whether f selects every letter: absent, or no field set.
+func (f *adminFilter) empty() bool {
+	return f == nil || f.Function == "" && f.Reason == "" && f.Since.IsZero() && f.Until.IsZero()
 }
 
 func (f *adminFilter) toFilter() LetterFilter {

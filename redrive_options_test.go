@@ -105,3 +105,46 @@ func TestRedriveValidatesQualifier(t *testing.T) {
 	require.NoError(t, err, "the qualifier the function already names is fine")
 	require.Equal(t, 1, n)
 }
+
+// TestAdminEmptyFilterSelectsNothing: as with dispatchctl, a filter with no
+// field set selects no letter; every letter takes {"all":true}.
+func TestAdminEmptyFilterSelectsNothing(t *testing.T) {
+	t.Parallel()
+	for _, path := range []string{"/deadletters/purge", "/deadletters/redrive"} {
+		t.Run(strings.TrimPrefix(path, "/deadletters/"), func(t *testing.T) {
+			t.Parallel()
+			b, ids := withLetters(t, "missing", "missing", "missing")
+			h := b.d.AdminHandler()
+			before := take(t, b.d)
+			for _, body := range []string{
+				`{}`,
+				`{"filter":{}}`,
+				`{"filter":null}`,
+				`{"filter":{"function":"","reason":""}}`,
+				`{"filter":{},"all":false}`,
+				`{"ids":["` + ids[0] + `"],"all":true}`,
+				`{"ids":["` + ids[0] + `"],"filter":{"function":"missing"}}`,
+			} {
+				if strings.Contains(body, "ids") && strings.HasSuffix(path, "purge") {
+					continue // purge takes no ids
+				}
+				code, out := adminPost(t, h, path, body)
+				require.Equal(t, http.StatusBadRequest, code, "%s %s: %v", path, body, out)
+			}
+			require.Equal(t, before, take(t, b.d), "the queue did not change")
+			c, err := b.d.DeadLetters().Count()
+			require.NoError(t, err)
+			require.Equal(t, 3, c, "no letter moved")
+
+			code, out := adminPost(t, h, path, `{"all":true}`)
+			require.Equal(t, http.StatusOK, code, "%v", out)
+			require.Len(t, out, 1)
+			for _, n := range out {
+				require.EqualValues(t, 3, n)
+			}
+			c, err = b.d.DeadLetters().Count()
+			require.NoError(t, err)
+			require.Zero(t, c)
+		})
+	}
+}
