@@ -24,8 +24,11 @@ type Dispatcher struct {
 	lim  limits
 	log  *slog.Logger
 
-	runMu   sync.Mutex
-	closed  bool
+	runMu sync.Mutex
+	// closed is set once, by Close, under runMu (so that Run and Close
+	// agree on who stops whom), and read without it by every call, which
+	// then returns ErrClosed before touching the file or the network.
+	closed  atomic.Bool
 	runStop context.CancelFunc // the Run in progress, if any
 	runDone chan struct{}
 
@@ -123,6 +126,9 @@ func (d *Dispatcher) EnqueueBatch(ctx context.Context, events []Event) ([]Receip
 }
 
 func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, error) {
+	if d.closed.Load() {
+		return nil, ErrClosed
+	}
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -308,11 +314,11 @@ func (d *Dispatcher) Stats() Stats {
 // after Close, Close included, return ErrClosed.
 func (d *Dispatcher) Close() error {
 	d.runMu.Lock()
-	if d.closed {
+	if d.closed.Load() {
 		d.runMu.Unlock()
 		return ErrClosed
 	}
-	d.closed = true
+	d.closed.Store(true)
 	stop, done := d.runStop, d.runDone
 	d.runMu.Unlock()
 	if stop != nil {

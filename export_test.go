@@ -11,3 +11,13 @@ func ScanEvents(d *Dispatcher, fn func(store.Event) error) error { return d.st.S
 
 // DBForTest exposes the bbolt handle, to seed dead letters directly.
 func DBForTest(d *Dispatcher) *bolt.DB { return d.st.DB() }
+
+// AdminPatterns lists the admin handler's routes, so that a test can call
+// every one, including routes added after it was written.
+func AdminPatterns(d *Dispatcher) []string {
+	var ps []string
+	for _, rt := range d.adminRoutes() {
+		ps = append(ps, rt.pattern)
+	}
+	return ps
+}

@@ -56,6 +56,9 @@ func noSDKRetries(o *lambda.Options) { o.Retryer = aws.NopRetryer{} }
 // rather than dead-letter its first events. The error, when not nil, is a
 // *retry.InvokeError carrying Lambda's code, status and request id.
 func (d *Dispatcher) Check(ctx context.Context, function string) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
 	if d.opts.lambda == nil {
 		return ErrNoLambda
 	}
@@ -84,12 +87,15 @@ func (d *Dispatcher) Check(ctx context.Context, function string) error {
 // (up to WithDrainTimeout), returns the rest to the queue, and returns nil.
 // No goroutine it started outlives it.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
 	if d.opts.lambda == nil {
 		return ErrNoLambda
 	}
 	d.runMu.Lock()
 	switch {
-	case d.closed:
+	case d.closed.Load():
 		d.runMu.Unlock()
 		return ErrClosed
 	case d.runStop != nil:
