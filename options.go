@@ -318,7 +318,9 @@ func WithRateLimit(perSecond float64) Option {
 // invocations the payload is the only way to tell the function which event
 // it got, for its own deduplication. Off by default, since it changes the
 // payload; payloads that are not objects are sent unchanged. If a payload
-// already has a member of that name, the payload's own wins.
+// already has a top-level member of that name, however its name is escaped
+// ("_disp\u0061tch" is "_dispatch"), the payload's own wins: it is sent
+// unchanged, so that it never holds two members of one name.
 func WithPayloadMetadata(field string) Option {
 	return func(o *options) error {
 		if field == "" {
