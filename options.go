@@ -73,7 +73,10 @@ const DefaultKeyWindow = 24 * time.Hour
 
 // WithKeyWindow sets how long after its Enqueue an event holds its key
 // (default 24h): within it, another event with the same key is a
-// Duplicate. Event.Window overrides it per event.
+// Duplicate. Event.Window overrides it per event. Open refuses a window
+// whose end is past 2262 (about 236 years from 2026: key expiries are Unix
+// nanoseconds) with an error wrapping a *ValidationError whose Field is
+// "Window"; Enqueue refuses such an Event.Window the same way.
 func WithKeyWindow(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
