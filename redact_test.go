@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/lambdatest"
 	"github.com/lambdadispatch/dispatcher/retry"
 )
@@ -111,4 +113,23 @@ func TestSecretsNotKeptInDeadLetters(t *testing.T) {
 	l, err = d.DeadLetters().Get(r.ID)
 	require.NoError(t, err)
 	requireNoSecret(t, l.LastError.Message)
+}
+
+// TestSecretsNotLoggedFromSinks: a dead-letter sink's failure, which an
+// AWS service may fill with the request it refused, is logged redacted.
+func TestSecretsNotLoggedFromSinks(t *testing.T) {
+	t.Parallel()
+	logger, logged := logBuffer()
+	sink := deadletter.SinkFunc(func(context.Context, deadletter.Letter) error {
+		return errors.New("operation error SQS: SendMessage, https response error StatusCode: 403, api error InvalidSignatureException: " + canonicalRequestMessage)
+	})
+	b := setupRun(t, dispatcher.WithLogger(logger), dispatcher.WithDeadLetter(sink))
+	b.enqueue(t, "missing", 1)
+	b.start(t)
+	waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 1 })
+	b.halt(t)
+	out := logged()
+	require.Contains(t, out, "dead-letter sink failed")
+	require.Contains(t, out, "x-amz-security-token:"+retry.Redacted)
+	requireNoSecret(t, out)
 }

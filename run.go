@@ -690,7 +690,7 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 				break
 			}
 			if i < len(r.d.sinks)-1 {
-				r.d.log.Warn("dead-letter sink failed; trying the next", "id", letter.ID, "sink", i, "error", err)
+				r.d.log.Warn("dead-letter sink failed; trying the next", "id", letter.ID, "sink", i, "error", redacted(err))
 			}
 		}
 		if errors.Is(err, store.ErrNotFound) {
@@ -708,13 +708,17 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 			r.markShared(ctx, ev, idempotency.DeadLettered)
 			return
 		}
-		r.d.log.Error("every dead-letter sink failed; the event stays queued", "id", letter.ID, "error", err)
+		r.d.log.Error("every dead-letter sink failed; the event stays queued", "id", letter.ID, "error", redacted(err))
 		if !sleep(ctx, r.policy.ProbeDelay(n, rand.Float64())) {
 			r.settle(func(c context.Context) error { return r.st.Release(c, false, ev.Seq) })
 			return
 		}
 	}
 }
+
+// redacted is err's text for a log line, without the credentials an AWS
+// service (a dead-letter queue, a shared key window) can quote back in it.
+func redacted(err error) string { return retry.Redact(err.Error()) }
 
 func errorInfo(ie *retry.InvokeError) store.ErrorInfo {
 	if ie == nil {
