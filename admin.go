@@ -64,105 +64,137 @@ var errEnough = errors.New("enough")
 //	POST /deadletters/redrive        {"ids":[...]} or {"filter":{...}} or {"all":true}; "to", "qualifier"
 //	POST /deadletters/purge          {"filter":{...}} or {"all":true}
 //
+// As with dispatchctl, a filter with no field set selects nothing: acting
+// on every letter takes {"all":true}, so that a client that drops its
+// filter's fields never purges everything by mistake. A request that
+// selects nothing, or gives ids with a filter or "all", is answered 400.
+//
 // Lists return {"items":[...],"next":"<cursor>"}; pass next as after for
-// the following page. Times are RFC 3339.
+// the following page. Times are RFC 3339. After Close, every endpoint
+// answers 503 with ErrClosed's text, without reading the file.
 func (d *Dispatcher) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.Stats())
+	for _, rt := range d.adminRoutes() {
+		mux.HandleFunc(rt.pattern, rt.handle)
+	}
+	// One check in front of every route, so that a route added later
+	// cannot forget it: after Close nothing reads the file.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d.closed.Load() {
+			writeError(w, http.StatusServiceUnavailable, ErrClosed.Error())
+			return
+		}
+		mux.ServeHTTP(w, r)
 	})
-	mux.HandleFunc("GET /events", d.adminListEvents)
-	mux.HandleFunc("GET /events/{id}", func(w http.ResponseWriter, r *http.Request) {
-		seq, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "id must be a number")
-			return
-		}
-		e, err := d.st.Get(seq)
-		if err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, d.eventInfo(e, true))
-	})
-	mux.HandleFunc("GET /deadletters", func(w http.ResponseWriter, r *http.Request) {
-		f, err := letterFilter(r)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		limit, err := pageLimit(r)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		items, next, err := d.DeadLetters().Find(r.Context(), f, r.URL.Query().Get("after"), limit)
-		if err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		if items == nil {
-			items = []deadletter.Letter{}
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
-	})
-	mux.HandleFunc("GET /deadletters/{id}", func(w http.ResponseWriter, r *http.Request) {
-		l, err := d.DeadLetters().Get(r.PathValue("id"))
-		if err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, l)
-	})
-	mux.HandleFunc("POST /deadletters/redrive", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			IDs       []string     `json:"ids"`
-			Filter    *adminFilter `json:"filter"`
-			All       bool         `json:"all"`
-			To        string       `json:"to"`
-			Qualifier string       `json:"qualifier"`
-		}
-		if !readJSON(w, r, &req) {
-			return
-		}
-		o := RedriveOptions{Function: req.To, Qualifier: req.Qualifier}
-		var n int
-		var err error
-		switch {
-		case len(req.IDs) > 0:
-			n, err = d.DeadLetters().Redrive(r.Context(), req.IDs, o)
-		case req.Filter != nil || req.All:
-			n, err = d.DeadLetters().RedriveMatching(r.Context(), req.Filter.toFilter(), o)
-		default:
-			writeError(w, http.StatusBadRequest, `give "ids", a "filter", or "all": true`)
-			return
-		}
-		if err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]int{"redriven": n})
-	})
-	mux.HandleFunc("POST /deadletters/purge", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Filter *adminFilter `json:"filter"`
-			All    bool         `json:"all"`
-		}
-		if !readJSON(w, r, &req) {
-			return
-		}
-		if req.Filter == nil && !req.All {
-			writeError(w, http.StatusBadRequest, `give a "filter", or "all": true`)
-			return
-		}
-		n, err := d.DeadLetters().Purge(r.Context(), req.Filter.toFilter())
-		if err != nil {
-			writeStoreError(w, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]int{"purged": n})
-	})
-	return mux
+}
+
+// adminRoute is one endpoint of AdminHandler.
+type adminRoute struct {
+	pattern string // http.ServeMux pattern: method and path
+	handle  http.HandlerFunc
+}
+
+// adminRoutes is AdminHandler's route table.
+func (d *Dispatcher) adminRoutes() []adminRoute {
+	return []adminRoute{
+		{"GET /stats", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, d.Stats())
+		}},
+		{"GET /events", d.adminListEvents},
+		{"GET /events/{id}", func(w http.ResponseWriter, r *http.Request) {
+			seq, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "id must be a number")
+				return
+			}
+			e, err := d.st.Get(seq)
+			if err != nil {
+				writeStoreError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, d.eventInfo(e, true))
+		}},
+		{"GET /deadletters", func(w http.ResponseWriter, r *http.Request) {
+			f, err := letterFilter(r)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			limit, err := pageLimit(r)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, err.Error())
+				return
+			}
+			items, next, err := d.DeadLetters().Find(r.Context(), f, r.URL.Query().Get("after"), limit)
+			if err != nil {
+				writeStoreError(w, err)
+				return
+			}
+			if items == nil {
+				items = []deadletter.Letter{}
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
+		}},
+		{"GET /deadletters/{id}", func(w http.ResponseWriter, r *http.Request) {
+			l, err := d.DeadLetters().Get(r.PathValue("id"))
+			if err != nil {
+				writeStoreError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, l)
+		}},
+		{"POST /deadletters/redrive", func(w http.ResponseWriter, r *http.Request) {
+			var req struct {
+				IDs       []string     `json:"ids"`
+				Filter    *adminFilter `json:"filter"`
+				All       bool         `json:"all"`
+				To        string       `json:"to"`
+				Qualifier string       `json:"qualifier"`
+			}
+			if !readJSON(w, r, &req) {
+				return
+			}
+			o := RedriveOptions{Function: req.To, Qualifier: req.Qualifier}
+			var n int
+			var err error
+			switch filtered := !req.Filter.empty(); {
+			case len(req.IDs) > 0 && (filtered || req.All):
+				writeError(w, http.StatusBadRequest, `give "ids", or a "filter" or "all", not both`)
+				return
+			case len(req.IDs) > 0:
+				n, err = d.DeadLetters().Redrive(r.Context(), req.IDs, o)
+			case filtered || req.All:
+				n, err = d.DeadLetters().RedriveMatching(r.Context(), req.Filter.toFilter(), o)
+			default:
+				writeError(w, http.StatusBadRequest, `nothing selected: give "ids", a "filter" with a field set, or "all": true`)
+				return
+			}
+			if err != nil {
+				writeStoreError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]int{"redriven": n})
+		}},
+		{"POST /deadletters/purge", func(w http.ResponseWriter, r *http.Request) {
+			var req struct {
+				Filter *adminFilter `json:"filter"`
+				All    bool         `json:"all"`
+			}
+			if !readJSON(w, r, &req) {
+				return
+			}
+			if req.Filter.empty() && !req.All {
+				writeError(w, http.StatusBadRequest, `nothing selected: give a "filter" with a field set, or "all": true`)
+				return
+			}
+			n, err := d.DeadLetters().Purge(r.Context(), req.Filter.toFilter())
+			if err != nil {
+				writeStoreError(w, err)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]int{"purged": n})
+		}},
+	}
 }
 
 func (d *Dispatcher) adminListEvents(w http.ResponseWriter, r *http.Request) {
@@ -216,6 +248,11 @@ type adminFilter struct {
 	Reason   string    `json:"reason"`
 	Since    time.Time `json:"since"`
 	Until    time.Time `json:"until"`
+}
+
+// empty reports whether f selects every letter: absent, or no field set.
+func (f *adminFilter) empty() bool {
+	return f == nil || f.Function == "" && f.Reason == "" && f.Since.IsZero() && f.Until.IsZero()
 }
 
 func (f *adminFilter) toFilter() LetterFilter {

@@ -19,7 +19,9 @@ func (d *Dispatcher) DeadLetters() *DeadLetters { return &DeadLetters{d: d, b: d
 
 // DeadLetters reads and acts on the dead letters kept in the queue's file:
 // the default sink's. It is what someone on call uses to see what failed
-// and why, and to send it again once the cause is fixed.
+// and why, and to send it again once the cause is fixed. After the
+// Dispatcher's Close, every method returns ErrClosed without touching the
+// file.
 type DeadLetters struct {
 	d *Dispatcher
 	b *deadletter.Bolt
@@ -41,21 +43,37 @@ func (f LetterFilter) match(l deadletter.Letter) bool {
 }
 
 // Count returns the number of dead letters.
-func (l *DeadLetters) Count() (int, error) { return l.b.Count() }
+func (l *DeadLetters) Count() (int, error) {
+	if l.d.closed.Load() {
+		return 0, ErrClosed
+	}
+	return l.b.Count()
+}
 
 // Get returns the letter of the event with the given id.
-func (l *DeadLetters) Get(id string) (deadletter.Letter, error) { return l.b.Get(id) }
+func (l *DeadLetters) Get(id string) (deadletter.Letter, error) {
+	if l.d.closed.Load() {
+		return deadletter.Letter{}, ErrClosed
+	}
+	return l.b.Get(id)
+}
 
 // List returns up to limit letters in id order, starting after the cursor
 // after ("" for the first page), and the cursor of the next page, "" at the
 // end.
 func (l *DeadLetters) List(ctx context.Context, after string, limit int) ([]deadletter.Letter, string, error) {
+	if l.d.closed.Load() {
+		return nil, "", ErrClosed
+	}
 	return l.b.List(ctx, after, limit)
 }
 
 // Find is List with a filter: up to limit matching letters after the
 // cursor after, and the cursor to go on from ("" at the end).
 func (l *DeadLetters) Find(ctx context.Context, f LetterFilter, after string, limit int) ([]deadletter.Letter, string, error) {
+	if l.d.closed.Load() {
+		return nil, "", ErrClosed
+	}
 	if limit < 1 {
 		return nil, "", fmt.Errorf("dispatcher: find: limit %d, want at least 1", limit)
 	}
@@ -82,10 +100,24 @@ func (l *DeadLetters) Find(ctx context.Context, f LetterFilter, after string, li
 }
 
 // RedriveOptions change where redriven events go. Zero fields keep the
-// letter's own.
+// letter's own. They are validated as Enqueue validates an event's, each
+// field whether or not the other is set: a bad one fails the redrive with
+// the *ValidationError Enqueue would return, and no letter moves.
 type RedriveOptions struct {
 	Function  string // send to this function instead
 	Qualifier string // with this qualifier instead
+}
+
+// validate checks o before any letter moves. A Qualifier alone is checked
+// against each letter's Function too, as its events are built.
+func (o RedriveOptions) validate(lim limits) error {
+	if o.Function != "" {
+		return validateEvent(0, &Event{Function: o.Function, Qualifier: o.Qualifier}, lim)
+	}
+	if reason := checkQualifierField(o.Qualifier, ""); reason != "" {
+		return &ValidationError{Field: "Qualifier", Reason: reason}
+	}
+	return nil
 }
 
 // redriveBatch bounds one redrive or purge transaction, so that acting on
@@ -98,13 +130,14 @@ const redriveBatch = 500
 // a letter, never both, never neither. Ids that name no letter are
 // skipped. It returns how many were redriven.
 func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOptions) (int, error) {
+	if l.d.closed.Load() {
+		return 0, ErrClosed
+	}
 	if l.d.opts.readOnly {
 		return 0, ErrReadOnly
 	}
-	if o.Function != "" {
-		if err := validateEvent(0, &Event{Function: o.Function, Qualifier: o.Qualifier}, l.d.lim); err != nil {
-			return 0, err
-		}
+	if err := o.validate(l.d.lim); err != nil {
+		return 0, err
 	}
 	n := 0
 	for len(ids) > 0 {
@@ -143,6 +176,11 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 				if o.Function != "" {
 					ev.Function, ev.Qualifier = o.Function, o.Qualifier
 				} else if o.Qualifier != "" {
+					// The letter's Function may carry a qualifier of its
+					// own that this one contradicts.
+					if err := validateEvent(0, &Event{Function: letter.Function, Qualifier: o.Qualifier}, l.d.lim); err != nil {
+						return nil, fmt.Errorf("dispatcher: redrive of letter %s: %w", id, err)
+					}
 					ev.Qualifier = o.Qualifier
 				}
 				evs = append(evs, ev)
@@ -168,12 +206,23 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 // RedriveMatching redrives every letter that f selects, a bounded batch
 // per transaction, and returns how many.
 func (l *DeadLetters) RedriveMatching(ctx context.Context, f LetterFilter, o RedriveOptions) (int, error) {
+	if l.d.closed.Load() {
+		return 0, ErrClosed
+	}
+	// Checked before the search, so that a bad option fails even when no
+	// letter matches.
+	if err := o.validate(l.d.lim); err != nil {
+		return 0, err
+	}
 	return l.eachBatch(ctx, f, func(ids []string) (int, error) { return l.Redrive(ctx, ids, o) })
 }
 
 // Purge deletes every letter that f selects, a bounded batch per
 // transaction, and returns how many.
 func (l *DeadLetters) Purge(ctx context.Context, f LetterFilter) (int, error) {
+	if l.d.closed.Load() {
+		return 0, ErrClosed
+	}
 	return l.eachBatch(ctx, f, func(ids []string) (int, error) {
 		var n int
 		err := l.d.st.Update(ctx, func(tx *bolt.Tx) error {

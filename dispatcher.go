@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,8 +25,11 @@ type Dispatcher struct {
 	lim  limits
 	log  *slog.Logger
 
-	runMu   sync.Mutex
-	closed  bool
+	runMu sync.Mutex
+	// closed is set once, by Close, under runMu (so that Run and Close
+	// agree on who stops whom), and read without it by every call, which
+	// then returns ErrClosed before touching the file or the network.
+	closed  atomic.Bool
 	runStop context.CancelFunc // the Run in progress, if any
 	runDone chan struct{}
 
@@ -58,6 +62,9 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
+	}
+	if reason := checkWindow(o.now(), o.keyWindow); reason != "" {
+		return nil, fmt.Errorf("dispatcher: WithKeyWindow(%v): %w", o.keyWindow, &ValidationError{Field: "Window", Reason: reason})
 	}
 	if o.leaseDuration <= o.invokeTimeout {
 		return nil, fmt.Errorf("dispatcher: lease duration %v must exceed the invoke timeout %v", o.leaseDuration, o.invokeTimeout)
@@ -130,6 +137,9 @@ func (d *Dispatcher) EnqueueBatch(ctx context.Context, events []Event) ([]Receip
 }
 
 func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, error) {
+	if d.closed.Load() {
+		return nil, ErrClosed
+	}
 	if d.opts.readOnly {
 		return nil, ErrReadOnly
 	}
@@ -148,6 +158,14 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 		}
 		if e.Window < 0 {
 			return nil, &ValidationError{Index: i, Field: "Window", Reason: fmt.Sprintf("window %v is negative", e.Window)}
+		}
+		// The option's window was checked at Open; checked again here, as
+		// time passes, it could refuse every event, while the key index
+		// saturates the few that could reach its end.
+		if e.Window > 0 {
+			if reason := checkWindow(d.opts.now(), e.Window); reason != "" {
+				return nil, &ValidationError{Index: i, Field: "Window", Reason: reason}
+			}
 		}
 		if e.Window == 0 {
 			e.Window = d.opts.keyWindow
@@ -186,6 +204,16 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 	}
 	d.opts.metrics.Enqueued(written)
 	return rs, nil
+}
+
+// checkWindow refuses a key window whose end, from now, is past what the
+// key index can hold (Unix nanoseconds end in 2262): its expiry would wrap
+// to the past and the key expire at once, turning deduplication off.
+func checkWindow(now time.Time, w time.Duration) string {
+	if w > 0 && now.UnixNano() > math.MaxInt64-int64(w) {
+		return fmt.Sprintf("window %v from %s ends past %s, the last expiry a key can have", w, now.UTC().Format(time.RFC3339), time.Unix(0, math.MaxInt64).UTC().Format(time.RFC3339))
+	}
+	return ""
 }
 
 // sweep removes expired keys, and the oldest past WithMaxKeys, every
@@ -318,11 +346,11 @@ func (d *Dispatcher) Stats() Stats {
 // after Close, Close included, return ErrClosed.
 func (d *Dispatcher) Close() error {
 	d.runMu.Lock()
-	if d.closed {
+	if d.closed.Load() {
 		d.runMu.Unlock()
 		return ErrClosed
 	}
-	d.closed = true
+	d.closed.Store(true)
 	stop, done := d.runStop, d.runDone
 	d.runMu.Unlock()
 	if stop != nil {

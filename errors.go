@@ -36,7 +36,9 @@ type ValidationError struct {
 	// 0 for Enqueue.
 	Index int
 	// Field is the name of the Event field at fault: "Function",
-	// "Qualifier", "Payload" or "Key".
+	// "Qualifier", "Payload", "Key" or "Window". "Window" is also the
+	// field of the error Open wraps when WithKeyWindow's window, from now,
+	// would end past 2262, the last expiry the key index can hold.
 	Field string
 	// Reason says what is wrong, in words meant for a person.
 	Reason string

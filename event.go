@@ -24,7 +24,9 @@ type Event struct {
 	// deduplicated, unless WithKeyFunc derives one.
 	Key string
 	// Window overrides the key window for this event; zero means the
-	// dispatcher's.
+	// dispatcher's. A negative window, or one whose end is past 2262 (key
+	// expiries are Unix nanoseconds), is refused with a *ValidationError
+	// whose Field is "Window".
 	Window time.Duration
 }
 

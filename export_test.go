@@ -22,3 +22,13 @@ func WithElapsed(f func() time.Duration) Option {
 		return nil
 	}
 }
+
+// AdminPatterns lists the admin handler's routes, so that a test can call
+// every one, including routes added after it was written.
+func AdminPatterns(d *Dispatcher) []string {
+	var ps []string
+	for _, rt := range d.adminRoutes() {
+		ps = append(ps, rt.pattern)
+	}
+	return ps
+}

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
@@ -74,7 +75,10 @@ const DefaultKeyWindow = 24 * time.Hour
 
 // WithKeyWindow sets how long after its Enqueue an event holds its key
 // (default 24h): within it, another event with the same key is a
-// Duplicate. Event.Window overrides it per event.
+// Duplicate. Event.Window overrides it per event. Open refuses a window
+// whose end is past 2262 (about 236 years from 2026: key expiries are Unix
+// nanoseconds) with an error wrapping a *ValidationError whose Field is
+// "Window"; Enqueue refuses such an Event.Window the same way.
 func WithKeyWindow(d time.Duration) Option {
 	return func(o *options) error {
 		if d <= 0 {
@@ -311,11 +315,19 @@ func WithLeaseDuration(d time.Duration) Option {
 }
 
 // WithRateLimit caps invocations at perSecond a second across all
-// workers. Zero, the default, means no cap beyond WithConcurrency.
+// workers, spaced evenly. Zero, the default, means no cap beyond
+// WithConcurrency. Negative, NaN and infinite rates are refused, and so is
+// a rate so small that the time between two invocations does not fit in a
+// time.Duration (below about one in 292 years). When Run's context ends,
+// events waiting for their turn go back to the queue with their attempt
+// refunded: no invocation starts after it.
 func WithRateLimit(perSecond float64) Option {
 	return func(o *options) error {
-		if perSecond < 0 {
-			return fmt.Errorf("dispatcher: WithRateLimit(%v): must not be negative", perSecond)
+		switch {
+		case math.IsNaN(perSecond) || math.IsInf(perSecond, 0) || perSecond < 0:
+			return fmt.Errorf("dispatcher: WithRateLimit(%v): must be a positive finite rate, or 0 for none", perSecond)
+		case perSecond > 0 && float64(time.Second)/perSecond >= math.MaxInt64:
+			return fmt.Errorf("dispatcher: WithRateLimit(%v): the interval between invocations overflows a time.Duration", perSecond)
 		}
 		o.rate = perSecond
 		return nil
@@ -332,7 +344,9 @@ func WithRateLimit(perSecond float64) Option {
 // invocations the payload is the only way to tell the function which event
 // it got, for its own deduplication. Off by default, since it changes the
 // payload; payloads that are not objects are sent unchanged. If a payload
-// already has a member of that name, the payload's own wins.
+// already has a top-level member of that name, however its name is escaped
+// ("_disp\u0061tch" is "_dispatch"), the payload's own wins: it is sent
+// unchanged, so that it never holds two members of one name.
 func WithPayloadMetadata(field string) Option {
 	return func(o *options) error {
 		if field == "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/time/rate"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
@@ -55,6 +56,9 @@ func noSDKRetries(o *lambda.Options) { o.Retryer = aws.NopRetryer{} }
 // rather than dead-letter its first events. The error, when not nil, is a
 // *retry.InvokeError carrying Lambda's code, status and request id.
 func (d *Dispatcher) Check(ctx context.Context, function string) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
 	if d.opts.lambda == nil {
 		return ErrNoLambda
 	}
@@ -83,6 +87,9 @@ func (d *Dispatcher) Check(ctx context.Context, function string) error {
 // (up to WithDrainTimeout), returns the rest to the queue, and returns nil.
 // No goroutine it started outlives it.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	if d.closed.Load() {
+		return ErrClosed
+	}
 	if d.opts.readOnly {
 		return ErrReadOnly
 	}
@@ -91,7 +98,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	d.runMu.Lock()
 	switch {
-	case d.closed:
+	case d.closed.Load():
 		d.runMu.Unlock()
 		return ErrClosed
 	case d.runStop != nil:
@@ -175,10 +182,18 @@ func (r *runner) run(ctx context.Context) error {
 	if n, err := r.st.Reclaim(drain); err == nil && n > 0 {
 		r.d.log.Info("returned expired leases to the queue", "leases", n)
 	}
+	// Workers learn of Run's end through stopping, a copy of ctx without
+	// its deadline: the rate limiter refuses at once a wait that would
+	// pass a deadline, and workers would spin through the queue leasing
+	// and releasing events until it came.
+	stopping, stopStopping := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStopping()
+	defer context.AfterFunc(ctx, stopStopping)()
+
 	r.d.opts.metrics.InFlightLimit(r.limit.current())
 	var workers sync.WaitGroup
 	for i := range r.d.opts.concurrency {
-		workers.Go(func() { r.worker(drain, i) })
+		workers.Go(func() { r.worker(stopping, drain, i) })
 	}
 	r.lease(ctx)
 	close(r.stop)
@@ -356,8 +371,10 @@ func (r *runner) waitFreed(ctx context.Context) bool {
 // worker i invokes while i is under the in-flight limit: the limit is
 // enforced by how many workers take work, so it can move without a
 // semaphore. When the leaser is done, every worker drains what is left.
-func (r *runner) worker(ctx context.Context, i int) {
-	dl := newCallDeadline(ctx, r.d.opts.invokeTimeout)
+// stopping ends with Run's context; invocations run under drain, which
+// outlives it by the drain timeout.
+func (r *runner) worker(stopping, drain context.Context, i int) {
+	dl := newCallDeadline(drain, r.d.opts.invokeTimeout)
 	defer dl.close()
 	for {
 		for !r.stopped() {
@@ -374,8 +391,23 @@ func (r *runner) worker(ctx context.Context, i int) {
 		if !ok {
 			return
 		}
-		r.handle(ctx, dl, ev)
+		// Waiting for its turn under the rate limit, an event may outlast
+		// Run's context; then it must not start. Checking stopping, not
+		// only the leaser's stop, closes the gap before the leaser sees
+		// the end.
+		if err := r.pace.wait(stopping); err != nil || stopping.Err() != nil {
+			r.giveBack(ev)
+			continue
+		}
+		r.handle(drain, dl, ev)
 	}
+}
+
+// giveBack returns an event leased but never tried to the queue, its
+// attempt refunded.
+func (r *runner) giveBack(ev store.Event) {
+	defer r.done()
+	r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 }
 
 // stopped reports whether the leaser is done.
@@ -430,10 +462,6 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 	if ctx.Err() != nil || r.stopped() {
 		// Leased but not started when Run was told to stop: never tried,
 		// so the attempt is given back.
-		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
-		return
-	}
-	if err := r.pace.wait(ctx); err != nil {
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		return
 	}
@@ -608,7 +636,16 @@ func (r *runner) pause(function string, ie *retry.InvokeError) {
 	if r.paused.CompareAndSwap(false, true) {
 		r.pausedOn.Store(function)
 		r.d.paused.Store(true)
-		r.d.log.Warn("Lambda unreachable or credentials failing: dispatch paused", "class", ie.Class.String(), "error", ie.Error())
+		attrs := []any{"class", ie.Class.String(), "code", ie.Code, "status", ie.StatusCode, "request_id", ie.RequestID}
+		// A credentials failure is the one whose message AWS fills with
+		// the request it refused, signed headers and token included:
+		// redaction is pattern matching, so none of that text is trusted
+		// to a log line. Code, status and request id say what failed, and
+		// AWS support can find the rest from the request id.
+		if ie.Class != retry.Credentials {
+			attrs = append(attrs, "error", ie.Error())
+		}
+		r.d.log.Warn("Lambda unreachable or credentials failing: dispatch paused", attrs...)
 	}
 }
 
@@ -680,7 +717,7 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 				break
 			}
 			if i < len(r.d.sinks)-1 {
-				r.d.log.Warn("dead-letter sink failed; trying the next", "id", letter.ID, "sink", i, "error", err)
+				r.d.log.Warn("dead-letter sink failed; trying the next", "id", letter.ID, "sink", i, "error", redacted(err))
 			}
 		}
 		if errors.Is(err, store.ErrNotFound) {
@@ -698,7 +735,7 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 			r.markShared(ctx, ev, idempotency.DeadLettered)
 			return
 		}
-		r.d.log.Error("every dead-letter sink failed; the event stays queued", "id", letter.ID, "error", err)
+		r.d.log.Error("every dead-letter sink failed; the event stays queued", "id", letter.ID, "error", redacted(err))
 		if !sleep(ctx, r.policy.ProbeDelay(n, rand.Float64())) {
 			r.settle(func(c context.Context) error { return r.st.Release(c, false, ev.Seq) })
 			return
@@ -706,11 +743,17 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 	}
 }
 
+// redacted is err's text for a log line, without the credentials an AWS
+// service (a dead-letter queue, a shared key window) can quote back in it.
+func redacted(err error) string { return retry.Redact(err.Error()) }
+
 func errorInfo(ie *retry.InvokeError) store.ErrorInfo {
 	if ie == nil {
 		return store.ErrorInfo{}
 	}
-	info := store.ErrorInfo{Code: ie.Code, Message: ie.Message, Status: ie.StatusCode, RequestID: ie.RequestID}
+	// Message is redacted again for an InvokeError a fake client built by
+	// hand, which FromError returns as it is.
+	info := store.ErrorInfo{Code: ie.Code, Message: retry.Redact(ie.Message), Status: ie.StatusCode, RequestID: ie.RequestID}
 	if info.IsZero() {
 		info.Message = ie.Error()
 	}
@@ -790,33 +833,27 @@ func (a *aimd) succeeded() bool {
 	return a.set(min(a.max, a.limit+1/a.limit))
 }
 
-// pacer spaces invocations to at most rate a second; nil means no limit.
+// pacer spaces invocations to at most WithRateLimit a second, across all
+// workers; nil means no limit.
 type pacer struct {
-	mu       sync.Mutex
-	interval time.Duration
-	next     time.Time
+	lim *rate.Limiter
 }
 
-func newPacer(rate float64) *pacer {
-	if rate <= 0 {
+// newPacer takes a rate WithRateLimit accepted: 0, or positive and finite.
+func newPacer(perSecond float64) *pacer {
+	if perSecond == 0 {
 		return nil
 	}
-	return &pacer{interval: time.Duration(float64(time.Second) / rate)}
+	// A burst of one: invocations are spaced evenly, never bunched after
+	// an idle spell.
+	return &pacer{lim: rate.NewLimiter(rate.Limit(perSecond), 1)}
 }
 
+// wait returns when the next invocation may start, or with ctx's error
+// when ctx ends first; the turn it held then goes to the next waiter.
 func (p *pacer) wait(ctx context.Context) error {
 	if p == nil {
 		return nil
 	}
-	p.mu.Lock()
-	at := time.Now()
-	if p.next.After(at) {
-		at = p.next
-	}
-	p.next = at.Add(p.interval)
-	p.mu.Unlock()
-	if d := time.Until(at); d > 0 && !sleep(ctx, d) {
-		return ctx.Err()
-	}
-	return nil
+	return p.lim.Wait(ctx)
 }

@@ -202,7 +202,7 @@ func (d *Dispatcher) confirmPending(ctx context.Context) bool {
 			defer func() { <-sem }()
 			if _, err := d.settleClaim(ctx, seq, true); err != nil {
 				if !errors.Is(err, idempotency.ErrUnavailable) && ctx.Err() == nil {
-					d.log.Error("could not confirm a key claim", "id", formatID(seq), "error", err)
+					d.log.Error("could not confirm a key claim", "id", formatID(seq), "error", redacted(err))
 				}
 				failed.Store(true)
 			}
@@ -476,7 +476,7 @@ func (d *Dispatcher) releaseClaims(rs map[string]*claimResult) {
 	for k, r := range rs {
 		if r.err == nil && !r.held {
 			if err := d.shared.w.Release(ctx, idempotency.Ref{Key: k, Owner: d.shared.owner, Token: r.token}); err != nil {
-				d.log.Warn("could not release a key claim; it lapses with its lease", "key", k, "error", err)
+				d.log.Warn("could not release a key claim; it lapses with its lease", "key", k, "error", redacted(err))
 			}
 		}
 	}
@@ -608,7 +608,7 @@ func (d *Dispatcher) enqueueShared(ctx context.Context, news []store.NewEvent) (
 			defer wg.Done()
 			h, err := d.settleClaim(ctx, c.seq, true)
 			if err != nil {
-				d.log.Warn("could not confirm a key claim; confirming it in the background", "id", formatID(c.seq), "key", news[c.i].Key, "error", err)
+				d.log.Warn("could not confirm a key claim; confirming it in the background", "id", formatID(c.seq), "key", news[c.i].Key, "error", redacted(err))
 				select {
 				case sk.kick <- struct{}{}:
 				default:
@@ -659,7 +659,7 @@ func (r *runner) beforeInvoke(ctx context.Context, ev store.Event) bool {
 	if err != nil {
 		if ctx.Err() == nil {
 			sk.degradedUntil.Store(now.Add(degradedFor).UnixNano())
-			d.log.Warn("shared key window unavailable: delivering on the local key index alone for 30s", "id", formatID(ev.Seq), "key", ev.Key, "error", err)
+			d.log.Warn("shared key window unavailable: delivering on the local key index alone for 30s", "id", formatID(ev.Seq), "key", ev.Key, "error", redacted(err))
 		}
 		return false
 	}
@@ -690,7 +690,7 @@ func (r *runner) markShared(ctx context.Context, ev store.Event, s idempotency.S
 	default:
 		sk.unavailable.Add(1) // unreachable, throttled, or slower than the timeout above
 		sk.degradedUntil.Store(now.Add(degradedFor).UnixNano())
-		r.d.log.Warn("shared key window unavailable: not marking outcomes there for 30s", "id", formatID(ev.Seq), "key", ev.Key, "state", s.String(), "error", err)
+		r.d.log.Warn("shared key window unavailable: not marking outcomes there for 30s", "id", formatID(ev.Seq), "key", ev.Key, "state", s.String(), "error", redacted(err))
 	}
 }
 
@@ -835,7 +835,7 @@ func (sh *sharedRedrive) finish(ctx context.Context, err error, seqs []uint64, k
 		sk.unconfirmed[seq] = pc
 		sk.mu.Unlock()
 		if _, err := d.settleClaim(ctx, seq, true); err != nil {
-			d.log.Warn("could not confirm a key claim; confirming it in the background", "id", formatID(seq), "key", keys[i], "error", err)
+			d.log.Warn("could not confirm a key claim; confirming it in the background", "id", formatID(seq), "key", keys[i], "error", redacted(err))
 		}
 	}
 }

@@ -70,6 +70,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -186,7 +187,7 @@ func (x *Index) Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window
 	} else if err := keys.SetSequence(keys.Sequence() + 1); err != nil {
 		return 0, false, err
 	}
-	expires := now.Add(window).UnixNano()
+	expires := expiresAt(now, window)
 	if err := keys.Put([]byte(key), encodeEntry(Queued, seq, expires)); err != nil {
 		return 0, false, err
 	}
@@ -208,6 +209,17 @@ func (x *Index) Mark(tx *bolt.Tx, key string, seq uint64, s State) error {
 		return err
 	}
 	return keys.Put([]byte(key), encodeEntry(s, seq, e.Expires.UnixNano()))
+}
+
+// expiresAt returns now+window in Unix nanoseconds, saturated at the
+// largest: an expiry past 2262 would otherwise wrap to the distant past and
+// let the key expire at once, turning deduplication off without a word.
+func expiresAt(now time.Time, window time.Duration) int64 {
+	n := now.UnixNano()
+	if window > 0 && n > math.MaxInt64-int64(window) {
+		return math.MaxInt64
+	}
+	return n + int64(window)
 }
 
 // Forget removes key from the window, whoever holds it: a redrive clears

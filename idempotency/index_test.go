@@ -2,6 +2,7 @@ package idempotency
 
 import (
 	"context"
+	"math"
 	"path/filepath"
 	"testing"
 	"time"
@@ -102,4 +103,30 @@ func TestCorruptEntry(t *testing.T) {
 		require.ErrorIs(t, err, ErrCorrupt)
 		return nil
 	}))
+}
+
+// TestClaimHugeWindow: a window whose end is past what Unix nanoseconds
+// hold keeps the key (saturated at the largest expiry) instead of wrapping
+// to an expiry in the past.
+func TestClaimHugeWindow(t *testing.T) {
+	t.Parallel()
+	db, x := setup(t)
+	now := time.Unix(1_700_000_000, 0)
+	require.NoError(t, db.Update(func(tx *bolt.Tx) error {
+		_, _, err := x.Claim(tx, "k", 1, now, time.Duration(math.MaxInt64))
+		require.NoError(t, err)
+		later := now.Add(100 * 365 * 24 * time.Hour)
+		e, ok, err := x.Lookup(tx, "k", later)
+		require.NoError(t, err)
+		require.True(t, ok, "held a century later")
+		require.Equal(t, int64(math.MaxInt64), e.Expires.UnixNano())
+		seq, dup, err := x.Claim(tx, "k", 2, later, time.Hour)
+		require.NoError(t, err)
+		require.True(t, dup)
+		require.Equal(t, uint64(1), seq)
+		return nil
+	}))
+	n, err := x.Sweep(context.Background(), now.Add(200*365*24*time.Hour), 10)
+	require.NoError(t, err)
+	require.Zero(t, n, "not swept as expired")
 }

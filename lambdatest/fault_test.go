@@ -266,7 +266,10 @@ func TestLatency(t *testing.T) {
 		b.srv.Register("fn", lambdatest.OK())
 		b.srv.Fail("fn", lambdatest.Fault{Times: 1, Latency: time.Minute})
 
-		ctx, cancel := context.WithTimeout(b.ctx, 50*time.Millisecond)
+		// Long enough for the request to reach the server on a loaded
+		// machine (at 50ms it sometimes did not, and nothing was recorded),
+		// far short of the fault's minute.
+		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
 		defer cancel()
 		_, err := b.client.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("fn")})
 		require.ErrorIs(t, err, context.DeadlineExceeded)

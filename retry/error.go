@@ -25,7 +25,8 @@ type InvokeError struct {
 	// for transport errors.
 	Code string
 	// Message is Lambda's error message, or for an error without a code the
-	// text of the original error.
+	// text of the original error, with credentials it quotes removed by
+	// [Redact] when [FromError] builds it.
 	Message string
 	// StatusCode is the HTTP status, 0 when no response was received.
 	StatusCode int
@@ -39,11 +40,14 @@ type InvokeError struct {
 	// Reason is the throttling reason of a TooManyRequestsException, such as
 	// "ConcurrentInvocationLimitExceeded"; empty when absent.
 	Reason string
-	// Err is the original error.
+	// Err is the original error. Its own text is not redacted: log the
+	// InvokeError, not Err.
 	Err error
 }
 
-// Error returns a one-line description for logs, such as
+// Error returns a one-line description for logs, with credentials the
+// message quotes removed by [Redact] (even from an InvokeError built by
+// hand), such as
 //
 //	retry: throttled: TooManyRequestsException (HTTP 429, request 5f1b…, reason ConcurrentInvocationLimitExceeded, retry after 3s): Rate Exceeded.
 //	retry: unreachable: operation error Lambda: Invoke, … connect: connection refused
@@ -53,7 +57,7 @@ func (e *InvokeError) Error() string {
 	b.WriteString(e.Class.String())
 	b.WriteString(": ")
 	if e.Code == "" {
-		b.WriteString(e.message())
+		b.WriteString(Redact(e.message()))
 		return b.String()
 	}
 	b.WriteString(e.Code)
@@ -77,7 +81,7 @@ func (e *InvokeError) Error() string {
 	}
 	if msg := e.message(); msg != "" {
 		b.WriteString(": ")
-		b.WriteString(msg)
+		b.WriteString(Redact(msg))
 	}
 	return b.String()
 }
@@ -101,7 +105,9 @@ func (e *InvokeError) Unwrap() error { return e.Err }
 // carries: code and message (interface{ ErrorCode() string; ErrorMessage()
 // string }), HTTP status (interface{ HTTPStatusCode() int }), request id
 // (interface{ ServiceRequestID() string }), and for a
-// *types.TooManyRequestsException its RetryAfterSeconds and Reason. It returns
+// *types.TooManyRequestsException its RetryAfterSeconds and Reason. The
+// message is passed through [Redact], so that whoever logs or keeps it
+// never keeps a credential AWS quoted back. It returns
 // nil for nil, and the *InvokeError itself when err already is or wraps one.
 func FromError(err error) *InvokeError {
 	if err == nil {
@@ -123,6 +129,7 @@ func FromError(err error) *InvokeError {
 	} else {
 		ie.Message = err.Error()
 	}
+	ie.Message = Redact(ie.Message)
 	ie.StatusCode = statusCode(err)
 	var rid interface{ ServiceRequestID() string }
 	if errors.As(err, &rid) {
