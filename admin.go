@@ -307,6 +307,10 @@ func writeStoreError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, ErrQueueFull):
 		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrReadOnly), errors.Is(err, store.ErrReadOnly):
+		// The dispatcher was opened to look, not to change: a refusal,
+		// not a fault of the server.
+		writeError(w, http.StatusForbidden, err.Error())
 	case errors.Is(err, ErrClosed), errors.Is(err, store.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	case errors.Is(err, context.Canceled):

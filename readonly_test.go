@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -87,6 +89,14 @@ func TestReadOnly(t *testing.T) {
 	require.ErrorIs(t, err, dispatcher.ErrReadOnly)
 	_, err = d.DeadLetters().Purge(ctx, dispatcher.LetterFilter{Function: "nobody"})
 	require.ErrorIs(t, err, dispatcher.ErrReadOnly, "refused even when nothing matches")
+	srv := httptest.NewServer(d.AdminHandler())
+	for _, path := range []string{"/deadletters/redrive", "/deadletters/purge"} {
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(`{"all":true}`))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusForbidden, resp.StatusCode, "%s on a read-only dispatcher", path)
+	}
+	srv.Close()
 	require.NoError(t, d.Close())
 	require.Equal(t, was, fingerprintOf(t, path), "not a byte written")
 

@@ -287,20 +287,23 @@ func (c *cli) cmdLs(args []string) error {
 	if *older > 0 {
 		cutoff = now.Add(-*older)
 	}
-	keep := func(e store.Event) bool {
-		return (*state == "" || stateOf(e, now) == *state) &&
+	// Due times are on the queue's clock (store.Store.Now), not this
+	// machine's: lsQueued passes it in.
+	keep := func(e store.Event, queueNow time.Time) bool {
+		return (*state == "" || stateOf(e, queueNow) == *state) &&
 			(*function == "" || e.Function == *function) &&
 			(cutoff.IsZero() || e.Enqueued.Before(cutoff))
 	}
-	return c.lsQueued(path, keep, *after != "", afterSeq, *limit, now)
+	return c.lsQueued(path, keep, *after != "", afterSeq, *limit)
 }
 
-func (c *cli) lsQueued(path string, keep func(store.Event) bool, hasAfter bool, after uint64, limit int, now time.Time) error {
+func (c *cli) lsQueued(path string, keep func(store.Event, time.Time) bool, hasAfter bool, after uint64, limit int) error {
 	st, err := openStore(path)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	now := st.Now()
 	tw := c.table()
 	if !c.json {
 		fmt.Fprintln(tw, "ID\tSTATE\tFUNCTION\tQUALIFIER\tKEY\tATTEMPTS\tENQUEUED\tSIZE")
@@ -308,7 +311,7 @@ func (c *cli) lsQueued(path string, keep func(store.Event) bool, hasAfter bool, 
 	var n int
 	var last, next string
 	fn := func(e store.Event) error {
-		if !keep(e) {
+		if !keep(e, now) {
 			return nil
 		}
 		if limit > 0 && n == limit {
@@ -432,11 +435,12 @@ func (c *cli) cmdShow(args []string) error {
 		return err
 	}
 	ev, err := st.Get(seq)
+	now := st.Now()
 	if cerr := st.Close(); err == nil && cerr != nil {
 		return cerr
 	}
 	if err == nil {
-		return c.showEvent(ev)
+		return c.showEvent(ev, now)
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -458,8 +462,7 @@ func (c *cli) cmdShow(args []string) error {
 	return c.showLetter(l)
 }
 
-func (c *cli) showEvent(e store.Event) error {
-	now := time.Now()
+func (c *cli) showEvent(e store.Event, now time.Time) error {
 	if c.json {
 		return c.writeJSON(toEventJSON(e, now, true))
 	}
@@ -732,7 +735,7 @@ func exportEvents(path string, w io.Writer, tick func()) error {
 		return err
 	}
 	defer st.Close()
-	now := time.Now()
+	now := st.Now()
 	enc := json.NewEncoder(w)
 	return st.Scan(func(e store.Event) error {
 		tick()
