@@ -13,11 +13,16 @@ import (
 
 // SalvageReport is what Salvage copied and what it could not read.
 type SalvageReport struct {
-	Events     int64     `json:"events"`      // events written to the new file
-	Values     int64     `json:"values"`      // key/values of other buckets copied (dead letters, keys)
-	LostEvents int64     `json:"lost_events"` // records, or their payloads, that could not be read
-	LostPages  int       `json:"lost_pages"`  // pages (or whole subtrees) skipped as unreadable
-	Problems   []Problem `json:"problems"`
+	Events     int64 `json:"events"`      // events written to the new file
+	Values     int64 `json:"values"`      // key/values of other buckets copied (dead letters, keys)
+	LostEvents int64 `json:"lost_events"` // records, or their payloads, that could not be read
+	LostPages  int   `json:"lost_pages"`  // pages (or whole subtrees) skipped as unreadable
+	// OlderMeta reports that the tree of the older of bbolt's two meta
+	// pages was read, as it yielded more than the newer one's; a Problem
+	// names both. That tree is one transaction behind: events acked in
+	// the last transaction can come back.
+	OlderMeta bool      `json:"older_meta,omitempty"`
+	Problems  []Problem `json:"problems"`
 }
 
 // countedBuckets keep their number of keys in the bucket's sequence
@@ -40,6 +45,11 @@ const salvageBatch = 1000
 // own page reader and never through bbolt, so it works on files Open
 // refuses. It skips unreadable pages and records and reports them.
 //
+// bbolt keeps two meta pages, each naming a whole tree: the newer one's
+// and, one transaction older, the other's. When the newer tree has lost
+// pages, Salvage reads the older one too and copies from whichever yields
+// more events (then values), and says so in SalvageReport.OlderMeta.
+//
 // Events keep their sequence number, function, qualifier, key, payload,
 // attempts, enqueue and due time; events leased in src are ready in dst,
 // at their old place in line, as Open would return them. The buckets of
@@ -61,42 +71,25 @@ func Salvage(src, dst string) (SalvageReport, error) {
 
 	// First pass: the records, small enough to hold, and the counters,
 	// for the next sequence number.
-	recs := map[uint64]record{}
-	var nextSeq uint64
-	var clock int64 // the source's queue time: its due times are on it
-	w := newWalker(pf, false)
-	if pf.metaErr != nil {
-		w.fail("meta", "%v", pf.metaErr)
-	}
-	w.kv = func(path [][]byte, k, v []byte) {
-		if len(path) != 1 {
-			return
-		}
-		switch {
-		case bytes.Equal(path[0], bucketEvents):
-			if len(k) != 8 {
-				return
-			}
-			seq := binary.BigEndian.Uint64(k)
-			nextSeq = max(nextSeq, seq)
-			r, err := decodeRecord(v)
-			if err != nil {
-				w.fail(fmt.Sprintf("event %d", seq), "%v", err)
-				rep.LostEvents++
-				return
-			}
-			recs[seq] = r
-			clock = max(clock, r.lastAttempt, r.enqueued)
-		case bytes.Equal(path[0], bucketMeta) && bytes.Equal(k, keyCounters):
-			if c, err := decodeCounts(v); err == nil {
-				nextSeq = max(nextSeq, c.nextSeq)
-				clock = max(clock, c.clock)
-			}
+	sv := surveyTree(pf)
+	if sv.damaged() && pf.other != nil {
+		alt := surveyTree(pf.withMeta(*pf.other))
+		if alt.events > sv.events || alt.events == sv.events && alt.values > sv.values {
+			note := Problem{Where: "meta", What: fmt.Sprintf(
+				"the tree of meta page %d (txid %d) yields %d events and %d values, that of the older meta page %d (txid %d) %d and %d: salvaged from the older",
+				pf.meta.page, pf.meta.txid, sv.events, sv.values, alt.pf.meta.page, alt.pf.meta.txid, alt.events, alt.values)}
+			// Sequence numbers the newer tree handed out are not to be
+			// handed out again.
+			alt.nextSeq = max(alt.nextSeq, sv.nextSeq)
+			sv = alt
+			sv.w.problems = append([]Problem{note}, sv.w.problems...)
+			rep.OlderMeta = true
 		}
 	}
-	w.walk()
-	rep.LostPages = w.lostPages
-	rep.Problems = w.problems
+	recs := sv.recs
+	rep.LostPages = sv.w.lostPages
+	rep.Problems = sv.w.problems
+	rep.LostEvents = sv.lost
 
 	st, err := Open(dst, Options{})
 	if err != nil {
@@ -105,7 +98,7 @@ func Salvage(src, dst string) (SalvageReport, error) {
 	// The copied due times are on the source's queue clock: start the new
 	// file's there, or a source whose clock ran ahead of this machine's
 	// would have its ready events wait for this clock to catch up.
-	st.clock.anchor(st.now().UnixNano(), clock)
+	st.clock.anchor(st.now().UnixNano(), sv.clock)
 	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}}
 
 	lost := func(seq uint64, format string, a ...any) {
@@ -115,7 +108,7 @@ func Salvage(src, dst string) (SalvageReport, error) {
 	// Second pass: payloads, matched to their records, and the other
 	// buckets, written as they come. Its walker finds the page problems
 	// of the first again, so they are not reported twice.
-	w = newWalker(pf, false)
+	w := newWalker(sv.pf, false)
 	w.bucket = func(path [][]byte, seq uint64) {
 		if !storeBuckets[string(path[0])] {
 			c.bucket(path, seq)
@@ -156,7 +149,7 @@ func Salvage(src, dst string) (SalvageReport, error) {
 		}
 		lost(seq, "payload missing")
 	}
-	c.nextSeq = nextSeq
+	c.nextSeq = sv.nextSeq
 	err = c.flush(true)
 	if cerr := st.Close(); err == nil {
 		err = cerr
@@ -169,6 +162,86 @@ func Salvage(src, dst string) (SalvageReport, error) {
 		return rep, fmt.Errorf("store: salvage into %s: %w", dst, err)
 	}
 	return rep, nil
+}
+
+// survey is Salvage's first pass over the tree of one meta page.
+type survey struct {
+	pf   *pageFile
+	w    *walker
+	recs map[uint64]record
+	// pays holds the length and checksum of each payload, so that the
+	// trees of the two metas can be weighed before either is copied.
+	pays    map[uint64][2]uint32
+	lost    int64 // records that did not decode
+	nextSeq uint64
+	clock   int64 // the source's queue time: its due times are on it
+	// events and values are what the tree would yield: records whose
+	// payload is in it and checks, and the other buckets' values.
+	events, values int64
+}
+
+func surveyTree(pf *pageFile) *survey {
+	s := &survey{pf: pf, recs: map[uint64]record{}, pays: map[uint64][2]uint32{}}
+	w := newWalker(pf, false)
+	if pf.metaErr != nil {
+		w.fail("meta", "%v", pf.metaErr)
+	}
+	w.kv = func(path [][]byte, k, v []byte) {
+		switch {
+		case len(path) == 0:
+		case len(path) == 1 && bytes.Equal(path[0], bucketEvents):
+			if len(k) != 8 {
+				return
+			}
+			seq := binary.BigEndian.Uint64(k)
+			s.nextSeq = max(s.nextSeq, seq)
+			r, err := decodeRecord(v)
+			if err != nil {
+				w.fail(fmt.Sprintf("event %d", seq), "%v", err)
+				s.lost++
+				return
+			}
+			s.recs[seq] = r
+			s.clock = max(s.clock, r.lastAttempt, r.enqueued)
+		case len(path) == 1 && bytes.Equal(path[0], bucketPayloads):
+			if len(k) == 8 {
+				s.pays[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}
+			}
+		case len(path) == 1 && bytes.Equal(path[0], bucketMeta) && bytes.Equal(k, keyCounters):
+			if c, err := decodeCounts(v); err == nil {
+				s.nextSeq = max(s.nextSeq, c.nextSeq)
+				s.clock = max(s.clock, c.clock)
+			}
+		case !storeBuckets[string(path[0])]:
+			s.values++
+		}
+	}
+	w.walk()
+	s.w = w
+	for seq, r := range s.recs {
+		p, ok := s.pays[seq]
+		if ok && p == [2]uint32{r.payloadLen, r.payloadCRC} || !ok && r.payloadLen == 0 && r.payloadCRC == checksum(nil) {
+			s.events++
+		}
+	}
+	return s
+}
+
+// damaged reports that the tree lost something the other meta's tree may
+// still hold.
+func (s *survey) damaged() bool {
+	return len(s.w.problems) > 0 || s.events < int64(len(s.recs))
+}
+
+// withMeta is f read through meta m, the other of its two: its pages are
+// checked against m's high-water mark, clamped as openPages clamps it.
+func (f *pageFile) withMeta(m boltMeta) *pageFile {
+	g := &pageFile{r: f.r, size: f.size, meta: m, other: &f.meta}
+	if err := g.checkMeta(m); err != nil {
+		g.metaErr = err
+		g.meta.hwm = min(m.hwm, uint64(f.size)/uint64(m.pageSize))
+	}
+	return g
 }
 
 // copier batches Salvage's writes into the new store's transactions.
