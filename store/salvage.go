@@ -21,8 +21,37 @@ type SalvageReport struct {
 	// pages was read, as it yielded more than the newer one's; a Problem
 	// names both. That tree is one transaction behind: events acked in
 	// the last transaction can come back.
-	OlderMeta bool      `json:"older_meta,omitempty"`
-	Problems  []Problem `json:"problems"`
+	OlderMeta bool `json:"older_meta,omitempty"`
+	// With SalvageOptions.ScanPages: OrphanPages is the number of leaf
+	// pages read that no tree reached; FromOrphanPages, the events written
+	// whose record came from one of them (a freed page can hold events
+	// already delivered: they will be sent again); OrphanRecordsUnmatched,
+	// records found there whose payload was not found, not written.
+	OrphanPages            int       `json:"orphan_pages,omitempty"`
+	FromOrphanPages        int64     `json:"from_orphan_pages,omitempty"`
+	OrphanRecordsUnmatched int64     `json:"orphan_records_unmatched,omitempty"`
+	Problems               []Problem `json:"problems"`
+}
+
+// SalvageOptions are the choices of SalvageWith.
+type SalvageOptions struct {
+	// ScanPages reads every page inside the file, not only those the tree
+	// reaches, and takes from leaf pages no tree reaches the events that
+	// prove themselves: an 8-byte key whose value is a version 2 record
+	// with a valid checksum, whose payload (same key, on any leaf page)
+	// has the record's length and checksum. It recovers the events of a
+	// file whose tree is cut off (a truncated file loses the pages near
+	// its end, where the bucket roots tend to lie).
+	//
+	// The risk: bbolt reuses freed pages but does not clear them, so a
+	// freed page can still hold events that were delivered and acked
+	// long ago. The scan cannot tell them from live ones, and brings them
+	// back: they will be sent again. At-least-once delivery allows it,
+	// but it is the operator's choice; SalvageReport.FromOrphanPages
+	// counts the events that came this way. Dead letters and keys are
+	// not recovered from orphan pages: their values carry no checksum
+	// that would tell them from stale bytes.
+	ScanPages bool
 }
 
 // countedBuckets keep their number of keys in the bucket's sequence
@@ -35,6 +64,11 @@ var storeBuckets = map[string]bool{
 	string(bucketMeta): true, string(bucketEvents): true, string(bucketPayloads): true,
 	string(bucketReady): true, string(bucketLeases): true,
 }
+
+// maxSeq is the bound the counters hold the next sequence number to: a
+// key above it is damage (a record's checksum does not cover its key),
+// and copied it would make the new file's counters unreadable.
+const maxSeq = 1 << 63
 
 // salvageBatch bounds the events or values of one write transaction of
 // Salvage.
@@ -56,7 +90,15 @@ const salvageBatch = 1000
 // other packages (dead letters, keys) are copied key by key, raw. The
 // counters of dst are those of what was written, so Open and Stats on dst
 // agree with the report. dst must not exist.
+//
+// Salvage reads only what a tree reaches; SalvageWith with ScanPages also
+// reads the pages none reaches, at the risk of resending events.
 func Salvage(src, dst string) (SalvageReport, error) {
+	return SalvageWith(src, dst, SalvageOptions{})
+}
+
+// SalvageWith is Salvage with options: see SalvageOptions.ScanPages.
+func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 	var rep SalvageReport
 	if _, err := os.Lstat(dst); err == nil {
 		return rep, fmt.Errorf("store: salvage: %s exists; name a new file", dst)
@@ -91,6 +133,30 @@ func Salvage(src, dst string) (SalvageReport, error) {
 	rep.Problems = sv.w.problems
 	rep.LostEvents = sv.lost
 
+	var sc *orphanScan
+	// fromTree marks the orphan records that stand in for a record the
+	// tree holds but could not decode: the event is live, and losing it
+	// is a loss.
+	fromTree := map[uint64]bool{}
+	if o.ScanPages {
+		sc = scanOrphans(sv.pf, sv.w.seen)
+		rep.OrphanPages = sc.pages
+		for seq, r := range sc.recs {
+			// A sequence number found anywhere was handed out once.
+			sv.nextSeq = max(sv.nextSeq, seq)
+			if _, ok := recs[seq]; ok {
+				delete(sc.recs, seq) // the tree's copy is the live one
+				continue
+			}
+			if sv.failed[seq] {
+				fromTree[seq] = true
+				rep.LostEvents--
+			}
+			recs[seq] = r
+			sv.clock = max(sv.clock, r.lastAttempt, r.enqueued)
+		}
+	}
+
 	st, err := Open(dst, Options{})
 	if err != nil {
 		return rep, err
@@ -101,7 +167,19 @@ func Salvage(src, dst string) (SalvageReport, error) {
 	st.clock.anchor(st.now().UnixNano(), sv.clock)
 	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}}
 
+	write := func(seq uint64, r record, p []byte) {
+		if _, ok := sc.orphan(seq); ok {
+			rep.FromOrphanPages++
+		}
+		c.event(seq, r, p)
+	}
 	lost := func(seq uint64, format string, a ...any) {
+		if _, ok := sc.orphan(seq); ok && !fromTree[seq] {
+			// Not a loss: a record on a freed page may be of an event
+			// long delivered, its payload page reused since.
+			rep.OrphanRecordsUnmatched++
+			return
+		}
 		rep.Problems = append(rep.Problems, Problem{Where: fmt.Sprintf("event %d", seq), What: fmt.Sprintf(format, a...)})
 		rep.LostEvents++
 	}
@@ -128,23 +206,31 @@ func Salvage(src, dst string) (SalvageReport, error) {
 			if !ok {
 				return
 			}
-			delete(recs, seq)
 			p, err := checkPayload(v, seq, &r)
 			if err != nil {
+				if sc.hasPayload(seq, r) {
+					return // an older copy of it, on an orphan page, checks
+				}
+				delete(recs, seq)
 				lost(seq, "%v", errors.Unwrap(err))
 				return
 			}
-			c.event(seq, r, p)
+			delete(recs, seq)
+			write(seq, r, p)
 		case !storeBuckets[string(path[0])]:
 			c.value(path, k, v)
 		}
 	}
 	w.walk()
-	// Records whose payload was on a page that could not be read, unless
-	// they had none to lose.
+	// Records whose payload was on a page that could not be read: found
+	// on an orphan page, or none to lose, or lost.
 	for seq, r := range recs {
+		if p, ok := sc.payload(seq, r); ok {
+			write(seq, r, p)
+			continue
+		}
 		if r.payloadLen == 0 && r.payloadCRC == checksum(nil) {
-			c.event(seq, r, nil)
+			write(seq, r, nil)
 			continue
 		}
 		lost(seq, "payload missing")
@@ -172,7 +258,8 @@ type survey struct {
 	// pays holds the length and checksum of each payload, so that the
 	// trees of the two metas can be weighed before either is copied.
 	pays    map[uint64][2]uint32
-	lost    int64 // records that did not decode
+	lost    int64           // records that did not decode
+	failed  map[uint64]bool // their sequence numbers
 	nextSeq uint64
 	clock   int64 // the source's queue time: its due times are on it
 	// events and values are what the tree would yield: records whose
@@ -181,7 +268,7 @@ type survey struct {
 }
 
 func surveyTree(pf *pageFile) *survey {
-	s := &survey{pf: pf, recs: map[uint64]record{}, pays: map[uint64][2]uint32{}}
+	s := &survey{pf: pf, recs: map[uint64]record{}, pays: map[uint64][2]uint32{}, failed: map[uint64]bool{}}
 	w := newWalker(pf, false)
 	if pf.metaErr != nil {
 		w.fail("meta", "%v", pf.metaErr)
@@ -194,11 +281,17 @@ func surveyTree(pf *pageFile) *survey {
 				return
 			}
 			seq := binary.BigEndian.Uint64(k)
+			if seq > maxSeq {
+				w.fail(fmt.Sprintf("event %d", seq), "sequence number beyond any the store hands out: a damaged key")
+				s.lost++
+				return
+			}
 			s.nextSeq = max(s.nextSeq, seq)
 			r, err := decodeRecord(v)
 			if err != nil {
 				w.fail(fmt.Sprintf("event %d", seq), "%v", err)
 				s.lost++
+				s.failed[seq] = true
 				return
 			}
 			s.recs[seq] = r
@@ -389,4 +482,193 @@ func (t *txn) putSalvaged(seq uint64, r record, payload []byte) error {
 	t.c.bytes += r.size()
 	t.readied = true
 	return nil
+}
+
+// orphanScan is what ScanPages found on the leaf pages no tree reached.
+type orphanScan struct {
+	f     *pageFile
+	pages int
+	recs  map[uint64]record      // the best copy of each sequence number
+	pays  map[uint64][]payloadAt // every value under an 8-byte key
+	buf   []byte
+}
+
+// payloadAt locates a value on an orphan page, to be read again only when
+// a record claims it: holding every orphan value would hold the file.
+type payloadAt struct {
+	page        uint64
+	elem, inner int // inner: element of the inline bucket in elem, or -1
+	n, sum      uint32
+}
+
+// scanOrphans reads every page inside the file that the walk did not mark
+// in seen, past the high-water mark too: the pages a truncated tree lost
+// lie anywhere below the cut.
+func scanOrphans(f *pageFile, seen []uint64) *orphanScan {
+	s := &orphanScan{f: f, recs: map[uint64]record{}, pays: map[uint64][]payloadAt{}}
+	end := uint64(f.size) / uint64(f.meta.pageSize)
+	for id := uint64(2); id < end; id++ {
+		if id/64 < uint64(len(seen)) && seen[id/64]&(1<<(id%64)) != 0 {
+			continue
+		}
+		p, err := s.page(id)
+		if err != nil || native.Uint16(p[8:]) != pageLeaf {
+			continue
+		}
+		s.pages++
+		s.leaf(id, p, -1)
+	}
+	return s
+}
+
+// page reads page id as it lies in the file, with its overflow: no meta
+// vouches for an orphan page, so only the file's end bounds it.
+func (s *orphanScan) page(id uint64) ([]byte, error) {
+	ps := uint64(s.f.meta.pageSize)
+	end := uint64(s.f.size) / ps
+	if id < 2 || id >= end {
+		return nil, fmt.Errorf("page %d outside the file", id)
+	}
+	if s.buf == nil {
+		s.buf = make([]byte, ps)
+	}
+	head := s.buf
+	if _, err := s.f.r.ReadAt(head, int64(id*ps)); err != nil {
+		return nil, err
+	}
+	if native.Uint64(head) != id {
+		return nil, fmt.Errorf("page %d: header names page %d", id, native.Uint64(head))
+	}
+	over := uint64(native.Uint32(head[12:]))
+	if over == 0 {
+		return head, nil
+	}
+	if over >= end-id {
+		return nil, fmt.Errorf("page %d: %d overflow pages run past the end", id, over)
+	}
+	full := make([]byte, (1+over)*ps)
+	copy(full, head)
+	if _, err := s.f.r.ReadAt(full[ps:], int64((id+1)*ps)); err != nil {
+		return nil, err
+	}
+	return full, nil
+}
+
+// leaf takes the values of leaf page p (the inline page in element inner
+// of page id, when inner >= 0) that may be records or payloads.
+func (s *orphanScan) leaf(id uint64, p []byte, inner int) {
+	n, err := elementCount(p)
+	if err != nil {
+		return
+	}
+	for i := range n {
+		e, err := elementAt(p, i, true)
+		if err != nil {
+			continue
+		}
+		if e.flags == leafBucket && inner < 0 && len(e.value) >= bucketHeaderSize+pageHeaderSize &&
+			native.Uint64(e.value) == 0 && native.Uint16(e.value[bucketHeaderSize+8:]) == pageLeaf {
+			s.leaf(id, e.value[bucketHeaderSize:], i)
+			continue
+		}
+		if e.flags != 0 || len(e.key) != 8 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(e.key)
+		if seq > maxSeq {
+			continue
+		}
+		at := payloadAt{page: id, elem: i, inner: -1, n: uint32(len(e.value)), sum: checksum(e.value)}
+		if inner >= 0 {
+			at.elem, at.inner = inner, i
+		}
+		s.pays[seq] = append(s.pays[seq], at)
+		// Version 1 records carry no checksum: on a page no tree vouches
+		// for, stale or torn bytes could pass for one.
+		if len(e.value) == 0 || e.value[0] != recordVersion {
+			continue
+		}
+		r, err := decodeRecord(e.value)
+		if err != nil {
+			continue
+		}
+		if old, ok := s.recs[seq]; !ok || newer(r, old) {
+			s.recs[seq] = r
+		}
+	}
+}
+
+// newer reports whether record a is a later state of an event than b: an
+// attempt is only ever added.
+func newer(a, b record) bool {
+	if a.attempts != b.attempts {
+		return a.attempts > b.attempts
+	}
+	return a.lastAttempt > b.lastAttempt
+}
+
+// orphan returns the record of seq taken from an orphan page. A nil scan
+// has none.
+func (s *orphanScan) orphan(seq uint64) (record, bool) {
+	if s == nil {
+		return record{}, false
+	}
+	r, ok := s.recs[seq]
+	return r, ok
+}
+
+// hasPayload reports whether an orphan page holds a value that would do as
+// the payload of r.
+func (s *orphanScan) hasPayload(seq uint64, r record) bool {
+	if s == nil {
+		return false
+	}
+	for _, at := range s.pays[seq] {
+		if at.n == r.payloadLen && at.sum == r.payloadCRC {
+			return true
+		}
+	}
+	return false
+}
+
+// payload reads again, and checks again, the value an orphan page holds
+// for the payload of r.
+func (s *orphanScan) payload(seq uint64, r record) ([]byte, bool) {
+	if s == nil {
+		return nil, false
+	}
+	for _, at := range s.pays[seq] {
+		if at.n != r.payloadLen || at.sum != r.payloadCRC {
+			continue
+		}
+		p, err := s.page(at.page)
+		if err != nil {
+			continue
+		}
+		e, err := s.element(p, at.elem)
+		if err == nil && at.inner >= 0 {
+			if len(e.value) < bucketHeaderSize+pageHeaderSize {
+				continue
+			}
+			e, err = s.element(e.value[bucketHeaderSize:], at.inner)
+		}
+		if err != nil {
+			continue
+		}
+		if v, err := checkPayload(e.value, seq, &r); err == nil {
+			return v, true
+		}
+	}
+	return nil, false
+}
+
+func (s *orphanScan) element(p []byte, i int) (element, error) {
+	n, err := elementCount(p)
+	if err != nil {
+		return element{}, err
+	}
+	if i >= n {
+		return element{}, fmt.Errorf("element %d of %d", i, n)
+	}
+	return elementAt(p, i, true)
 }
