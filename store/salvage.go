@@ -41,7 +41,9 @@ type SalvageOptions struct {
 	// with a valid checksum, whose payload (same key, on any leaf page)
 	// has the record's length and checksum. It recovers the events of a
 	// file whose tree is cut off (a truncated file loses the pages near
-	// its end, where the bucket roots tend to lie).
+	// its end, where the bucket roots tend to lie). A sequence number
+	// found more than once is taken from the tree if it holds it; among
+	// orphan copies, from the one with more attempts, then the later.
 	//
 	// The risk: bbolt reuses freed pages but does not clear them, so a
 	// freed page can still hold events that were delivered and acked
@@ -91,8 +93,10 @@ const salvageBatch = 1000
 // counters of dst are those of what was written, so Open and Stats on dst
 // agree with the report. dst must not exist.
 //
-// Salvage reads only what a tree reaches; SalvageWith with ScanPages also
-// reads the pages none reaches, at the risk of resending events.
+// Salvage reads only what a tree reaches. SalvageWith with ScanPages also
+// takes checked events from the pages no tree reaches, which recovers the
+// events of a truncated file whose pages lie below the cut; but a freed page can hold events already delivered
+// and acked, and those come back to be sent again.
 func Salvage(src, dst string) (SalvageReport, error) {
 	return SalvageWith(src, dst, SalvageOptions{})
 }

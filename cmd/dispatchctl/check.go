@@ -86,10 +86,17 @@ Copies every event, dead letter and key that can be read from FILE into a
 new queue file NEW (which must not exist), and reports what could not be
 read. FILE is only read, never written, and need not open: use it on a
 file that check finds damaged. Leased events are ready in NEW. Exits 0
-when NEW was written, even if some of FILE was lost.`
+when NEW was written, even if some of FILE was lost.
+
+--scan-pages also reads the pages the file's tree no longer reaches (a
+truncated file loses its roots) and takes the events whose record and
+payload checksums hold. A freed page can still hold events delivered and
+acked long ago: those come back and will be sent again. Dead letters and
+keys are not recovered from such pages.`
 
 func (c *cli) cmdSalvage(args []string) error {
 	fs := flag.NewFlagSet("salvage", flag.ContinueOnError)
+	scan := fs.Bool("scan-pages", false, "also take checked events from pages no tree reaches (may resend delivered events)")
 	if err := c.parse(fs, salvageUsage, args); err != nil {
 		return err
 	}
@@ -102,7 +109,7 @@ func (c *cli) cmdSalvage(args []string) error {
 	}
 	p := c.progress()
 	p.printf("salvaging %s…", src)
-	rep, err := store.Salvage(src, dst)
+	rep, err := store.SalvageWith(src, dst, store.SalvageOptions{ScanPages: *scan})
 	p.done()
 	if err != nil {
 		return lockedErr(src, err)
@@ -113,7 +120,18 @@ func (c *cli) cmdSalvage(args []string) error {
 	if len(rep.Problems) > 0 {
 		fmt.Fprintln(c.stderr, problemsErr(src, rep.Problems))
 	}
-	_, err = fmt.Fprintf(c.stdout, "salvaged %s into %s: %d events and %d other values copied; %d events and %d pages could not be read\n",
-		src, dst, rep.Events, rep.Values, rep.LostEvents, rep.LostPages)
+	if _, err := fmt.Fprintf(c.stdout, "salvaged %s into %s: %d events and %d other values copied; %d events and %d pages could not be read\n",
+		src, dst, rep.Events, rep.Values, rep.LostEvents, rep.LostPages); err != nil {
+		return err
+	}
+	if rep.OlderMeta {
+		if _, err := fmt.Fprintln(c.stdout, "read from the older meta page's tree, one transaction behind: events acked in the last one may be back"); err != nil {
+			return err
+		}
+	}
+	if *scan {
+		_, err = fmt.Fprintf(c.stdout, "%d events came from %d orphan pages: a freed page can hold events already delivered, and these will be sent again (dead letters and keys are not recovered from orphan pages)\n",
+			rep.FromOrphanPages, rep.OrphanPages)
+	}
 	return err
 }

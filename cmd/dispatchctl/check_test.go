@@ -3,11 +3,14 @@ package main_test
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // damagedCopies returns copies of the file at path: cut to three pages,
@@ -120,4 +123,54 @@ func TestSalvage(t *testing.T) {
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "exists")
 	require.Equal(t, 2, ctl(t, "", "salvage", path).code, "usage")
+}
+
+func TestSalvageScanPages(t *testing.T) {
+	t.Parallel()
+	// A queue of 3,000 events cut to 60%: the roots of its buckets lie
+	// past the cut, most of its leaves below it.
+	path := filepath.Join(t.TempDir(), "events.db")
+	st, err := store.Open(path, store.Options{})
+	require.NoError(t, err)
+	for b := range 30 {
+		evs := make([]store.NewEvent, 100)
+		for i := range evs {
+			evs[i] = store.NewEvent{Function: "orders", Payload: fmt.Appendf(nil, `{"b":%d,"i":%d}`, b, i)}
+		}
+		_, err := st.Enqueue(t.Context(), evs)
+		require.NoError(t, err)
+	}
+	require.NoError(t, st.Close())
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	ps := int64(os.Getpagesize())
+	require.NoError(t, os.Truncate(path, fi.Size()*6/10/ps*ps))
+
+	plain := filepath.Join(t.TempDir(), "plain.db")
+	r := ctl(t, "", "--json", "salvage", path, plain)
+	require.Equal(t, 0, r.code, r.stderr)
+	var without struct {
+		Events int64 `json:"events"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &without))
+
+	scanned := filepath.Join(t.TempDir(), "scanned.db")
+	r = ctl(t, "", "--json", "salvage", "--scan-pages", path, scanned)
+	requireNoFault(t, r)
+	require.Equal(t, 0, r.code, r.stderr)
+	var with struct {
+		Events          int64 `json:"events"`
+		FromOrphanPages int64 `json:"from_orphan_pages"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &with))
+	require.Greater(t, with.Events, without.Events+1000, "the scan finds the leaves the tree lost")
+	require.Equal(t, with.Events-without.Events, with.FromOrphanPages)
+	require.Equal(t, 0, ctl(t, "", "check", scanned).code, "the salvaged file is sound")
+	require.Equal(t, with.Events, stats(t, scanned).Queued)
+
+	r = ctl(t, "", "salvage", "--scan-pages", path, filepath.Join(t.TempDir(), "again.db"))
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, fmt.Sprintf("%d events came from", with.FromOrphanPages))
+	require.Contains(t, r.stdout, "will be sent again")
+	require.NotContains(t, ctl(t, "", "salvage", path, filepath.Join(t.TempDir(), "plain2.db")).stdout, "orphan")
 }
