@@ -46,7 +46,11 @@
 // Check reads a file the same way, going on past damage, and also checks
 // every record, payload, index and counter; Salvage copies what can be
 // read into a new file. Both work on files Open refuses, and never write
-// to them.
+// to them. When the tree itself is cut off (a truncated file whose root
+// page is gone), SalvageWith's ScanPages also reads the pages no tree
+// reaches and takes the event records that prove themselves (version 2,
+// checksum and payload both good). It is opt-in because a freed page can
+// still hold events already delivered: those would be sent again.
 //
 // # Recovery
 //
