@@ -16,8 +16,10 @@ import (
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
-// Config is what one Run needs. Every field but Now, Logger, Metrics,
-// Shared and Rate is required.
+// Config is what one Run needs. Lambda, Queue, Keys, Sinks, Policy,
+// Concurrency and the three durations are required; the rest may be left
+// zero (Counters and Metrics then count for no one, Logger discards, Now is
+// time.Now).
 type Config struct {
 	Lambda Invoker
 	Queue  Queue
