@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/internal/delivery"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
@@ -33,21 +34,17 @@ type Dispatcher struct {
 	runStop context.CancelFunc // the Run in progress, if any
 	runDone chan struct{}
 
-	paused    atomic.Bool
-	throttled atomic.Uint64
-	deadMu    sync.Mutex
-	deadBy    map[deadletter.Reason]uint64
-	letters   *deadletter.Bolt
-	sinks     []deadletter.Sink // tried in order; the last is letters unless WithoutDeadLetterFallback
+	counts  delivery.Counters // what Run counted, since Open
+	letters *deadletter.Bolt
+	sinks   []deadletter.Sink // tried in order; the last is letters unless WithoutDeadLetterFallback
 
-	keys         *idempotency.Index
-	duplicates   atomic.Uint64 // refused at enqueue
-	deduplicated atomic.Uint64 // acked without an invoke at delivery
-	keysSwept    atomic.Uint64
-	keysEvicted  atomic.Uint64
-	stopSweep    context.CancelFunc
-	sweepDone    chan struct{}
-	shared       *sharedKeys // nil unless WithSharedKeys
+	keys        *idempotency.Index
+	duplicates  atomic.Uint64 // refused at enqueue
+	keysSwept   atomic.Uint64
+	keysEvicted atomic.Uint64
+	stopSweep   context.CancelFunc
+	sweepDone   chan struct{}
+	shared      *sharedKeys // nil unless WithSharedKeys
 }
 
 // Open opens the queue file at path, creating it (mode 0600) if needed.
@@ -81,7 +78,7 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 	if err != nil {
 		return nil, translate(err)
 	}
-	d := &Dispatcher{st: st, opts: o, lim: limits{maxPayload: o.maxPayload}, log: o.logger, deadBy: map[deadletter.Reason]uint64{}}
+	d := &Dispatcher{st: st, opts: o, lim: limits{maxPayload: o.maxPayload}, log: o.logger}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -311,12 +308,12 @@ func (d *Dispatcher) Stats() Stats {
 	st := Stats{
 		Enqueued: s.Enqueued, Delivered: s.Acked, Retried: s.Rescheduled,
 		Recovered: s.Recovered, Commits: s.Commits,
-		Throttled: d.throttled.Load(), Paused: d.paused.Load(), DeadLetteredBy: map[deadletter.Reason]uint64{},
+		Throttled: d.counts.Throttled.Load(), Paused: d.counts.Paused.Load(), DeadLetteredBy: d.counts.DeadLetteredBy(),
 	}
 	d.runMu.Lock()
 	st.Running = d.runStop != nil
 	d.runMu.Unlock()
-	st.Duplicates, st.Deduplicated = d.duplicates.Load(), d.deduplicated.Load()
+	st.Duplicates, st.Deduplicated = d.duplicates.Load(), d.counts.Deduplicated.Load()
 	st.KeysSwept, st.KeysEvicted = d.keysSwept.Load(), d.keysEvicted.Load()
 	if n, err := d.keys.Len(); err == nil {
 		st.Keys = uint64(n)
@@ -328,12 +325,9 @@ func (d *Dispatcher) Stats() Stats {
 		st.Shared.Claims, st.Shared.Waits, st.Shared.Lost = sk.claims.Load(), sk.waits.Load(), sk.lost.Load()
 		st.Shared.Unavailable, st.Shared.MarksSkipped = sk.unavailable.Load(), sk.marksSkipped.Load()
 	}
-	d.deadMu.Lock()
-	for r, n := range d.deadBy {
-		st.DeadLetteredBy[r] = n
+	for _, n := range st.DeadLetteredBy {
 		st.DeadLettered += n // from the same counts, so the two always agree
 	}
-	d.deadMu.Unlock()
 	if err != nil {
 		return st
 	}
@@ -363,13 +357,6 @@ func (d *Dispatcher) Close() error {
 	}
 	d.closeShared()
 	return translate(d.st.Close())
-}
-
-func (d *Dispatcher) deadLettered(r deadletter.Reason) {
-	d.deadMu.Lock()
-	d.deadBy[r]++
-	d.deadMu.Unlock()
-	d.opts.metrics.DeadLettered(string(r))
 }
 
 func formatID(seq uint64) string { return strconv.FormatUint(seq, 10) }

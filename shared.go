@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/retry"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
@@ -637,11 +638,16 @@ func (d *Dispatcher) enqueueShared(ctx context.Context, news []store.NewEvent) (
 	return rs, nil
 }
 
-// beforeInvoke settles a keyed event's pending claim before it is sent,
+// deliveryShared is the shared window's side of delivery: the hooks
+// package delivery calls for a keyed event before its invoke and after
+// its outcome.
+type deliveryShared struct{ d *Dispatcher }
+
+// BeforeInvoke settles a keyed event's pending claim before it is sent,
 // and reports whether the event turned out to be a duplicate. When the
 // window is unreachable the event is sent on the local index's word.
-func (r *runner) beforeInvoke(ctx context.Context, ev store.Event) bool {
-	d, sk := r.d, r.d.shared
+func (s deliveryShared) BeforeInvoke(ctx context.Context, ev store.Event) bool {
+	d, sk := s.d, s.d.shared
 	now := time.Now()
 	if now.UnixNano() < sk.degradedUntil.Load() {
 		// The window failed moments ago: do not make every event wait for
@@ -666,11 +672,11 @@ func (r *runner) beforeInvoke(ctx context.Context, ev store.Event) bool {
 	return h != nil
 }
 
-// markShared records a keyed event's outcome in the shared window. It never
+// Record records a keyed event's outcome in the shared window. It never
 // holds up delivery for long: after the window fails, marks are skipped
 // for a while, with a warning, and the local index stands alone.
-func (r *runner) markShared(ctx context.Context, ev store.Event, s idempotency.State) {
-	sk := r.d.shared
+func (s deliveryShared) Record(ctx context.Context, ev store.Event, state idempotency.State) {
+	d, sk := s.d, s.d.shared
 	if sk == nil || ev.Key == "" {
 		return
 	}
@@ -679,9 +685,9 @@ func (r *runner) markShared(ctx context.Context, ev store.Event, s idempotency.S
 		sk.marksSkipped.Add(1)
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, min(r.d.opts.invokeTimeout, 5*time.Second))
+	cctx, cancel := context.WithTimeout(ctx, min(d.opts.invokeTimeout, 5*time.Second))
 	defer cancel()
-	err := sk.w.Mark(cctx, idempotency.Ref{Key: ev.Key, Owner: sk.owner, ID: formatID(ev.Seq)}, s)
+	err := sk.w.Mark(cctx, idempotency.Ref{Key: ev.Key, Owner: sk.owner, ID: formatID(ev.Seq)}, state)
 	switch {
 	case err == nil, errors.Is(err, idempotency.ErrLost):
 		// Lost: the window passed, or the claim was never confirmed; the
@@ -690,7 +696,7 @@ func (r *runner) markShared(ctx context.Context, ev store.Event, s idempotency.S
 	default:
 		sk.unavailable.Add(1) // unreachable, throttled, or slower than the timeout above
 		sk.degradedUntil.Store(now.Add(degradedFor).UnixNano())
-		r.d.log.Warn("shared key window unavailable: not marking outcomes there for 30s", "id", formatID(ev.Seq), "key", ev.Key, "state", s.String(), "error", redacted(err))
+		d.log.Warn("shared key window unavailable: not marking outcomes there for 30s", "id", formatID(ev.Seq), "key", ev.Key, "state", state.String(), "error", redacted(err))
 	}
 }
 
@@ -837,5 +843,21 @@ func (sh *sharedRedrive) finish(ctx context.Context, err error, seqs []uint64, k
 		if _, err := d.settleClaim(ctx, seq, true); err != nil {
 			d.log.Warn("could not confirm a key claim; confirming it in the background", "id", formatID(seq), "key", keys[i], "error", redacted(err))
 		}
+	}
+}
+
+// redacted is err's text for a log line, without the credentials an AWS
+// service (a dead-letter queue, a shared key window) can quote back in it.
+func redacted(err error) string { return retry.Redact(err.Error()) }
+
+// sleep waits for d or until ctx ends, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
