@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -411,11 +412,14 @@ func testLookup(t *testing.T, endpoint string) {
 //
 // Each key is claimed sixteen times however many keys there are; with 50
 // rather than 200 the goroutines meet on a key more often, not less, for
-// a quarter of dynalite's requests.
+// a quarter of dynalite's requests. DISPATCH_SOAK=1 races for 200.
 func testConcurrentClaims(t *testing.T, endpoint string) {
 	b := setup(t, endpoint)
 	ctx := testContext(t)
-	const keys, perOwner = 50, 8
+	keys, perOwner := 50, 8
+	if os.Getenv("DISPATCH_SOAK") == "1" {
+		keys = 200
+	}
 	owners := []string{"A", "B"}
 
 	type result struct {
