@@ -45,7 +45,17 @@ func TestMain(m *testing.M) {
 		child()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	// goleak.VerifyTestMain, with the shared dynalite stopped between the
+	// tests and the leak check.
+	code := m.Run()
+	sharedDynalite.Stop(os.Stderr, code != 0)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // startChild re-executes the test binary as a child process playing mode,

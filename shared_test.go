@@ -161,15 +161,21 @@ func stallChild(at string) {
 	childFail(fmt.Errorf("enqueue returned instead of stalling: %v", err))
 }
 
-// dynalite is one dynalite server and one table of a test.
+// dynalite is the package's dynalite server and a table of a test's own.
 type dynalite struct {
 	url, table string
 	client     *dynamodb.Client
 }
 
+// sharedDynalite is the one dynalite of the package's tests, each on a
+// table of its own; TestMain stops it.
+var sharedDynalite dynalitetest.Server
+
+// startDynalite makes a table for t on the package's dynalite, starting it
+// if need be.
 func startDynalite(t *testing.T) dynalite {
 	t.Helper()
-	url := dynalitetest.Start(t)
+	url := sharedDynalite.Endpoint(t)
 	client := dynalitetest.Client(t, url)
 	return dynalite{url: url, table: dynalitetest.Table(t, client), client: client}
 }
