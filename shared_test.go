@@ -328,9 +328,16 @@ func TestSharedKeysCrashBetweenClaimAndCommit(t *testing.T) {
 
 	t.Run("another dispatcher", func(t *testing.T) {
 		require.Equal(t, "claimed", stallAndKill(t, dl, "stall-after-claim", filepath.Join(dir, "dead.db"), "k2"))
-		d := openShared(t, filepath.Join(dir, "other.db"), dl.window(t))
+		dead, ok := dl.holder(t, "k2")
+		require.True(t, ok)
 		// The dead claim's lease is one second: the Enqueue waits it out,
-		// then takes the key over.
+		// then takes the key over. On a loaded machine that second can be
+		// gone before the Enqueue's first claim, which would then take the
+		// key over at once; so that first claim is made as of a moment
+		// inside the lease, as on an idle machine, and the tries after it
+		// on the real clock.
+		w := &firstClaimAt{Shared: dl.window(t), at: dead.Lease.Add(-time.Millisecond)}
+		d := openShared(t, filepath.Join(dir, "other.db"), w)
 		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k2", Payload: []byte(`{}`)})
 		require.NoError(t, err)
 		require.False(t, r.Duplicate)
@@ -341,6 +348,21 @@ func TestSharedKeysCrashBetweenClaimAndCommit(t *testing.T) {
 		require.Equal(t, d.Owner(), h.Owner)
 		require.Equal(t, idempotency.Queued, h.State)
 	})
+}
+
+// firstClaimAt makes the first claim through it as of at rather than the
+// now it is given, and the others as of their now.
+type firstClaimAt struct {
+	idempotency.Shared
+	at   time.Time
+	used atomic.Bool
+}
+
+func (w *firstClaimAt) Claim(ctx context.Context, c idempotency.Claim, now time.Time) (idempotency.Holder, bool, error) {
+	if w.used.CompareAndSwap(false, true) {
+		now = w.at
+	}
+	return w.Shared.Claim(ctx, c, now)
 }
 
 // TestSharedKeysCrashBeforeConfirm kills a process after it committed an
