@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/deadletter"
@@ -130,9 +131,16 @@ func TestRedriveInBoundedBatches(t *testing.T) {
 	require.NoError(t, err)
 	defer d.Close()
 	letters := deadletter.NewBolt(dispatcher.DBForTest(d))
-	for i := 1; i <= 1200; i++ {
-		require.NoError(t, letters.Put(ctx, deadletter.Letter{ID: fmt.Sprint(i), Function: "fn", Reason: deadletter.Rejected, Payload: []byte(`{}`)}))
-	}
+	// One transaction, not 1,200 fsync'd ones: only the redrive's commits
+	// are counted.
+	require.NoError(t, dispatcher.DBForTest(d).Update(func(tx *bolt.Tx) error {
+		for i := 1; i <= 1200; i++ {
+			if err := letters.PutTx(tx, deadletter.Letter{ID: fmt.Sprint(i), Function: "fn", Reason: deadletter.Rejected, Payload: []byte(`{}`)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
 	before := d.Stats().Commits
 	n, err := d.DeadLetters().RedriveMatching(ctx, dispatcher.LetterFilter{}, dispatcher.RedriveOptions{})
 	require.NoError(t, err)

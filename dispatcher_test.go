@@ -24,6 +24,14 @@ import (
 // startChild.
 const childModeEnv = "DISPATCHER_TEST_CHILD"
 
+// soakEnv, set to 1, makes the tests that scale run at the sizes that
+// once were their defaults: more events, keys and rounds. .ci/run runs
+// them so after the README's test command.
+const soakEnv = "DISPATCH_SOAK"
+
+// soak reports whether the long versions of the tests are asked for.
+func soak() bool { return os.Getenv(soakEnv) == "1" }
+
 // children are the parts a child process can play, by mode.
 var children = map[string]func(){
 	"enqueue": crashChild,
@@ -37,7 +45,17 @@ func TestMain(m *testing.M) {
 		child()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	// goleak.VerifyTestMain, with the shared dynalite stopped between the
+	// tests and the leak check.
+	code := m.Run()
+	sharedDynalite.Stop(os.Stderr, code != 0)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // startChild re-executes the test binary as a child process playing mode,

@@ -163,25 +163,34 @@ func TestRunDelivers(t *testing.T) {
 // TestRunMixOfFaults sends events to functions that succeed, fail for a
 // while, fail always, or do not exist, and checks that every event ends
 // delivered or dead-lettered with the right reason and attempt count.
+//
+// It runs a fifth of the events and faults it once did (DISPATCH_SOAK=1
+// runs them all): every count and its fault share keep their proportions,
+// so the flaky function still throttles, fails and recovers across 32
+// invokes in flight, and each kind of event is still tens strong.
 func TestRunMixOfFaults(t *testing.T) {
 	t.Parallel()
+	scale := 5
+	if soak() {
+		scale = 1
+	}
 	b := setupRun(t, dispatcher.WithConcurrency(32))
 	b.srv.Register("ok", lambdatest.OK())
 	b.srv.Register("flaky", lambdatest.OK())
 	b.srv.Register("broken", lambdatest.OK())
-	b.srv.Fail("flaky", lambdatest.Throttle(150, 0))
-	b.srv.Fail("flaky", lambdatest.ServerError(150))
-	b.srv.Fail("flaky", lambdatest.Error(100, 502, "EC2ThrottledException"))
+	b.srv.Fail("flaky", lambdatest.Throttle(150/scale, 0))
+	b.srv.Fail("flaky", lambdatest.ServerError(150/scale))
+	b.srv.Fail("flaky", lambdatest.Error(100/scale, 502, "EC2ThrottledException"))
 	b.srv.Fail("broken", lambdatest.Error(0, 500, "ServiceException"))
 	b.srv.Fail("kms", lambdatest.Error(0, 502, "KMSAccessDeniedException"))
 
-	const each = 500
+	each, broken, missing, kms := 500/scale, 100/scale, 100/scale, 50/scale
 	okIDs := b.enqueue(t, "ok", each)
 	flakyIDs := b.enqueue(t, "flaky", each)
-	brokenIDs := b.enqueue(t, "broken", 100)
-	missingIDs := b.enqueue(t, "missing", 100)
-	kmsIDs := b.enqueue(t, "kms", 50)
-	total := uint64(2*each + 100 + 100 + 50)
+	brokenIDs := b.enqueue(t, "broken", broken)
+	missingIDs := b.enqueue(t, "missing", missing)
+	kmsIDs := b.enqueue(t, "kms", kms)
+	total := uint64(2*each + broken + missing + kms)
 	b.start(t)
 	st := waitStats(t, b.d, "every event settled", func(s dispatcher.Stats) bool {
 		return s.Delivered+s.DeadLettered == total
@@ -232,9 +241,9 @@ func TestRunMixOfFaults(t *testing.T) {
 	}
 	require.Positive(t, delivered)
 
-	broken := attemptsByID(t, b.srv, "broken")
+	brokenInvs := attemptsByID(t, b.srv, "broken")
 	for _, id := range brokenIDs {
-		require.Len(t, broken[id], 3, "two retries, three attempts")
+		require.Len(t, brokenInvs[id], 3, "two retries, three attempts")
 		l := letters[id]
 		require.Equal(t, deadletter.RetriesExhausted, l.Reason)
 		require.Equal(t, 3, l.Attempts)
@@ -257,8 +266,8 @@ func TestRunMixOfFaults(t *testing.T) {
 		require.Equal(t, 1, l.Attempts)
 	}
 	require.Equal(t, uint64(each+delivered), st.Delivered)
-	require.Equal(t, uint64(100+100+50+each-delivered), st.DeadLettered)
-	require.Equal(t, uint64(150), st.DeadLetteredBy[deadletter.Rejected])
+	require.Equal(t, uint64(broken+missing+kms+each-delivered), st.DeadLettered)
+	require.Equal(t, uint64(missing+kms), st.DeadLetteredBy[deadletter.Rejected])
 	require.Positive(t, st.Throttled, "throttling lowered the in-flight limit")
 }
 

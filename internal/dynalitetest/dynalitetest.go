@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -132,13 +133,49 @@ func repoRoot() (string, error) {
 // answers, and fails the test on anything else.
 func start(t testing.TB, node, cli string) (string, error) {
 	t.Helper()
+	p, err := launch(node, cli)
+	if err != nil {
+		if errors.Is(err, errExited) {
+			return "", err
+		}
+		t.Fatalf("dynalitetest: %v", err)
+	}
+	t.Cleanup(func() {
+		err := p.kill()
+		if t.Failed() {
+			t.Logf("dynalite on %s exited: %v; its output:\n%s", p.endpoint, err, p.out.String())
+		}
+	})
+	return p.endpoint, nil
+}
+
+// errExited is the error of a dynalite that exited before it answered,
+// which is worth another try on another port.
+var errExited = errors.New("dynalite exited before answering")
+
+// proc is a dynalite running.
+type proc struct {
+	endpoint string
+	cmd      *exec.Cmd
+	out      *lockedBuffer
+	exited   chan error
+}
+
+// kill stops p and returns how it exited.
+func (p *proc) kill() error {
+	_ = p.cmd.Process.Kill()
+	return <-p.exited
+}
+
+// launch runs dynalite on a free port and waits until it answers.
+func launch(node, cli string) (*proc, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("dynalitetest: find a free port: %v", err)
+		return nil, fmt.Errorf("find a free port: %v", err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	if err := ln.Close(); err != nil {
-		t.Fatalf("dynalitetest: %v", err)
+		return nil, err
 	}
 
 	out := new(lockedBuffer)
@@ -148,12 +185,16 @@ func start(t testing.TB, node, cli string) (string, error) {
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("dynalitetest: start %s %s: %v", node, cli, err)
+		return nil, fmt.Errorf("start %s %s: %v", node, cli, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	p := &proc{
+		endpoint: "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		cmd:      cmd,
+		out:      out,
+		exited:   make(chan error, 1),
+	}
+	go func() { p.exited <- cmd.Wait() }()
 
-	endpoint := "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	tr := &http.Transport{DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: time.Second}
@@ -163,34 +204,73 @@ func start(t testing.TB, node, cli string) (string, error) {
 	defer deadline.Stop()
 	for {
 		// dynalite answers a GET with "healthy: dynamodb...".
-		resp, err := hc.Get(endpoint + "/")
+		resp, err := hc.Get(p.endpoint + "/")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				break
+				return p, nil
 			}
 			err = fmt.Errorf("GET / answered %s", resp.Status)
 		}
 		select {
-		case werr := <-exited:
-			return "", fmt.Errorf("dynalite exited before answering on %s: %v; its output:\n%s", endpoint, werr, out.String())
+		case werr := <-p.exited:
+			return nil, fmt.Errorf("%w on %s: %v; its output:\n%s", errExited, p.endpoint, werr, out.String())
 		case <-deadline.C:
-			_ = cmd.Process.Kill()
-			werr := <-exited
-			t.Fatalf("dynalitetest: dynalite not answering on %s after %v: %v (exit: %v); its output:\n%s",
-				endpoint, startTimeout, err, werr, out.String())
+			werr := p.kill()
+			return nil, fmt.Errorf("dynalite not answering on %s after %v: %v (exit: %v); its output:\n%s",
+				p.endpoint, startTimeout, err, werr, out.String())
 		case <-tick.C:
 		}
 	}
+}
 
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		err := <-exited
-		if t.Failed() {
-			t.Logf("dynalite on %s exited: %v; its output:\n%s", endpoint, err, out.String())
+// Server is one dynalite that the tests of a package share, each on tables
+// of its own (see [Table]), so that a package starts node once rather than
+// once a test. The first [Server.Endpoint] starts it; TestMain stops it
+// with [Server.Stop] after m.Run, before it looks for leaked goroutines.
+// The zero Server is ready to use; its methods may be called from several
+// goroutines at once.
+type Server struct {
+	mu sync.Mutex
+	p  *proc
+}
+
+// Endpoint returns the shared dynalite's endpoint, starting it if need be.
+// It skips or fails t as [Start] does when dynalite or node is missing.
+func (s *Server) Endpoint(t testing.TB) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p != nil {
+		return s.p.endpoint
+	}
+	node, cli := find(t)
+	var err error
+	for range 3 {
+		if s.p, err = launch(node, cli); !errors.Is(err, errExited) {
+			break
 		}
-	})
-	return endpoint, nil
+	}
+	if err != nil {
+		t.Fatalf("dynalitetest: %v", err)
+	}
+	return s.p.endpoint
+}
+
+// Stop kills the shared dynalite, if it was started, and writes its output
+// to w when verbose (as a test that failed would log it). After Stop the
+// next Endpoint starts another.
+func (s *Server) Stop(w io.Writer, verbose bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return
+	}
+	err := s.p.kill()
+	if verbose {
+		fmt.Fprintf(w, "dynalite on %s exited: %v; its output:\n%s", s.p.endpoint, err, s.p.out.String())
+	}
+	s.p = nil
 }
 
 // Client returns an SDK client for endpoint with static credentials,

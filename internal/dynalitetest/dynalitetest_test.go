@@ -3,6 +3,8 @@ package dynalitetest_test
 import (
 	"context"
 	"errors"
+	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,4 +145,24 @@ func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestServer: a Server starts once for all who ask, and again after Stop.
+func TestServer(t *testing.T) {
+	var s dynalitetest.Server
+	defer s.Stop(io.Discard, false)
+	a := s.Endpoint(t)
+	require.Equal(t, a, s.Endpoint(t), "started once")
+	client := dynalitetest.Client(t, a)
+	_ = dynalitetest.Table(t, client)
+
+	var out strings.Builder
+	s.Stop(&out, true)
+	require.Contains(t, out.String(), "dynalite on "+a+" exited")
+	_, err := client.ListTables(testContext(t), &dynamodb.ListTablesInput{})
+	require.Error(t, err, "stopped")
+
+	b := s.Endpoint(t)
+	_, err = dynalitetest.Client(t, b).ListTables(testContext(t), &dynamodb.ListTablesInput{})
+	require.NoError(t, err, "started again")
 }
