@@ -27,6 +27,13 @@ var (
 	// DeadLetters' Redrive, RedriveMatching and Purge of a Dispatcher
 	// opened with WithReadOnly. Nothing is written.
 	ErrReadOnly = errors.New("dispatcher: opened read-only")
+
+	// ErrNoLambda is returned by Run and Check when Open was not given
+	// WithLambda.
+	ErrNoLambda = errors.New("dispatcher: no Lambda client (use WithLambda)")
+
+	// ErrRunning is returned by Run when the Dispatcher is running already.
+	ErrRunning = errors.New("dispatcher: already running")
 )
 
 // ValidationError says which field of which event failed validation. It

@@ -46,6 +46,18 @@ type options struct {
 	claimLease time.Duration
 }
 
+// DefaultMaxPayload is Lambda's asynchronous invocation payload limit (1 MiB),
+// the largest Payload an Event may carry unless Open is told otherwise.
+const DefaultMaxPayload = 1 << 20
+
+// DefaultLockTimeout is how long Open waits for another holder of the file
+// unless WithLockTimeout says otherwise.
+const DefaultLockTimeout = 3 * time.Second
+
+// DefaultKeySweep is how often expired keys are swept unless WithKeySweep
+// says otherwise.
+const DefaultKeySweep = time.Minute
+
 // Defaults of the sending options.
 const (
 	DefaultConcurrency   = 16
@@ -56,7 +68,7 @@ const (
 
 func defaultOptions() options {
 	return options{
-		lockTimeout:   3 * time.Second,
+		lockTimeout:   DefaultLockTimeout,
 		maxPayload:    DefaultMaxPayload,
 		now:           time.Now,
 		policy:        retry.DefaultPolicy(),
@@ -66,7 +78,7 @@ func defaultOptions() options {
 		leaseDuration: DefaultLeaseDuration,
 		keyWindow:     DefaultKeyWindow,
 		claimLease:    DefaultClaimLease,
-		sweepEvery:    time.Minute,
+		sweepEvery:    DefaultKeySweep,
 	}
 }
 

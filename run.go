@@ -2,7 +2,6 @@ package dispatcher
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -17,14 +16,6 @@ import (
 type LambdaInvoker interface {
 	Invoke(ctx context.Context, params *lambda.InvokeInput, optFns ...func(*lambda.Options)) (*lambda.InvokeOutput, error)
 }
-
-var (
-	// ErrNoLambda is returned by Run and Check when Open was not given
-	// WithLambda.
-	ErrNoLambda = errors.New("dispatcher: no Lambda client (use WithLambda)")
-	// ErrRunning is returned by Run when the Dispatcher is running already.
-	ErrRunning = errors.New("dispatcher: already running")
-)
 
 // Check asks Lambda whether function exists and may be invoked, with a
 // DryRun invocation (Lambda answers 204 without running it), so that an

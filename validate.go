@@ -8,10 +8,6 @@ import (
 	"github.com/lambdadispatch/dispatcher/internal/jsonvalid"
 )
 
-// DefaultMaxPayload is Lambda's asynchronous invocation payload limit (1 MiB),
-// the largest Payload an Event may carry unless Open is told otherwise.
-const DefaultMaxPayload = 1 << 20
-
 // MaxKeyLen is the longest deduplication key accepted, in bytes.
 const MaxKeyLen = 1024
 
