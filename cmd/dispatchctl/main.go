@@ -1,13 +1,24 @@
 // Command dispatchctl inspects and repairs a dispatcher's queue file while
 // no dispatcher runs on it: counts, queued events, dead letters, redrive,
-// purge, export and compaction.
+// purge, export, compaction, checking and salvage.
 //
 // Usage:
 //
 //	dispatchctl [--json] <command> [flags] FILE
 //
-// Commands: stats, ls, show, redrive, purge, export, compact, check, salvage. Run
-// "dispatchctl <command> --help" for each one's flags.
+// Commands:
+//
+//	stats    counts by state, bytes, corrupt records, dead letters, keys
+//	ls       list queued events or dead letters
+//	show     show one event or dead letter, payload included
+//	redrive  queue dead letters again
+//	purge    delete dead letters
+//	export   write queued events or dead letters as JSON lines
+//	compact  rewrite the file without its free pages
+//	check    verify the whole file, even one the other commands refuse
+//	salvage  copy what can be read of a damaged file into a new one
+//
+// Run "dispatchctl <command> --help" for each one's flags.
 //
 // Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 the file is
 // held by a running dispatcher, 4 not found.
@@ -96,6 +107,9 @@ type command struct {
 	run     func(c *cli, args []string) error
 }
 
+// commands is the command table. Each command lives in the file of its name
+// (check and salvage share check.go), with its usage text and the helpers
+// only it uses; output.go holds what several commands share.
 var commands = map[string]command{
 	"stats":   {"counts by state, bytes, corrupt records, dead letters, keys", (*cli).cmdStats},
 	"ls":      {"list queued events or dead letters", (*cli).cmdLs},

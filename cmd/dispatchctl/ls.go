@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/store"
+)
+
+const lsUsage = `ls [flags] FILE
+
+Lists queued events (every queued state unless --state says which), or
+dead letters with --state dead (implied by --reason). One page of --limit
+rows at a time: the next page's cursor is printed on stderr as
+"more: --after ID", or with --json as a last line {"next":"ID"}.`
+
+var errStop = errors.New("stop")
+
+func (c *cli) cmdLs(args []string) error {
+	fs := flag.NewFlagSet("ls", flag.ContinueOnError)
+	state := fs.String("state", "", "only those in `STATE`: ready, scheduled, leased or dead (default: every queued state)")
+	function := fs.String("function", "", "only events or letters for `FUNCTION`")
+	reason := fs.String("reason", "", "only letters with `REASON`: retries-exhausted, event-age-exceeded or rejected (implies --state dead)")
+	older := fs.Duration("older-than", 0, "only those enqueued (letters: dead-lettered) more than `DURATION` ago")
+	limit := fs.Int("limit", 100, "at most `N` rows; 0 for all")
+	after := fs.String("after", "", "start after the id `CURSOR` (from a previous page)")
+	if err := c.parse(fs, lsUsage, args); err != nil {
+		return err
+	}
+	path, err := oneFile(fs)
+	if err != nil {
+		return err
+	}
+	switch *state {
+	case "", "ready", "scheduled", "leased", "dead":
+	default:
+		return usageErr("unknown state %q: want ready, scheduled, leased or dead", *state)
+	}
+	r, err := parseReason(*reason)
+	if err != nil {
+		return err
+	}
+	if r != "" {
+		if *state != "" && *state != "dead" {
+			return usageErr("--reason applies to dead letters only")
+		}
+		*state = "dead"
+	}
+	if *limit < 0 {
+		return usageErr("--limit %d: want 0 or more", *limit)
+	}
+	if *older < 0 {
+		return usageErr("--older-than %v: want a positive duration", *older)
+	}
+	var afterSeq uint64
+	if *after != "" {
+		if afterSeq, err = strconv.ParseUint(*after, 10, 64); err != nil {
+			return usageErr("--after %q: want an id", *after)
+		}
+	}
+	now := time.Now()
+	if *state == "dead" {
+		f := dispatcher.LetterFilter{Function: *function, Reason: r}
+		if *older > 0 {
+			f.Until = now.Add(-*older)
+		}
+		return c.lsDead(path, f, *after, *limit)
+	}
+	var cutoff time.Time
+	if *older > 0 {
+		cutoff = now.Add(-*older)
+	}
+	// Due times are on the queue's clock (store.Store.Now), not this
+	// machine's: lsQueued passes it in.
+	keep := func(e store.Event, queueNow time.Time) bool {
+		return (*state == "" || stateOf(e, queueNow) == *state) &&
+			(*function == "" || e.Function == *function) &&
+			(cutoff.IsZero() || e.Enqueued.Before(cutoff))
+	}
+	return c.lsQueued(path, keep, *after != "", afterSeq, *limit)
+}
+
+func (c *cli) lsQueued(path string, keep func(store.Event, time.Time) bool, hasAfter bool, after uint64, limit int) error {
+	st, err := openStore(path)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	now := st.Now()
+	tw := c.table()
+	if !c.json {
+		fmt.Fprintln(tw, "ID\tSTATE\tFUNCTION\tQUALIFIER\tKEY\tATTEMPTS\tENQUEUED\tSIZE")
+	}
+	var n int
+	var last, next string
+	fn := func(e store.Event) error {
+		if !keep(e, now) {
+			return nil
+		}
+		if limit > 0 && n == limit {
+			next = last
+			return errStop
+		}
+		n++
+		last = strconv.FormatUint(e.Seq, 10)
+		if c.json {
+			return c.writeJSON(toEventJSON(e, now, false))
+		}
+		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", e.Seq, stateOf(e, now), e.Function,
+			dash(e.Qualifier), dash(e.Key), e.Attempts, fmtTime(e.Enqueued), len(e.Payload))
+		return err
+	}
+	if hasAfter {
+		err = st.ScanAfter(after, fn)
+	} else {
+		err = st.Scan(fn)
+	}
+	if err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	return c.endPage(tw, next)
+}
+
+func (c *cli) endPage(tw *tabwriter.Writer, next string) error {
+	if c.json {
+		if next != "" {
+			return c.writeJSON(map[string]string{"next": next})
+		}
+		return nil
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if next != "" {
+		fmt.Fprintf(c.stderr, "more: --after %s\n", next)
+	}
+	return nil
+}
+
+func (c *cli) lsDead(path string, f dispatcher.LetterFilter, after string, limit int) error {
+	d, err := openReader(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	ctx := context.Background()
+	dl := d.DeadLetters()
+	tw := c.table()
+	if !c.json {
+		fmt.Fprintln(tw, "ID\tREASON\tFUNCTION\tQUALIFIER\tKEY\tATTEMPTS\tDEAD-LETTERED\tSIZE")
+	}
+	emit := func(l deadletter.Letter) error {
+		if c.json {
+			return c.writeJSON(toLetterJSON(l, false))
+		}
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", l.ID, l.Reason, l.Function,
+			dash(l.Qualifier), dash(l.Key), l.Attempts, fmtTime(l.DeadLettered), len(l.Payload))
+		return err
+	}
+	var next string
+	if limit == 0 {
+		for {
+			page, cursor, err := dl.Find(ctx, f, after, deadletter.MaxListLimit)
+			if err != nil {
+				return err
+			}
+			for _, l := range page {
+				if err := emit(l); err != nil {
+					return err
+				}
+			}
+			if cursor == "" {
+				break
+			}
+			after = cursor
+		}
+	} else {
+		// One more than asked says whether another page exists.
+		page, _, err := dl.Find(ctx, f, after, limit+1)
+		if err != nil {
+			return err
+		}
+		if len(page) > limit {
+			page = page[:limit]
+			next = page[limit-1].ID
+		}
+		for _, l := range page {
+			if err := emit(l); err != nil {
+				return err
+			}
+		}
+	}
+	return c.endPage(tw, next)
+}
