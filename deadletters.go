@@ -10,6 +10,7 @@ import (
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/internal/sharedkeys"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
@@ -144,13 +145,16 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 		batch := ids[:min(len(ids), redriveBatch)]
 		ids = ids[len(batch):]
 		var window store.KeyWindow = idempotency.Window{Index: l.d.keys}
-		var sh *sharedRedrive
+		var sh *sharedkeys.Redrive
 		if l.d.shared != nil {
-			var err error
-			if sh, err = l.d.prepareSharedRedrive(ctx, batch); err != nil {
+			keyOf, err := l.letterKeys(batch)
+			if err != nil {
 				return n, err
 			}
-			batch, window = sh.ids, sh.window
+			if sh, err = l.d.shared.Redrive(ctx, batch, keyOf, l.d.opts.keyWindow); err != nil {
+				return n, err
+			}
+			batch, window = sh.IDs, sh.Window()
 		}
 		var keys []string
 		seqs, err := l.d.st.Insert(ctx, func(tx *bolt.Tx) ([]store.NewEvent, error) {
@@ -193,7 +197,7 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 			return evs, nil
 		}, window)
 		if sh != nil {
-			sh.finish(ctx, err, seqs, keys)
+			sh.Finish(ctx, err, seqs, keys)
 		}
 		if err != nil {
 			return n, translate(err)
@@ -201,6 +205,22 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 		n += len(seqs)
 	}
 	return n, nil
+}
+
+// letterKeys maps the id of each keyed letter among ids to its key, for
+// the shared key window to release and claim afresh.
+func (l *DeadLetters) letterKeys(ids []string) (map[string]string, error) {
+	keyOf := map[string]string{}
+	err := l.d.st.DB().View(func(tx *bolt.Tx) error {
+		for _, id := range ids {
+			letter, err := l.b.GetTx(tx, id)
+			if err == nil && letter.Key != "" {
+				keyOf[id] = letter.Key
+			}
+		}
+		return nil
+	})
+	return keyOf, err
 }
 
 // RedriveMatching redrives every letter that f selects, a bounded batch

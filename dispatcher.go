@@ -15,6 +15,7 @@ import (
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/internal/delivery"
+	"github.com/lambdadispatch/dispatcher/internal/sharedkeys"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
@@ -38,13 +39,14 @@ type Dispatcher struct {
 	letters *deadletter.Bolt
 	sinks   []deadletter.Sink // tried in order; the last is letters unless WithoutDeadLetterFallback
 
-	keys        *idempotency.Index
-	duplicates  atomic.Uint64 // refused at enqueue
-	keysSwept   atomic.Uint64
-	keysEvicted atomic.Uint64
-	stopSweep   context.CancelFunc
-	sweepDone   chan struct{}
-	shared      *sharedKeys // nil unless WithSharedKeys
+	keys         *idempotency.Index
+	duplicates   atomic.Uint64 // refused at enqueue
+	keysSwept    atomic.Uint64
+	keysEvicted  atomic.Uint64
+	stopSweep    context.CancelFunc
+	sweepDone    chan struct{}
+	shared       *sharedkeys.Keys // nil unless WithSharedKeys
+	sharedCounts sharedkeys.Counters
 }
 
 // Open opens the queue file at path, creating it (mode 0600) if needed.
@@ -318,13 +320,7 @@ func (d *Dispatcher) Stats() Stats {
 	if n, err := d.keys.Len(); err == nil {
 		st.Keys = uint64(n)
 	}
-	if sk := d.shared; sk != nil {
-		sk.mu.Lock()
-		st.Shared.Unconfirmed = len(sk.unconfirmed)
-		sk.mu.Unlock()
-		st.Shared.Claims, st.Shared.Waits, st.Shared.Lost = sk.claims.Load(), sk.waits.Load(), sk.lost.Load()
-		st.Shared.Unavailable, st.Shared.MarksSkipped = sk.unavailable.Load(), sk.marksSkipped.Load()
-	}
+	st.Shared = d.sharedStats()
 	for _, n := range st.DeadLetteredBy {
 		st.DeadLettered += n // from the same counts, so the two always agree
 	}
@@ -355,7 +351,9 @@ func (d *Dispatcher) Close() error {
 		d.stopSweep()
 		<-d.sweepDone
 	}
-	d.closeShared()
+	if d.shared != nil {
+		d.shared.Close()
+	}
 	return translate(d.st.Close())
 }
 

@@ -101,8 +101,9 @@ func (d *Dispatcher) deliveryConfig() delivery.Config {
 		LogSizes:      d.opts.logSizes,
 	}
 	if d.shared != nil {
-		// Only when set: a nil *sharedKeys in the interface would not be nil.
-		cfg.Shared = deliveryShared{d}
+		// Only when set: a nil *sharedkeys.Keys in the interface would not
+		// be nil.
+		cfg.Shared = d.shared
 	}
 	return cfg
 }

@@ -63,6 +63,10 @@
 // rather than stall; that is the one case left where two owners can both
 // deliver a key (a claim whose lease passed while its owner could not
 // confirm it). At-least-once delivery holds throughout.
+//
+// The dispatcher keeps its side of these steps (the pending records, the
+// confirm at Open, the in-process key locks, delivery's fallback) in its
+// package internal/sharedkeys, whose doc names the function for each.
 package idempotency
 
 import (

@@ -1,0 +1,139 @@
+package sharedkeys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/store"
+)
+
+// settleClaim confirms the pending claim of event seq, if it has one. It
+// returns the holder elsewhere when the claim was lost to it; then, if
+// remove is set, the event is taken out of the queue as the duplicate it
+// turned out to be. An error leaves the claim pending.
+//
+// Concurrent settles of one event (Enqueue's, delivery's, the background
+// loop's) share one attempt and its outcome.
+func (k *Keys) settleClaim(ctx context.Context, seq uint64, remove bool) (*idempotency.Holder, error) {
+	k.mu.Lock()
+	pc, ok := k.unconfirmed[seq]
+	if !ok {
+		k.mu.Unlock()
+		return nil, nil
+	}
+	if c := k.settling[seq]; c != nil {
+		k.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.holder, c.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c := &settleCall{done: make(chan struct{})}
+	k.settling[seq] = c
+	k.mu.Unlock()
+	defer func() {
+		k.mu.Lock()
+		delete(k.settling, seq)
+		k.mu.Unlock()
+		close(c.done)
+	}()
+	c.holder, c.err = k.trySettle(ctx, seq, pc, remove)
+	return c.holder, c.err
+}
+
+// settleCall is one settle of an event's claim under way.
+type settleCall struct {
+	done   chan struct{}
+	holder *idempotency.Holder
+	err    error
+}
+
+// trySettle confirms pc, the claim of event seq. It keeps the invariant
+// that exactly one event holds a key: if the claim was lost, it is taken
+// again only when nobody else holds the key; when somebody does, this
+// event is the duplicate (dropDuplicate).
+func (k *Keys) trySettle(ctx context.Context, seq uint64, pc pendingClaim, remove bool) (*idempotency.Holder, error) {
+	w := k.cfg.Window
+	// The event may be gone from the file already, delivered while the
+	// window was too slow to confirm before the invoke: its claim is
+	// confirmed all the same, or another dispatcher would take the key
+	// over once the lease passed and deliver it a second time.
+	ref := idempotency.Ref{Key: pc.key, Owner: k.owner, Token: pc.token, ID: formatID(seq)}
+	for tries := 0; ; tries++ {
+		err := w.Confirm(ctx, ref)
+		if err == nil {
+			k.settle(seq)
+			return nil, nil
+		}
+		if !errors.Is(err, idempotency.ErrLost) {
+			k.noteUnavailable(err)
+			return nil, err
+		}
+		now := k.cfg.Now()
+		if !pc.expires.After(now) {
+			// The window is over: the key deduplicates nothing any more.
+			k.settle(seq)
+			return nil, nil
+		}
+		// Our claim is gone. If nobody holds the key, this event is still
+		// its only one: claim it again. Otherwise the key's event is
+		// elsewhere and this one is the duplicate.
+		h, claimed, err := w.Claim(ctx, idempotency.Claim{Key: pc.key, Owner: k.owner, Token: pc.token, Window: pc.expires.Sub(now), Lease: k.cfg.Lease}, now)
+		if err != nil {
+			k.noteUnavailable(err)
+			return nil, err
+		}
+		if claimed {
+			if tries < 3 {
+				continue
+			}
+			return nil, fmt.Errorf("dispatcher: key %q: claimed again but the confirm keeps failing", pc.key)
+		}
+		if h.Owner == k.owner && h.ID == ref.ID {
+			// Confirmed already, by a concurrent settle of the same
+			// event, and perhaps delivered since.
+			k.settle(seq)
+			return nil, nil
+		}
+		if h.State == idempotency.Claimed && h.Lease.After(now) {
+			return nil, fmt.Errorf("dispatcher: key %q: claimed by %s, not yet committed", pc.key, h.Owner)
+		}
+		return k.dropDuplicate(ctx, seq, pc, h, remove)
+	}
+}
+
+// dropDuplicate settles event seq, whose claim h took over: the key's
+// event is h's, and this one, if remove is set, leaves the queue with its
+// pending record in one transaction, counted once as a duplicate.
+func (k *Keys) dropDuplicate(ctx context.Context, seq uint64, pc pendingClaim, h idempotency.Holder, remove bool) (*idempotency.Holder, error) {
+	k.count.Lost.Add(1)
+	k.log.Warn("a key claim was taken over before it was confirmed: the event is a duplicate", "id", formatID(seq), "key", pc.key, "holder", h.Owner, "holder_id", h.ID)
+	if remove {
+		if _, err := k.cfg.Queue.Remove(ctx, seq, func(tx *bolt.Tx, _ store.Event) error {
+			return deletePending(tx, seq)
+		}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		k.cfg.Duplicate()
+	}
+	k.settle(seq)
+	return &h, nil
+}
+
+// settle drops seq from the unconfirmed claims; its record in the file
+// goes with the next flush, so that a confirm costs no commit of its own.
+// A record left by a crash is confirmed again at Open, which is harmless.
+func (k *Keys) settle(seq uint64) {
+	k.mu.Lock()
+	if _, ok := k.unconfirmed[seq]; ok {
+		delete(k.unconfirmed, seq)
+		k.settled = append(k.settled, seq)
+	}
+	k.mu.Unlock()
+}
