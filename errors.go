@@ -3,6 +3,8 @@ package dispatcher
 import (
 	"errors"
 	"fmt"
+
+	"github.com/lambdadispatch/dispatcher/idempotency"
 )
 
 var (
@@ -34,6 +36,13 @@ var (
 
 	// ErrRunning is returned by Run when the Dispatcher is running already.
 	ErrRunning = errors.New("dispatcher: already running")
+
+	// ErrKeysUnavailable is matched (errors.Is) by the error Enqueue
+	// returns when the shared key window (WithSharedKeys) could not be
+	// reached or was throttled. Nothing was queued: the caller may retry.
+	// The error is an *idempotency.UnavailableError, which says which. It
+	// is the same value as idempotency.ErrUnavailable, so either matches.
+	ErrKeysUnavailable = idempotency.ErrUnavailable
 )
 
 // ValidationError says which field of which event failed validation. It

@@ -58,6 +58,10 @@ const DefaultLockTimeout = 3 * time.Second
 // says otherwise.
 const DefaultKeySweep = time.Minute
 
+// DefaultClaimLease is how long an unconfirmed claim in a shared key window
+// keeps other dispatchers out (WithClaimLease).
+const DefaultClaimLease = 30 * time.Second
+
 // Defaults of the sending options.
 const (
 	DefaultConcurrency   = 16

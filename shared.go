@@ -11,16 +11,6 @@ import (
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
-// ErrKeysUnavailable is matched (errors.Is) by the error Enqueue returns
-// when the shared key window (WithSharedKeys) could not be reached or was
-// throttled. Nothing was queued: the caller may retry. The error is an
-// *idempotency.UnavailableError, which says which.
-var ErrKeysUnavailable = idempotency.ErrUnavailable
-
-// DefaultClaimLease is how long an unconfirmed claim in a shared key window
-// keeps other dispatchers out (WithClaimLease).
-const DefaultClaimLease = 30 * time.Second
-
 // openShared opens the dispatcher's side of the shared key window w:
 // package sharedkeys, which keeps the protocol (claim, commit with a
 // pending record, confirm) and its background loop until Close.
