@@ -29,28 +29,21 @@ type EventInfo struct {
 	Size      int             `json:"size"`
 }
 
-func (d *Dispatcher) eventInfo(e store.Event, withPayload bool) EventInfo {
+// eventInfo is e as the admin handler shows it; the payload only when
+// asked for and valid JSON.
+func eventInfo(e QueuedEvent, withPayload bool) EventInfo {
 	info := EventInfo{
-		ID: formatID(e.Seq), State: "ready", Function: e.Function, Qualifier: e.Qualifier, Key: e.Key,
-		Attempts: e.Attempts, Enqueued: e.Enqueued, Due: e.Due, Size: len(e.Payload),
-	}
-	switch {
-	case e.Leased:
-		info.State = "leased"
-	case e.Due.After(d.st.Now()):
-		info.State = "scheduled"
+		ID: e.ID, State: string(e.State), Function: e.Function, Qualifier: e.Qualifier, Key: e.Key,
+		Attempts: e.Attempts, Enqueued: e.Enqueued, Due: e.Due, Size: e.Size,
 	}
 	if le := e.LastError; !le.IsZero() {
-		info.LastError = fmt.Sprintf("%s (HTTP %d, request %s): %s", le.Code, le.Status, le.RequestID, le.Message)
+		info.LastError = fmt.Sprintf("%s (HTTP %d, request %s): %s", le.Code, le.StatusCode, le.RequestID, le.Message)
 	}
 	if withPayload && len(e.Payload) > 0 && jsonvalid.Valid(e.Payload) {
 		info.Payload = e.Payload
 	}
 	return info
 }
-
-// errEnough stops a scan once a page is full.
-var errEnough = errors.New("enough")
 
 // AdminHandler returns an http.Handler with JSON endpoints to watch and
 // act on a running dispatcher, for the application to mount behind its own
@@ -102,17 +95,17 @@ func (d *Dispatcher) adminRoutes() []adminRoute {
 		}},
 		{"GET /events", d.adminListEvents},
 		{"GET /events/{id}", func(w http.ResponseWriter, r *http.Request) {
-			seq, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
-			if err != nil {
+			id := r.PathValue("id")
+			if _, err := strconv.ParseUint(id, 10, 64); err != nil {
 				writeError(w, http.StatusBadRequest, "id must be a number")
 				return
 			}
-			e, err := d.st.Get(seq)
+			e, err := d.Events().Get(id)
 			if err != nil {
 				writeStoreError(w, err)
 				return
 			}
-			writeJSON(w, http.StatusOK, d.eventInfo(e, true))
+			writeJSON(w, http.StatusOK, eventInfo(e, true))
 		}},
 		{"GET /deadletters", func(w http.ResponseWriter, r *http.Request) {
 			f, err := letterFilter(r)
@@ -211,33 +204,21 @@ func (d *Dispatcher) adminListEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var after uint64
-	if a := q.Get("after"); a != "" {
-		if after, err = strconv.ParseUint(a, 10, 64); err != nil {
+	after := q.Get("after")
+	if after != "" {
+		if _, err := strconv.ParseUint(after, 10, 64); err != nil {
 			writeError(w, http.StatusBadRequest, "after must be an event id")
 			return
 		}
 	}
-	items := []EventInfo{}
-	next := ""
-	err = d.st.ScanAfter(after, func(e store.Event) error {
-		if err := r.Context().Err(); err != nil {
-			return err
-		}
-		info := d.eventInfo(e, false)
-		if (state != "" && info.State != state) || (function != "" && e.Function != function) {
-			return nil
-		}
-		items = append(items, info)
-		if len(items) == limit {
-			next = info.ID
-			return errEnough
-		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errEnough) {
+	found, next, err := d.Events().Find(r.Context(), EventFilter{Function: function, State: EventState(state)}, after, limit)
+	if err != nil {
 		writeStoreError(w, err)
 		return
+	}
+	items := make([]EventInfo, len(found))
+	for i, e := range found {
+		items[i] = eventInfo(e, false)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
 }
@@ -301,7 +282,7 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 
 func writeStoreError(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, store.ErrNotFound), errors.Is(err, deadletter.ErrNotFound):
+	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, ErrInvalidEvent):
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -51,12 +52,15 @@ func (l *DeadLetters) Count() (int, error) {
 	return l.b.Count()
 }
 
-// Get returns the letter of the event with the given id.
+// Get returns the letter of the event with the given id. An id that
+// names no letter returns an error matching ErrNotFound (and
+// deadletter.ErrNotFound).
 func (l *DeadLetters) Get(id string) (deadletter.Letter, error) {
 	if l.d.closed.Load() {
 		return deadletter.Letter{}, ErrClosed
 	}
-	return l.b.Get(id)
+	letter, err := l.b.Get(id)
+	return letter, notFound(err)
 }
 
 // List returns up to limit letters in id order, starting after the cursor
@@ -97,6 +101,37 @@ func (l *DeadLetters) Find(ctx context.Context, f LetterFilter, after string, li
 			return out, "", nil
 		}
 		after = next
+	}
+}
+
+// All returns an iterator over every letter f selects, in id order. It
+// reads a page at a time, each in a short read transaction, none held
+// while the loop's body runs. Breaking out of the loop stops the reading.
+// An error (ctx ending, Close, a letter that cannot be read) is yielded
+// once, with a zero Letter, and ends the iteration.
+func (l *DeadLetters) All(ctx context.Context, f LetterFilter) iter.Seq2[deadletter.Letter, error] {
+	return func(yield func(deadletter.Letter, error) bool) {
+		after := ""
+		for {
+			if l.d.closed.Load() {
+				yield(deadletter.Letter{}, ErrClosed)
+				return
+			}
+			page, next, err := l.b.List(ctx, after, deadletter.MaxListLimit)
+			if err != nil {
+				yield(deadletter.Letter{}, err)
+				return
+			}
+			for _, letter := range page {
+				if f.match(letter) && !yield(letter, nil) {
+					return
+				}
+			}
+			if next == "" {
+				return
+			}
+			after = next
+		}
 	}
 }
 

@@ -37,6 +37,13 @@
 // as a whole without spending attempts, until a DryRun probe gets through.
 // Check makes one DryRun invocation, to fail fast at start-up.
 //
+// # Inspection
+//
+// Events reads the queued events and DeadLetters the dead letters: Get
+// one by id, Find a page at a time with a cursor, or range over All, an
+// iter.Seq2 that reads in short transactions and stops when the loop
+// breaks. AdminHandler and the dispatchctl command read through them.
+//
 // # Guarantees
 //
 // Delivery is at least once: an event leased by a process that dies is

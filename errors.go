@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 var (
@@ -37,6 +39,13 @@ var (
 	// ErrRunning is returned by Run when the Dispatcher is running already.
 	ErrRunning = errors.New("dispatcher: already running")
 
+	// ErrNotFound is matched (errors.Is) by the error Events.Get returns
+	// for an id that names no queued event, and DeadLetters.Get for one
+	// that names no dead letter. The same error also matches
+	// store.ErrNotFound or deadletter.ErrNotFound, so code written against
+	// either keeps working.
+	ErrNotFound = errors.New("dispatcher: not found")
+
 	// ErrKeysUnavailable is matched (errors.Is) by the error Enqueue
 	// returns when the shared key window (WithSharedKeys) could not be
 	// reached or was throttled. Nothing was queued: the caller may retry.
@@ -66,3 +75,24 @@ func (e *ValidationError) Error() string {
 
 // Unwrap returns ErrInvalidEvent.
 func (e *ValidationError) Unwrap() error { return ErrInvalidEvent }
+
+// notFoundError is a store's or the letters' not-found error that also
+// matches ErrNotFound, its text unchanged.
+type notFoundError struct{ err error }
+
+func (e *notFoundError) Error() string { return e.err.Error() }
+
+// Unwrap returns the store's or the letters' error.
+func (e *notFoundError) Unwrap() error { return e.err }
+
+// Is matches ErrNotFound.
+func (e *notFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// notFound makes err match ErrNotFound when it is a not-found error of the
+// store or of the dead letters; any other err comes back as it was.
+func notFound(err error) error {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, deadletter.ErrNotFound) {
+		return &notFoundError{err}
+	}
+	return err
+}

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/deadletter"
-	"github.com/lambdadispatch/dispatcher/store"
 )
 
 const exportUsage = `export [flags] FILE
@@ -55,17 +55,22 @@ func (c *cli) cmdExport(args []string) error {
 }
 
 func exportEvents(path string, w io.Writer, tick func()) error {
-	st, err := openStore(path)
+	d, err := openReader(path)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	now := st.Now()
+	defer d.Close()
 	enc := json.NewEncoder(w)
-	return st.Scan(func(e store.Event) error {
+	for e, err := range d.Events().All(context.Background(), dispatcher.EventFilter{}) {
+		if err != nil {
+			return err
+		}
 		tick()
-		return enc.Encode(toEventJSON(e, now, true))
-	})
+		if err := enc.Encode(toEventJSON(e, true)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func exportLetters(path string, w io.Writer, tick func()) error {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"strconv"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/deadletter"
-	"github.com/lambdadispatch/dispatcher/store"
 )
 
 const lsUsage = `ls [flags] FILE
@@ -20,8 +18,6 @@ Lists queued events (every queued state unless --state says which), or
 dead letters with --state dead (implied by --reason). One page of --limit
 rows at a time: the next page's cursor is printed on stderr as
 "more: --after ID", or with --json as a last line {"next":"ID"}.`
-
-var errStop = errors.New("stop")
 
 func (c *cli) cmdLs(args []string) error {
 	fs := flag.NewFlagSet("ls", flag.ContinueOnError)
@@ -59,9 +55,8 @@ func (c *cli) cmdLs(args []string) error {
 	if *older < 0 {
 		return usageErr("--older-than %v: want a positive duration", *older)
 	}
-	var afterSeq uint64
 	if *after != "" {
-		if afterSeq, err = strconv.ParseUint(*after, 10, 64); err != nil {
+		if _, err := strconv.ParseUint(*after, 10, 64); err != nil {
 			return usageErr("--after %q: want an id", *after)
 		}
 	}
@@ -73,60 +68,72 @@ func (c *cli) cmdLs(args []string) error {
 		}
 		return c.lsDead(path, f, *after, *limit)
 	}
-	var cutoff time.Time
+	// Due times, and so states, are on the queue's clock, not this
+	// machine's: the library computes them.
+	f := dispatcher.EventFilter{Function: *function, State: dispatcher.EventState(*state)}
 	if *older > 0 {
-		cutoff = now.Add(-*older)
+		f.EnqueuedBefore = now.Add(-*older)
 	}
-	// Due times are on the queue's clock (store.Store.Now), not this
-	// machine's: lsQueued passes it in.
-	keep := func(e store.Event, queueNow time.Time) bool {
-		return (*state == "" || stateOf(e, queueNow) == *state) &&
-			(*function == "" || e.Function == *function) &&
-			(cutoff.IsZero() || e.Enqueued.Before(cutoff))
-	}
-	return c.lsQueued(path, keep, *after != "", afterSeq, *limit)
+	return c.lsQueued(path, f, *after, *limit)
 }
 
-func (c *cli) lsQueued(path string, keep func(store.Event, time.Time) bool, hasAfter bool, after uint64, limit int) error {
-	st, err := openStore(path)
+func (c *cli) lsQueued(path string, f dispatcher.EventFilter, after string, limit int) error {
+	d, err := openReader(path)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	now := st.Now()
+	defer d.Close()
 	tw := c.table()
 	if !c.json {
 		fmt.Fprintln(tw, "ID\tSTATE\tFUNCTION\tQUALIFIER\tKEY\tATTEMPTS\tENQUEUED\tSIZE")
 	}
-	var n int
-	var last, next string
-	fn := func(e store.Event) error {
-		if !keep(e, now) {
-			return nil
-		}
-		if limit > 0 && n == limit {
-			next = last
-			return errStop
-		}
-		n++
-		last = strconv.FormatUint(e.Seq, 10)
+	emit := func(e dispatcher.QueuedEvent) error {
 		if c.json {
-			return c.writeJSON(toEventJSON(e, now, false))
+			return c.writeJSON(toEventJSON(e, false))
 		}
-		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", e.Seq, stateOf(e, now), e.Function,
-			dash(e.Qualifier), dash(e.Key), e.Attempts, fmtTime(e.Enqueued), len(e.Payload))
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", e.ID, e.State, e.Function,
+			dash(e.Qualifier), dash(e.Key), e.Attempts, fmtTime(e.Enqueued), e.Size)
 		return err
 	}
-	if hasAfter {
-		err = st.ScanAfter(after, fn)
+	ctx := context.Background()
+	var next string
+	if limit == 0 {
+		for {
+			page, cursor, err := d.Events().Find(ctx, f, after, queuedPage)
+			if err != nil {
+				return err
+			}
+			for _, e := range page {
+				if err := emit(e); err != nil {
+					return err
+				}
+			}
+			if cursor == "" {
+				break
+			}
+			after = cursor
+		}
 	} else {
-		err = st.Scan(fn)
-	}
-	if err != nil && !errors.Is(err, errStop) {
-		return err
+		// One more than asked says whether another page exists.
+		page, _, err := d.Events().Find(ctx, f, after, limit+1)
+		if err != nil {
+			return err
+		}
+		if len(page) > limit {
+			page = page[:limit]
+			next = page[limit-1].ID
+		}
+		for _, e := range page {
+			if err := emit(e); err != nil {
+				return err
+			}
+		}
 	}
 	return c.endPage(tw, next)
 }
+
+// queuedPage is how many events ls without a limit reads per call.
+const queuedPage = 1000
 
 func (c *cli) endPage(tw *tabwriter.Writer, next string) error {
 	if c.json {

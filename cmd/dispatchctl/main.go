@@ -266,19 +266,6 @@ func openDispatcherWith(path string, opts ...dispatcher.Option) (*dispatcher.Dis
 	return d, nil
 }
 
-// openStore opens an existing queue file read-only, to read its queued
-// events.
-func openStore(path string) (*store.Store, error) {
-	if _, err := mustExist(path); err != nil {
-		return nil, err
-	}
-	st, err := store.Open(path, store.Options{LockTimeout: lockTimeout, ReadOnly: true})
-	if err != nil {
-		return nil, openErr(path, err)
-	}
-	return st, nil
-}
-
 // openErr explains why a file could not be opened.
 func openErr(path string, err error) error {
 	var ce *store.CorruptError

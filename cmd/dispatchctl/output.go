@@ -3,13 +3,12 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/deadletter"
-	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // What several commands share: table and JSON output, times, payloads, the
@@ -65,52 +64,36 @@ func parseReason(s string) (deadletter.Reason, error) {
 	return "", usageErr("unknown reason %q: want retries-exhausted, event-age-exceeded or rejected", s)
 }
 
-func stateOf(e store.Event, now time.Time) string {
-	switch {
-	case e.Leased:
-		return "leased"
-	case e.Due.After(now):
-		return "scheduled"
-	default:
-		return "ready"
-	}
-}
-
 // eventJSON is a queued event in JSON output.
 type eventJSON struct {
-	ID         string     `json:"id"`
-	State      string     `json:"state"`
-	Function   string     `json:"function"`
-	Qualifier  string     `json:"qualifier,omitempty"`
-	Key        string     `json:"key,omitempty"`
-	Attempts   int        `json:"attempts"`
-	Enqueued   time.Time  `json:"enqueued"`
-	Due        time.Time  `json:"due"`
-	Leased     bool       `json:"leased"`
-	LeaseUntil *time.Time `json:"leaseUntil,omitempty"`
-	LastError  *errorJSON `json:"lastError,omitempty"`
-	Size       int        `json:"size"`
-	Payload    any        `json:"payload,omitempty"`
+	ID         string                `json:"id"`
+	State      string                `json:"state"`
+	Function   string                `json:"function"`
+	Qualifier  string                `json:"qualifier,omitempty"`
+	Key        string                `json:"key,omitempty"`
+	Attempts   int                   `json:"attempts"`
+	Enqueued   time.Time             `json:"enqueued"`
+	Due        time.Time             `json:"due"`
+	Leased     bool                  `json:"leased"`
+	LeaseUntil *time.Time            `json:"leaseUntil,omitempty"`
+	LastError  *deadletter.ErrorInfo `json:"lastError,omitempty"`
+	Size       int                   `json:"size"`
+	Payload    any                   `json:"payload,omitempty"`
 }
 
-type errorJSON struct {
-	Code       string `json:"code,omitempty"`
-	Message    string `json:"message,omitempty"`
-	StatusCode int    `json:"statusCode,omitempty"`
-	RequestID  string `json:"requestId,omitempty"`
-}
-
-func toEventJSON(e store.Event, now time.Time, withPayload bool) eventJSON {
+func toEventJSON(e dispatcher.QueuedEvent, withPayload bool) eventJSON {
+	leased := e.State == dispatcher.StateLeased
 	j := eventJSON{
-		ID: strconv.FormatUint(e.Seq, 10), State: stateOf(e, now), Function: e.Function, Qualifier: e.Qualifier,
-		Key: e.Key, Attempts: e.Attempts, Enqueued: e.Enqueued.UTC(), Due: e.Due.UTC(), Leased: e.Leased, Size: len(e.Payload),
+		ID: e.ID, State: string(e.State), Function: e.Function, Qualifier: e.Qualifier,
+		Key: e.Key, Attempts: e.Attempts, Enqueued: e.Enqueued.UTC(), Due: e.Due.UTC(), Leased: leased, Size: e.Size,
 	}
-	if e.Leased {
+	if leased {
 		t := e.LeaseUntil.UTC()
 		j.LeaseUntil = &t
 	}
 	if !e.LastError.IsZero() {
-		j.LastError = &errorJSON{Code: e.LastError.Code, Message: e.LastError.Message, StatusCode: e.LastError.Status, RequestID: e.LastError.RequestID}
+		le := e.LastError
+		j.LastError = &le
 	}
 	if withPayload {
 		j.Payload = payloadValue(e.Payload)

@@ -7,10 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"strconv"
-	"time"
 
+	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/deadletter"
-	"github.com/lambdadispatch/dispatcher/store"
 )
 
 const showUsage = `show [flags] ID FILE
@@ -27,49 +26,42 @@ func (c *cli) cmdShow(args []string) error {
 		return usageErr("want ID FILE, got %d arguments", fs.NArg())
 	}
 	id, path := fs.Arg(0), fs.Arg(1)
-	seq, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
+	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
 		return usageErr("ID %q: want a number", id)
-	}
-	st, err := openStore(path)
-	if err != nil {
-		return err
-	}
-	ev, err := st.Get(seq)
-	now := st.Now()
-	if cerr := st.Close(); err == nil && cerr != nil {
-		return cerr
-	}
-	if err == nil {
-		return c.showEvent(ev, now)
-	}
-	if !errors.Is(err, store.ErrNotFound) {
-		return err
 	}
 	d, err := openReader(path)
 	if err != nil {
 		return err
 	}
-	l, err := d.DeadLetters().Get(id)
+	// One open for both looks: the queued event first, then the letter.
+	ev, evErr := d.Events().Get(id)
+	err = evErr
+	var l deadletter.Letter
+	if errors.Is(evErr, dispatcher.ErrNotFound) {
+		if l, err = d.DeadLetters().Get(id); errors.Is(err, dispatcher.ErrNotFound) {
+			err = notFoundErr("%s: no event or dead letter with id %s", path, id)
+		}
+	}
 	if cerr := d.Close(); err == nil && cerr != nil {
 		return cerr
 	}
-	if errors.Is(err, deadletter.ErrNotFound) {
-		return notFoundErr("%s: no event or dead letter with id %s", path, id)
-	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return err
+	case evErr == nil:
+		return c.showEvent(ev)
+	default:
+		return c.showLetter(l)
 	}
-	return c.showLetter(l)
 }
 
-func (c *cli) showEvent(e store.Event, now time.Time) error {
+func (c *cli) showEvent(e dispatcher.QueuedEvent) error {
 	if c.json {
-		return c.writeJSON(toEventJSON(e, now, true))
+		return c.writeJSON(toEventJSON(e, true))
 	}
 	tw := c.table()
-	fmt.Fprintf(tw, "id:\t%d\n", e.Seq)
-	fmt.Fprintf(tw, "state:\t%s\n", stateOf(e, now))
+	fmt.Fprintf(tw, "id:\t%s\n", e.ID)
+	fmt.Fprintf(tw, "state:\t%s\n", e.State)
 	fmt.Fprintf(tw, "function:\t%s\n", e.Function)
 	fmt.Fprintf(tw, "qualifier:\t%s\n", dash(e.Qualifier))
 	fmt.Fprintf(tw, "key:\t%s\n", dash(e.Key))
@@ -78,14 +70,14 @@ func (c *cli) showEvent(e store.Event, now time.Time) error {
 	fmt.Fprintf(tw, "due:\t%s\n", fmtTime(e.Due))
 	fmt.Fprintf(tw, "first attempt:\t%s\n", fmtTime(e.FirstAttempt))
 	fmt.Fprintf(tw, "last attempt:\t%s\n", fmtTime(e.LastAttempt))
-	if e.Leased {
+	if e.State == dispatcher.StateLeased {
 		fmt.Fprintf(tw, "lease until:\t%s\n", fmtTime(e.LeaseUntil))
 	}
 	if !e.LastError.IsZero() {
 		le := e.LastError
-		fmt.Fprintf(tw, "last error:\t%s %s (status %d, request %s)\n", dash(le.Code), le.Message, le.Status, dash(le.RequestID))
+		fmt.Fprintf(tw, "last error:\t%s %s (status %d, request %s)\n", dash(le.Code), le.Message, le.StatusCode, dash(le.RequestID))
 	}
-	fmt.Fprintf(tw, "size:\t%d\n", len(e.Payload))
+	fmt.Fprintf(tw, "size:\t%d\n", e.Size)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
