@@ -90,7 +90,7 @@ func TestAfterClose(t *testing.T) {
 
 	// Without a Lambda client too, a closed Dispatcher says ErrClosed
 	// first.
-	d, _ := open(t)
+	d := setup(t).d
 	require.NoError(t, d.Close())
 	require.ErrorIs(t, d.Run(ctx), dispatcher.ErrClosed)
 	require.ErrorIs(t, d.Check(ctx, "fn"), dispatcher.ErrClosed)

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,104 +12,16 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/lambdadispatch/dispatcher"
-	"github.com/lambdadispatch/dispatcher/store"
 )
-
-// childModeEnv names the part a re-executed test binary plays; see
-// startChild.
-const childModeEnv = "DISPATCHER_TEST_CHILD"
-
-// soakEnv, set to 1, makes the tests that scale run at the sizes that
-// once were their defaults: more events, keys and rounds. .ci/run runs
-// them so after the README's test command.
-const soakEnv = "DISPATCH_SOAK"
-
-// soak reports whether the long versions of the tests are asked for.
-func soak() bool { return os.Getenv(soakEnv) == "1" }
-
-// children are the parts a child process can play, by mode.
-var children = map[string]func(){
-	"enqueue": crashChild,
-	"run":     runChild,
-	"redrive": redriveChild,
-	"keyed":   keyedChild,
-}
-
-func TestMain(m *testing.M) {
-	if child := children[os.Getenv(childModeEnv)]; child != nil {
-		child()
-		return
-	}
-	// goleak.VerifyTestMain, with the shared dynalite stopped between the
-	// tests and the leak check.
-	code := m.Run()
-	sharedDynalite.Stop(os.Stderr, code != 0)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// startChild re-executes the test binary as a child process playing mode,
-// with env added to its environment, and returns it started, with its
-// standard output to read. The crash tests SIGKILL it.
-func startChild(t *testing.T, mode string, env ...string) (*exec.Cmd, io.ReadCloser) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), childModeEnv+"="+mode), env...)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	return cmd, stdout
-}
-
-func open(t *testing.T, opts ...dispatcher.Option) (*dispatcher.Dispatcher, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "events.db")
-	d, err := dispatcher.Open(path, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
-	return d, path
-}
-
-// snapshot is everything a test compares to prove the file did not change:
-// the stats and every event, read back through the store.
-type snapshot struct {
-	stats  dispatcher.Stats
-	events []store.Event
-}
-
-func take(t *testing.T, d *dispatcher.Dispatcher) snapshot {
-	t.Helper()
-	s := snapshot{stats: d.Stats()}
-	s.stats.Commits = 0 // a refused call may or may not reach the writer
-	require.NoError(t, dispatcher.ScanEvents(d, func(e store.Event) error { s.events = append(s.events, e); return nil }))
-	return s
-}
-
-func scan(t *testing.T, path string) []store.Event {
-	t.Helper()
-	st, err := store.Open(path, store.Options{})
-	require.NoError(t, err)
-	defer st.Close()
-	var evs []store.Event
-	require.NoError(t, st.Scan(func(e store.Event) error { evs = append(evs, e); return nil }))
-	return evs
-}
 
 func TestOpen(t *testing.T) {
 	t.Parallel()
 
 	t.Run("SecondOpenFailsWithFileInUse", func(t *testing.T) {
 		t.Parallel()
-		_, path := open(t)
+		path := setup(t).path
 		start := time.Now()
 		_, err := dispatcher.Open(path, dispatcher.WithLockTimeout(200*time.Millisecond))
 		require.ErrorIs(t, err, dispatcher.ErrFileInUse)
@@ -135,7 +45,7 @@ func TestOpen(t *testing.T) {
 
 	t.Run("CloseIsIdempotent", func(t *testing.T) {
 		t.Parallel()
-		d, _ := open(t)
+		d := setup(t).d
 		require.NoError(t, d.Close())
 		require.ErrorIs(t, d.Close(), dispatcher.ErrClosed)
 		_, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "fn"})
@@ -176,7 +86,8 @@ func TestEnqueue(t *testing.T) {
 
 	t.Run("BatchReceiptsInOrder", func(t *testing.T) {
 		t.Parallel()
-		d, path := open(t)
+		b := setup(t)
+		d, path := b.d, b.path
 		rs, err := d.EnqueueBatch(ctx, []dispatcher.Event{{Function: "a"}, {Function: "b"}, {Function: "c"}})
 		require.NoError(t, err)
 		require.Len(t, rs, 3)
@@ -190,7 +101,7 @@ func TestEnqueue(t *testing.T) {
 
 	t.Run("CancelledContext", func(t *testing.T) {
 		t.Parallel()
-		d, _ := open(t)
+		d := setup(t).d
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
 		_, err := d.Enqueue(cctx, dispatcher.Event{Function: "fn"})
@@ -262,7 +173,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 func TestQueueFullByBytes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d, _ := open(t, dispatcher.WithMaxBytes(1000))
+	d := setup(t, with(dispatcher.WithMaxBytes(1000))).d
 	payload := []byte(`"` + strings.Repeat("x", 400) + `"`)
 	for range 2 {
 		_, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Payload: payload})
@@ -282,7 +193,8 @@ func TestQueueFullByBytes(t *testing.T) {
 func TestConcurrentProducers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d, path := open(t)
+	b := setup(t)
+	d, path := b.d, b.path
 	const producers, each = 64, 20
 	var mu sync.Mutex
 	ids := map[string]string{}

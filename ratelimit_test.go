@@ -19,7 +19,7 @@ import (
 // the drain timeout, and they go back with their attempt refunded.
 func TestRunRateLimitStopsAtCancel(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t, dispatcher.WithRateLimit(1))
+	b := setup(t, withServer(), with(dispatcher.WithRateLimit(1)))
 	b.srv.Register("fn", lambdatest.OK())
 	b.enqueue(t, "fn", 20)
 	b.start(t)

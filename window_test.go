@@ -34,7 +34,7 @@ func TestKeyWindowOverflow(t *testing.T) {
 		require.Contains(t, err.Error(), "WithKeyWindow")
 	}
 
-	d, _ := open(t, clock, dispatcher.WithKeyWindow(longest))
+	d := setup(t, with(clock, dispatcher.WithKeyWindow(longest))).d
 	before := take(t, d)
 	for _, w := range []time.Duration{longest + 1, math.MaxInt64} {
 		_, err := d.EnqueueBatch(ctx, []dispatcher.Event{
