@@ -14,7 +14,7 @@ import (
 
 func TestAdminHandler(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t)
+	b := setup(t, withServer())
 	b.srv.Register("ok", lambdatest.OK())
 	ids := b.enqueue(t, "missing", 3)
 	b.start(t)

@@ -37,7 +37,7 @@ func TestClockStepBack(t *testing.T) {
 	var clock steppable
 	p := fastPolicy()
 	p.InitialInterval, p.MaxInterval = 50*time.Millisecond, 50*time.Millisecond
-	b := setupRun(t, clock.option(), dispatcher.WithRetryPolicy(p))
+	b := setup(t, withServer(), with(clock.option(), dispatcher.WithRetryPolicy(p)))
 	b.srv.Register("fn", lambdatest.OK())
 	b.srv.Register("slow", lambdatest.OK())
 
@@ -79,8 +79,7 @@ func TestClockStepForward(t *testing.T) {
 	p := fastPolicy()
 	p.InitialInterval, p.MaxInterval, p.RandomizationFactor = time.Hour, time.Hour, 0
 	p.MaxEventAge = time.Hour + time.Minute
-	b := setupRun(t, clock.option(), dispatcher.WithRetryPolicy(p),
-		dispatcher.WithLeaseDuration(4*time.Second), dispatcher.WithInvokeTimeout(3*time.Second))
+	b := setup(t, withServer(), with(clock.option(), dispatcher.WithRetryPolicy(p), dispatcher.WithLeaseDuration(4*time.Second), dispatcher.WithInvokeTimeout(3*time.Second)))
 	b.srv.Register("fn", lambdatest.OK())
 	b.srv.Register("slow", lambdatest.OK())
 
@@ -115,7 +114,7 @@ func TestClockStepForward(t *testing.T) {
 func TestClockRestartInThePast(t *testing.T) {
 	t.Parallel()
 	var clock steppable
-	b := setupRun(t, clock.option())
+	b := setup(t, withServer(), with(clock.option()))
 	b.srv.Register("fn", lambdatest.OK())
 	b.enqueue(t, "fn", 4)
 	require.NoError(t, b.d.Close())
@@ -142,7 +141,7 @@ func TestRetryAfterPastEventAge(t *testing.T) {
 	t.Parallel()
 	p := fastPolicy()
 	p.MaxEventAge = 2 * time.Second
-	b := setupRun(t, dispatcher.WithRetryPolicy(p))
+	b := setup(t, withServer(), with(dispatcher.WithRetryPolicy(p)))
 	b.srv.Register("fn", lambdatest.OK())
 	b.srv.Fail("fn", lambdatest.Throttle(1, 10*time.Second))
 	id := b.enqueue(t, "fn", 1)[0]

@@ -21,7 +21,7 @@ import (
 func TestRedriveRoundTrip(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b := setupRun(t)
+	b := setup(t, withServer())
 	b.srv.Register("billing", lambdatest.OK())
 	b.srv.Fail("billing", lambdatest.Error(0, 500, "ServiceException"))
 	b.srv.Register("other", lambdatest.OK())
@@ -81,7 +81,7 @@ func TestRedriveRoundTrip(t *testing.T) {
 func TestRedriveAtomicWhenFull(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b := setupRun(t, dispatcher.WithMaxEvents(3))
+	b := setup(t, withServer(), with(dispatcher.WithMaxEvents(3)))
 	b.enqueue(t, "missing", 3)
 	b.start(t)
 	waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 3 })
@@ -99,7 +99,7 @@ func TestRedriveAtomicWhenFull(t *testing.T) {
 func TestPurge(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	b := setupRun(t)
+	b := setup(t, withServer())
 	b.srv.Register("fn", lambdatest.OK())
 	b.srv.Fail("fn", lambdatest.Error(0, 500, "ServiceException"))
 	b.enqueue(t, "fn", 4)

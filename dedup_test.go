@@ -3,6 +3,8 @@ package dispatcher_test
 import (
 	"context"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -10,13 +12,16 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/lambdatest"
 )
 
 func TestDedupSameKeyFrom64Goroutines(t *testing.T) {
 	t.Parallel()
-	d, _ := open(t)
+	d := setup(t).d
 	var wg sync.WaitGroup
 	receipts := make([]dispatcher.Receipt, 64)
 	for i := range receipts {
@@ -47,7 +52,7 @@ func TestDedupSameKeyFrom64Goroutines(t *testing.T) {
 
 func TestDedupWithinABatch(t *testing.T) {
 	t.Parallel()
-	d, _ := open(t)
+	d := setup(t).d
 	rs, err := d.EnqueueBatch(context.Background(), []dispatcher.Event{
 		{Function: "fn", Key: "a"}, {Function: "fn", Key: "b"}, {Function: "fn", Key: "a"}, {Function: "fn"},
 	})
@@ -110,8 +115,8 @@ func TestDedupSweepAndEviction(t *testing.T) {
 	t.Parallel()
 	var offset atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	d, _ := open(t, dispatcher.WithClock(clock), dispatcher.WithKeyWindow(time.Hour),
-		dispatcher.WithKeySweep(5*time.Millisecond), dispatcher.WithMaxKeys(50))
+	d := setup(t, with(dispatcher.WithClock(clock), dispatcher.WithKeyWindow(time.Hour),
+		dispatcher.WithKeySweep(5*time.Millisecond), dispatcher.WithMaxKeys(50))).d
 	for i := range 80 {
 		_, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: fmt.Sprint("k", i)})
 		require.NoError(t, err)
@@ -128,7 +133,7 @@ func TestDedupSweepAndEviction(t *testing.T) {
 
 func TestDedupHashKey(t *testing.T) {
 	t.Parallel()
-	d, _ := open(t, dispatcher.WithKeyFunc(dispatcher.HashKey))
+	d := setup(t, with(dispatcher.WithKeyFunc(dispatcher.HashKey))).d
 	ctx := context.Background()
 	a, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Payload: []byte(`{"x":1}`)})
 	require.NoError(t, err)
@@ -140,4 +145,165 @@ func TestDedupHashKey(t *testing.T) {
 	require.True(t, b.Duplicate)
 	require.Equal(t, a.ID, b.ID)
 	require.False(t, c.Duplicate, "another function, another key")
+}
+
+// TestDedupEndToEnd enqueues 2,000 events of which 30 % repeat a key, in
+// random order, while Run delivers: the function sees each key once.
+//
+// 2,000 events in 20 batches show what 10,000 did: a repeat arrives before,
+// during and after the delivery of its key's first event, since Run sends
+// while the batches are still coming. DISPATCH_SOAK=1 runs 10,000.
+func TestDedupEndToEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withServer(), with(dispatcher.WithConcurrency(32)))
+	b.srv.Register("fn", lambdatest.OK())
+	total, unique := 2_000, 1_400
+	if soak() {
+		total, unique = 10_000, 7_000
+	}
+	keys := make([]string, total)
+	for i := range keys {
+		if i < unique {
+			keys[i] = fmt.Sprint("key-", i)
+		} else {
+			keys[i] = fmt.Sprint("key-", rand.IntN(unique))
+		}
+	}
+	rand.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+	b.start(t)
+	batch := make([]dispatcher.Event, 0, 100)
+	dups := 0
+	for i, k := range keys {
+		batch = append(batch, dispatcher.Event{Function: "fn", Key: k, Payload: fmt.Appendf(nil, `{"i":%d}`, i)})
+		if len(batch) == cap(batch) {
+			rs, err := b.d.EnqueueBatch(context.Background(), batch)
+			require.NoError(t, err)
+			for _, r := range rs {
+				if r.Duplicate {
+					dups++
+				}
+			}
+			batch = batch[:0]
+		}
+	}
+	require.Equal(t, total-unique, dups)
+	st := waitStats(t, b.d, "all unique keys delivered", func(s dispatcher.Stats) bool { return s.Delivered == uint64(unique) })
+	require.Equal(t, uint64(total-unique), st.Duplicates)
+	require.Equal(t, uint64(unique), st.Enqueued)
+	require.Zero(t, st.Queued())
+	seen := keysSeen(t, b.srv, "fn")
+	require.Len(t, seen, unique)
+	for k, n := range seen {
+		require.Equal(t, 1, n, "key %s reached the function %d times", k, n)
+	}
+}
+
+// TestDedupDeliverySide marks a queued event's key delivered, as another
+// delivery would: the event is acked without an invoke.
+func TestDedupDeliverySide(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withServer())
+	b.srv.Register("fn", lambdatest.OK())
+	r, err := b.d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: "k1"})
+	require.NoError(t, err)
+	var seq uint64
+	_, err = fmt.Sscan(r.ID, &seq)
+	require.NoError(t, err)
+	keys := idempotency.New(dispatcher.DBForTest(b.d))
+	require.NoError(t, dispatcher.DBForTest(b.d).Update(func(tx *bolt.Tx) error {
+		return keys.Mark(tx, "k1", seq, idempotency.Delivered)
+	}))
+	b.start(t)
+	st := waitStats(t, b.d, "settled", func(s dispatcher.Stats) bool { return s.Delivered == 1 })
+	require.Equal(t, uint64(1), st.Deduplicated)
+	require.Zero(t, b.srv.Count("fn"), "no invoke")
+}
+
+// TestDedupMarksAndRedrive: a delivered key is marked delivered, a
+// dead-lettered one dead-lettered, and a redrive sends it again under its
+// key.
+func TestDedupMarksAndRedrive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, withServer())
+	b.srv.Register("ok", lambdatest.OK())
+	_, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "ok", Key: "good", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	bad, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "missing", Key: "bad", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	b.start(t)
+	waitStats(t, b.d, "settled", func(s dispatcher.Stats) bool { return s.Delivered == 1 && s.DeadLettered == 1 })
+	state := func(key string) idempotency.State {
+		var e idempotency.Entry
+		require.NoError(t, dispatcher.DBForTest(b.d).View(func(tx *bolt.Tx) error {
+			var err error
+			e, _, err = idempotency.New(dispatcher.DBForTest(b.d)).Lookup(tx, key, time.Now())
+			return err
+		}))
+		return e.State
+	}
+	require.Equal(t, idempotency.Delivered, state("good"))
+	require.Equal(t, idempotency.DeadLettered, state("bad"))
+	again, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "missing", Key: "bad", Payload: []byte(`{}`)})
+	require.NoError(t, err)
+	require.True(t, again.Duplicate, "a dead-lettered key still holds its window")
+	require.Equal(t, bad.ID, again.ID)
+
+	b.srv.Register("fixed", lambdatest.OK())
+	n, err := b.d.DeadLetters().Redrive(ctx, []string{bad.ID}, dispatcher.RedriveOptions{Function: "fixed"})
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	waitStats(t, b.d, "redriven and delivered", func(s dispatcher.Stats) bool { return s.Delivered == 2 })
+	require.Equal(t, idempotency.Delivered, state("bad"), "the redrive cleared the mark and the delivery set it again")
+	require.Equal(t, map[string]int{"bad": 1}, keysSeen(t, b.srv, "fixed"))
+}
+
+// TestKeyWindowOverflow: a key window whose end does not fit Unix
+// nanoseconds used to wrap the key's expiry into the past, so the key
+// expired at once and deduplication was silently off. Open refuses such
+// a WithKeyWindow and Enqueue such an Event.Window, with a
+// *ValidationError whose Field is Window; the longest window that fits
+// still deduplicates.
+func TestKeyWindowOverflow(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := dispatcher.WithClock(func() time.Time { return now })
+	longest := time.Duration(math.MaxInt64 - now.UnixNano())
+
+	for _, w := range []time.Duration{longest + 1, math.MaxInt64} {
+		d, err := dispatcher.Open(filepath.Join(t.TempDir(), "bad.db"), clock, dispatcher.WithKeyWindow(w))
+		require.Nil(t, d)
+		var ve *dispatcher.ValidationError
+		require.ErrorAs(t, err, &ve, "window %v", w)
+		require.Equal(t, "Window", ve.Field)
+		require.Contains(t, err.Error(), "WithKeyWindow")
+	}
+
+	d := setup(t, with(clock, dispatcher.WithKeyWindow(longest))).d
+	before := take(t, d)
+	for _, w := range []time.Duration{longest + 1, math.MaxInt64} {
+		_, err := d.EnqueueBatch(ctx, []dispatcher.Event{
+			{Function: "fn", Key: "a"},
+			{Function: "fn", Key: "b", Window: w},
+		})
+		var ve *dispatcher.ValidationError
+		require.ErrorAs(t, err, &ve, "window %v", w)
+		require.ErrorIs(t, err, dispatcher.ErrInvalidEvent)
+		require.Equal(t, "Window", ve.Field)
+		require.Equal(t, 1, ve.Index)
+	}
+	require.Equal(t, before, take(t, d), "nothing written")
+
+	for _, w := range []time.Duration{0, longest} { // the option's, and an event's own
+		key := "k" + w.String()
+		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: key, Window: w})
+		require.NoError(t, err)
+		require.False(t, r.Duplicate)
+		now = now.Add(100 * 365 * 24 * time.Hour)
+		r, err = d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: key})
+		require.NoError(t, err)
+		require.True(t, r.Duplicate, "window %v: still held a century on", w)
+		now = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	}
 }

@@ -1,12 +1,15 @@
 package dispatcher_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,104 +17,17 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/store"
 )
-
-// childModeEnv names the part a re-executed test binary plays; see
-// startChild.
-const childModeEnv = "DISPATCHER_TEST_CHILD"
-
-// soakEnv, set to 1, makes the tests that scale run at the sizes that
-// once were their defaults: more events, keys and rounds. .ci/run runs
-// them so after the README's test command.
-const soakEnv = "DISPATCH_SOAK"
-
-// soak reports whether the long versions of the tests are asked for.
-func soak() bool { return os.Getenv(soakEnv) == "1" }
-
-// children are the parts a child process can play, by mode.
-var children = map[string]func(){
-	"enqueue": crashChild,
-	"run":     runChild,
-	"redrive": redriveChild,
-	"keyed":   keyedChild,
-}
-
-func TestMain(m *testing.M) {
-	if child := children[os.Getenv(childModeEnv)]; child != nil {
-		child()
-		return
-	}
-	// goleak.VerifyTestMain, with the shared dynalite stopped between the
-	// tests and the leak check.
-	code := m.Run()
-	sharedDynalite.Stop(os.Stderr, code != 0)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: errors on successful test run: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// startChild re-executes the test binary as a child process playing mode,
-// with env added to its environment, and returns it started, with its
-// standard output to read. The crash tests SIGKILL it.
-func startChild(t *testing.T, mode string, env ...string) (*exec.Cmd, io.ReadCloser) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), childModeEnv+"="+mode), env...)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	return cmd, stdout
-}
-
-func open(t *testing.T, opts ...dispatcher.Option) (*dispatcher.Dispatcher, string) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "events.db")
-	d, err := dispatcher.Open(path, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
-	return d, path
-}
-
-// snapshot is everything a test compares to prove the file did not change:
-// the stats and every event, read back through the store.
-type snapshot struct {
-	stats  dispatcher.Stats
-	events []store.Event
-}
-
-func take(t *testing.T, d *dispatcher.Dispatcher) snapshot {
-	t.Helper()
-	s := snapshot{stats: d.Stats()}
-	s.stats.Commits = 0 // a refused call may or may not reach the writer
-	require.NoError(t, dispatcher.ScanEvents(d, func(e store.Event) error { s.events = append(s.events, e); return nil }))
-	return s
-}
-
-func scan(t *testing.T, path string) []store.Event {
-	t.Helper()
-	st, err := store.Open(path, store.Options{})
-	require.NoError(t, err)
-	defer st.Close()
-	var evs []store.Event
-	require.NoError(t, st.Scan(func(e store.Event) error { evs = append(evs, e); return nil }))
-	return evs
-}
 
 func TestOpen(t *testing.T) {
 	t.Parallel()
 
 	t.Run("SecondOpenFailsWithFileInUse", func(t *testing.T) {
 		t.Parallel()
-		_, path := open(t)
+		path := setup(t).path
 		start := time.Now()
 		_, err := dispatcher.Open(path, dispatcher.WithLockTimeout(200*time.Millisecond))
 		require.ErrorIs(t, err, dispatcher.ErrFileInUse)
@@ -135,7 +51,7 @@ func TestOpen(t *testing.T) {
 
 	t.Run("CloseIsIdempotent", func(t *testing.T) {
 		t.Parallel()
-		d, _ := open(t)
+		d := setup(t).d
 		require.NoError(t, d.Close())
 		require.ErrorIs(t, d.Close(), dispatcher.ErrClosed)
 		_, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "fn"})
@@ -176,7 +92,8 @@ func TestEnqueue(t *testing.T) {
 
 	t.Run("BatchReceiptsInOrder", func(t *testing.T) {
 		t.Parallel()
-		d, path := open(t)
+		b := setup(t)
+		d, path := b.d, b.path
 		rs, err := d.EnqueueBatch(ctx, []dispatcher.Event{{Function: "a"}, {Function: "b"}, {Function: "c"}})
 		require.NoError(t, err)
 		require.Len(t, rs, 3)
@@ -190,7 +107,7 @@ func TestEnqueue(t *testing.T) {
 
 	t.Run("CancelledContext", func(t *testing.T) {
 		t.Parallel()
-		d, _ := open(t)
+		d := setup(t).d
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
 		_, err := d.Enqueue(cctx, dispatcher.Event{Function: "fn"})
@@ -262,7 +179,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 func TestQueueFullByBytes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d, _ := open(t, dispatcher.WithMaxBytes(1000))
+	d := setup(t, with(dispatcher.WithMaxBytes(1000))).d
 	payload := []byte(`"` + strings.Repeat("x", 400) + `"`)
 	for range 2 {
 		_, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Payload: payload})
@@ -282,7 +199,8 @@ func TestQueueFullByBytes(t *testing.T) {
 func TestConcurrentProducers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d, path := open(t)
+	b := setup(t)
+	d, path := b.d, b.path
 	const producers, each = 64, 20
 	var mu sync.Mutex
 	ids := map[string]string{}
@@ -321,5 +239,139 @@ func TestErrorsAreDistinct(t *testing.T) {
 		for j, b := range all {
 			require.Equal(t, i == j, errors.Is(a, b))
 		}
+	}
+}
+
+// TestAfterClose calls every public method, and every route of the admin
+// handler as its route table lists them, on a closed Dispatcher: each says
+// ErrClosed (503 over HTTP), Lambda sees no request, and the file's bytes
+// do not change.
+func TestAfterClose(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b, ids := withLetters(t, "missing", "missing", "missing")
+	queued := b.enqueue(t, "fn", 1)
+	h := b.d.AdminHandler() // taken before Close, as a mounted handler is
+	requests := b.srv.Count("")
+	require.NoError(t, b.d.Close())
+	sum := func() [32]byte {
+		data, err := os.ReadFile(b.path)
+		require.NoError(t, err)
+		return sha256.Sum256(data)
+	}
+	before := sum()
+
+	dl := b.d.DeadLetters()
+	ev := dispatcher.Event{Function: "fn", Payload: []byte(`{}`)}
+	for name, call := range map[string]func() error{
+		"Close":            b.d.Close,
+		"Enqueue":          func() error { _, err := b.d.Enqueue(ctx, ev); return err },
+		"EnqueueInvalid":   func() error { _, err := b.d.Enqueue(ctx, dispatcher.Event{}); return err },
+		"EnqueueBatch":     func() error { _, err := b.d.EnqueueBatch(ctx, []dispatcher.Event{ev, ev}); return err },
+		"EnqueueBatchNil":  func() error { _, err := b.d.EnqueueBatch(ctx, nil); return err },
+		"EnqueueBatchNone": func() error { _, err := b.d.EnqueueBatch(ctx, []dispatcher.Event{}); return err },
+		"Run":              func() error { return b.d.Run(ctx) },
+		"Check":            func() error { return b.d.Check(ctx, "fn") },
+		"Count":            func() error { _, err := dl.Count(); return err },
+		"Get":              func() error { _, err := dl.Get(ids[0]); return err },
+		"List":             func() error { _, _, err := dl.List(ctx, "", 10); return err },
+		"Find":             func() error { _, _, err := dl.Find(ctx, dispatcher.LetterFilter{}, "", 10); return err },
+		"Redrive":          func() error { _, err := dl.Redrive(ctx, ids, dispatcher.RedriveOptions{}); return err },
+		"RedriveNone":      func() error { _, err := dl.Redrive(ctx, nil, dispatcher.RedriveOptions{}); return err },
+		"RedriveMatching": func() error {
+			_, err := dl.RedriveMatching(ctx, dispatcher.LetterFilter{}, dispatcher.RedriveOptions{})
+			return err
+		},
+		"Purge": func() error { _, err := dl.Purge(ctx, dispatcher.LetterFilter{}); return err },
+	} {
+		require.ErrorIs(t, call(), dispatcher.ErrClosed, name)
+	}
+	st := b.d.Stats()
+	require.False(t, st.Running)
+	require.Zero(t, st.Queued(), "Stats after Close: totals only")
+	require.Equal(t, uint64(3), st.DeadLettered)
+
+	patterns := dispatcher.AdminPatterns(b.d)
+	require.NotEmpty(t, patterns)
+	for _, p := range patterns {
+		method, path, ok := strings.Cut(p, " ")
+		require.True(t, ok, "pattern %q names its method", p)
+		path = strings.ReplaceAll(path, "{id}", ids[0])
+		var body *bytes.Buffer
+		if method == http.MethodPost {
+			body = bytes.NewBufferString(`{"all":true}`) // would act on every letter
+		} else {
+			body = &bytes.Buffer{}
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, body))
+		require.Equal(t, http.StatusServiceUnavailable, rec.Code, "%s: %s", p, rec.Body)
+		require.Contains(t, rec.Body.String(), dispatcher.ErrClosed.Error())
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/events/"+queued[0], nil))
+	require.Equal(t, http.StatusServiceUnavailable, rec.Code)
+
+	require.Equal(t, requests, b.srv.Count(""), "no request reached Lambda")
+	require.Equal(t, before, sum(), "the file did not change")
+
+	// Without a Lambda client too, a closed Dispatcher says ErrClosed
+	// first.
+	d := setup(t).d
+	require.NoError(t, d.Close())
+	require.ErrorIs(t, d.Run(ctx), dispatcher.ErrClosed)
+	require.ErrorIs(t, d.Check(ctx, "fn"), dispatcher.ErrClosed)
+
+	// Everything is still there for the next Open.
+	d, err := dispatcher.Open(b.path)
+	require.NoError(t, err)
+	defer d.Close()
+	c, err := d.DeadLetters().Count()
+	require.NoError(t, err)
+	require.Equal(t, 3, c)
+	require.Equal(t, int64(1), d.Stats().Ready)
+}
+
+// TestOpenDamagedFile: a queue file damaged on disk is refused with a
+// *store.CorruptError the caller can test for, and left as it was.
+func TestOpenDamagedFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "events.db")
+	d, err := dispatcher.Open(path)
+	require.NoError(t, err)
+	for i := range 500 {
+		_, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "orders", Payload: fmt.Appendf(nil, `{"n":%d}`, i)})
+		require.NoError(t, err)
+	}
+	require.NoError(t, d.Close())
+	sound, err := os.ReadFile(path)
+	require.NoError(t, err)
+	ps := os.Getpagesize()
+
+	for name, damage := range map[string]func([]byte) []byte{
+		"Truncated": func(b []byte) []byte { return b[:3*ps] },
+		"RootPageIDFlipped": func(b []byte) []byte {
+			// The newer meta page (higher txid at byte 64) names the root
+			// page (at byte 32).
+			m := 0
+			if binary.NativeEndian.Uint64(b[ps+64:]) > binary.NativeEndian.Uint64(b[64:]) {
+				m = ps
+			}
+			b[int(binary.NativeEndian.Uint64(b[m+32:]))*ps] ^= 0x04
+			return b
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := filepath.Join(t.TempDir(), "events.db")
+			b := damage(append([]byte(nil), sound...))
+			require.NoError(t, os.WriteFile(p, b, 0o600))
+			_, err := dispatcher.Open(p)
+			var ce *store.CorruptError
+			require.ErrorAs(t, err, &ce)
+			after, err := os.ReadFile(p)
+			require.NoError(t, err)
+			require.Equal(t, sha256.Sum256(b), sha256.Sum256(after))
+		})
 	}
 }

@@ -63,7 +63,7 @@ func requireNoSecret(t *testing.T, s string) {
 func TestSecretsNotLoggedOnPause(t *testing.T) {
 	t.Parallel()
 	logger, logged := logBuffer()
-	b := setupRun(t, dispatcher.WithLogger(logger))
+	b := setup(t, withServer(), with(dispatcher.WithLogger(logger)))
 	b.srv.Register("fn", lambdatest.OK())
 	b.srv.Fail("fn", lambdatest.Fault{Status: http.StatusForbidden, Code: "InvalidSignatureException", Message: canonicalRequestMessage})
 	b.enqueue(t, "fn", 1)
@@ -83,7 +83,7 @@ func TestSecretsNotLoggedOnPause(t *testing.T) {
 func TestSecretsNotKeptInDeadLetters(t *testing.T) {
 	t.Parallel()
 	logger, logged := logBuffer()
-	b := setupRun(t, dispatcher.WithLogger(logger))
+	b := setup(t, withServer(), with(dispatcher.WithLogger(logger)))
 	b.srv.Register("fn", lambdatest.OK())
 	msg := "Invalid request https://lambda/?X-Amz-Security-Token=" + leakToken + "&X-Amz-Signature=" + leakSignature + "\n" + canonicalRequestMessage
 	b.srv.Fail("fn", lambdatest.Fault{Status: http.StatusBadRequest, Code: "InvalidParameterValueException", Message: msg})
@@ -103,10 +103,10 @@ func TestSecretsNotKeptInDeadLetters(t *testing.T) {
 	fake := invokerFunc(func(context.Context, *lambda.InvokeInput, ...func(*lambda.Options)) (*lambda.InvokeOutput, error) {
 		return nil, &retry.InvokeError{Class: retry.Permanent, Code: "InvalidParameterValueException", StatusCode: 400, Message: msg}
 	})
-	d, _ := open(t, dispatcher.WithLambda(fake), dispatcher.WithRetryPolicy(fastPolicy()))
+	fb := setup(t, with(dispatcher.WithLambda(fake), dispatcher.WithRetryPolicy(fastPolicy())))
+	d := fb.d
 	r, err := d.Enqueue(context.Background(), dispatcher.Event{Function: "fn"})
 	require.NoError(t, err)
-	fb := &runBundle{d: d}
 	fb.start(t)
 	waitStats(t, d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 1 })
 	fb.halt(t)
@@ -123,7 +123,7 @@ func TestSecretsNotLoggedFromSinks(t *testing.T) {
 	sink := deadletter.SinkFunc(func(context.Context, deadletter.Letter) error {
 		return errors.New("operation error SQS: SendMessage, https response error StatusCode: 403, api error InvalidSignatureException: " + canonicalRequestMessage)
 	})
-	b := setupRun(t, dispatcher.WithLogger(logger), dispatcher.WithDeadLetter(sink))
+	b := setup(t, withServer(), with(dispatcher.WithLogger(logger), dispatcher.WithDeadLetter(sink)))
 	b.enqueue(t, "missing", 1)
 	b.start(t)
 	waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 1 })

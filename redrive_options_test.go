@@ -16,9 +16,9 @@ import (
 
 // withLetters returns a stopped dispatcher holding one dead letter (reason
 // rejected: no such function) for each of functions, and their ids.
-func withLetters(t *testing.T, functions ...string) (*runBundle, []string) {
+func withLetters(t *testing.T, functions ...string) (*testBundle, []string) {
 	t.Helper()
-	b := setupRun(t)
+	b := setup(t, withServer())
 	var ids []string
 	for _, fn := range functions {
 		ids = append(ids, b.enqueue(t, fn, 1)...)

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -22,125 +22,12 @@ import (
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/lambdatest"
 	"github.com/lambdadispatch/dispatcher/retry"
+	"github.com/lambdadispatch/dispatcher/store"
 )
-
-// fastPolicy keeps the real policy's shape with delays short enough for
-// tests.
-func fastPolicy() retry.Policy {
-	p := retry.DefaultPolicy()
-	p.InitialInterval = time.Millisecond
-	p.MaxInterval = 5 * time.Millisecond
-	p.ProbeInterval = 5 * time.Millisecond
-	p.MaxProbeInterval = 20 * time.Millisecond
-	return p
-}
-
-type runBundle struct {
-	srv  *lambdatest.Server
-	d    *dispatcher.Dispatcher
-	path string
-	stop context.CancelFunc
-	errc chan error
-}
-
-// setupRun opens a dispatcher wired to a lambdatest server through the real
-// SDK client. start begins Run; the cleanup stops it and checks it returned.
-func setupRun(t *testing.T, opts ...dispatcher.Option) *runBundle {
-	t.Helper()
-	b := &runBundle{srv: lambdatest.NewServer(), path: filepath.Join(t.TempDir(), "events.db")}
-	t.Cleanup(b.srv.Close)
-	opts = append([]dispatcher.Option{
-		dispatcher.WithLambda(b.srv.Client()),
-		dispatcher.WithRetryPolicy(fastPolicy()),
-		dispatcher.WithPayloadMetadata("_dispatch"),
-	}, opts...)
-	d, err := dispatcher.Open(b.path, opts...)
-	require.NoError(t, err)
-	b.d = d
-	t.Cleanup(func() { _ = d.Close() })
-	return b
-}
-
-func (b *runBundle) start(t *testing.T) {
-	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
-	b.stop, b.errc = stop, make(chan error, 1)
-	go func() { b.errc <- b.d.Run(ctx) }()
-	t.Cleanup(func() { b.halt(t) })
-}
-
-// halt cancels Run and waits for it to return.
-func (b *runBundle) halt(t *testing.T) {
-	t.Helper()
-	if b.stop == nil {
-		return
-	}
-	b.stop()
-	select {
-	case err := <-b.errc:
-		require.NoError(t, err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not return within 30s of its context ending")
-	}
-	b.stop = nil
-}
-
-func (b *runBundle) enqueue(t *testing.T, fn string, n int) []string {
-	t.Helper()
-	ids := make([]string, n)
-	for i := range ids {
-		r, err := b.d.Enqueue(context.Background(), dispatcher.Event{Function: fn, Payload: fmt.Appendf(nil, `{"n":%d}`, i)})
-		require.NoError(t, err)
-		ids[i] = r.ID
-	}
-	return ids
-}
-
-// waitStats polls the dispatcher's stats until cond holds; polling with a
-// deadline, not sleeping for a guessed time.
-func waitStats(t *testing.T, d *dispatcher.Dispatcher, what string, cond func(dispatcher.Stats) bool) dispatcher.Stats {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		st := d.Stats()
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; stats: %+v", what, st)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// meta is the member WithPayloadMetadata adds.
-type meta struct {
-	Dispatch struct {
-		ID      string `json:"id"`
-		Key     string `json:"key"`
-		Attempt int    `json:"attempt"`
-	} `json:"_dispatch"`
-}
-
-// attemptsByID reads the metadata of every recorded invocation of fn.
-func attemptsByID(t *testing.T, srv *lambdatest.Server, fn string) map[string][]lambdatest.Invocation {
-	t.Helper()
-	out := map[string][]lambdatest.Invocation{}
-	for _, inv := range srv.Invocations(fn) {
-		if inv.InvocationType != "Event" {
-			continue // DryRun probes
-		}
-		var m meta
-		require.NoError(t, json.Unmarshal(inv.Payload, &m), "payload %s", inv.Payload)
-		require.NotEmpty(t, m.Dispatch.ID)
-		out[m.Dispatch.ID] = append(out[m.Dispatch.ID], inv)
-	}
-	return out
-}
 
 func TestRunDelivers(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t)
+	b := setup(t, withServer())
 	b.srv.Register("orders", lambdatest.OK())
 	ids := b.enqueue(t, "orders", 300)
 	b.start(t)
@@ -174,7 +61,7 @@ func TestRunMixOfFaults(t *testing.T) {
 	if soak() {
 		scale = 1
 	}
-	b := setupRun(t, dispatcher.WithConcurrency(32))
+	b := setup(t, withServer(), with(dispatcher.WithConcurrency(32)))
 	b.srv.Register("ok", lambdatest.OK())
 	b.srv.Register("flaky", lambdatest.OK())
 	b.srv.Register("broken", lambdatest.OK())
@@ -283,7 +170,7 @@ func TestRunEventAge(t *testing.T) {
 	p := fastPolicy()
 	p.InitialInterval, p.MaxInterval, p.RandomizationFactor = time.Hour, time.Hour, 0
 	p.MaxEventAge = 3 * time.Hour
-	b := setupRun(t, dispatcher.WithElapsed(elapsed), dispatcher.WithRetryPolicy(p))
+	b := setup(t, withServer(), with(dispatcher.WithElapsed(elapsed), dispatcher.WithRetryPolicy(p)))
 	b.srv.Register("fn", lambdatest.OK())
 
 	b.srv.Fail("fn", lambdatest.ServerError(2))
@@ -316,7 +203,7 @@ func TestRunEventAge(t *testing.T) {
 // dead-lettered, and the backlog drains once it is back.
 func TestRunOffline(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t)
+	b := setup(t, withServer())
 	b.srv.Register("edge", lambdatest.OK())
 	b.srv.Offline()
 	ids := b.enqueue(t, "edge", 200)
@@ -345,7 +232,7 @@ func TestRunOffline(t *testing.T) {
 // goleak (TestMain) finds no goroutine left.
 func TestRunShutdown(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t, dispatcher.WithConcurrency(8), dispatcher.WithDrainTimeout(5*time.Second))
+	b := setup(t, withServer(), with(dispatcher.WithConcurrency(8), dispatcher.WithDrainTimeout(5*time.Second)))
 	b.srv.Register("slow", lambdatest.OK())
 	b.srv.Fail("slow", lambdatest.Latency(200*time.Millisecond))
 	b.enqueue(t, "slow", 40)
@@ -362,7 +249,7 @@ func TestRunShutdown(t *testing.T) {
 
 func TestRunTwiceAndClose(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t)
+	b := setup(t, withServer())
 	b.start(t)
 	waitStats(t, b.d, "running", func(s dispatcher.Stats) bool { return s.Running })
 	require.ErrorIs(t, b.d.Run(context.Background()), dispatcher.ErrRunning)
@@ -374,7 +261,7 @@ func TestRunTwiceAndClose(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t)
+	b := setup(t, withServer())
 	b.srv.Register("orders", lambdatest.OK())
 	require.NoError(t, b.d.Check(context.Background(), "orders"))
 	require.Zero(t, b.srv.Count("orders")-1, "one DryRun")
@@ -402,7 +289,7 @@ func TestCheck(t *testing.T) {
 func TestRunFailingSinkLosesNothing(t *testing.T) {
 	t.Parallel()
 	sink := newFlakySink(5)
-	b := setupRun(t, dispatcher.WithDeadLetter(sink), dispatcher.WithoutDeadLetterFallback())
+	b := setup(t, withServer(), with(dispatcher.WithDeadLetter(sink), dispatcher.WithoutDeadLetterFallback()))
 	ids := b.enqueue(t, "missing", 20)
 	b.start(t)
 	st := waitStats(t, b.d, "all dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 20 })
@@ -419,7 +306,7 @@ func TestRunFailingSinkLosesNothing(t *testing.T) {
 func TestRunSinkFallsBackToTheFile(t *testing.T) {
 	t.Parallel()
 	sink := newFlakySink(5)
-	b := setupRun(t, dispatcher.WithDeadLetter(sink))
+	b := setup(t, withServer(), with(dispatcher.WithDeadLetter(sink)))
 	ids := b.enqueue(t, "missing", 20)
 	b.start(t)
 	st := waitStats(t, b.d, "all dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 20 })
@@ -483,11 +370,9 @@ func TestRunCredentialsPause(t *testing.T) {
 			return aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "SECRET", Source: "test"}, nil
 		})
 	})
-	d, err := dispatcher.Open(filepath.Join(t.TempDir(), "events.db"), dispatcher.WithLambda(client),
-		dispatcher.WithRetryPolicy(fastPolicy()), dispatcher.WithPayloadMetadata("_dispatch"))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
-	b := &runBundle{srv: srv, d: d}
+	b := setup(t, with(dispatcher.WithLambda(client),
+		dispatcher.WithRetryPolicy(fastPolicy()), dispatcher.WithPayloadMetadata("_dispatch")))
+	d := b.d
 	b.enqueue(t, "fn", 30)
 	b.start(t)
 	waitStats(t, d, "paused", func(s dispatcher.Stats) bool { return s.Paused })
@@ -506,7 +391,7 @@ func TestRunCredentialsPause(t *testing.T) {
 // dispatch slower, never faster.
 func TestRunRateLimit(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t, dispatcher.WithRateLimit(100))
+	b := setup(t, withServer(), with(dispatcher.WithRateLimit(100)))
 	b.srv.Register("fn", lambdatest.OK())
 	b.enqueue(t, "fn", 30)
 	start := time.Now()
@@ -521,7 +406,7 @@ func TestRunLogs(t *testing.T) {
 	var mu sync.Mutex
 	var buf bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&lockedWriter{mu: &mu, w: &buf}, nil))
-	b := setupRun(t, dispatcher.WithLogger(logger), dispatcher.WithLogPayloadSizes())
+	b := setup(t, withServer(), with(dispatcher.WithLogger(logger), dispatcher.WithLogPayloadSizes()))
 	b.srv.Register("fn", lambdatest.OK())
 	_, err := b.d.Enqueue(context.Background(), dispatcher.Event{Function: "missing", Payload: []byte(`{"secret":"hunter2"}`)})
 	require.NoError(t, err)
@@ -557,7 +442,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // fresh deadline, go through.
 func TestInvokeTimeout(t *testing.T) {
 	t.Parallel()
-	b := setupRun(t, dispatcher.WithConcurrency(1), dispatcher.WithInvokeTimeout(50*time.Millisecond))
+	b := setup(t, withServer(), with(dispatcher.WithConcurrency(1), dispatcher.WithInvokeTimeout(50*time.Millisecond)))
 	b.srv.Register("slow", lambdatest.OK())
 	b.srv.Register("fn", lambdatest.OK())
 	b.srv.Fail("slow", lambdatest.Latency(time.Minute))
@@ -575,4 +460,56 @@ func TestInvokeTimeout(t *testing.T) {
 	require.Equal(t, deadletter.RetriesExhausted, l.Reason)
 	require.Equal(t, 3, l.Attempts)
 	require.Contains(t, l.LastError.Message, "WithInvokeTimeout")
+}
+
+// TestRunRateLimitStopsAtCancel: at 1/s, events wait their turn; when Run's
+// context ends, none of them starts, Run returns at once rather than after
+// the drain timeout, and they go back with their attempt refunded.
+func TestRunRateLimitStopsAtCancel(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withServer(), with(dispatcher.WithRateLimit(1)))
+	b.srv.Register("fn", lambdatest.OK())
+	b.enqueue(t, "fn", 20)
+	b.start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, b.srv.WaitCount(ctx, "fn", 1))
+
+	b.stop()
+	cancelled := time.Now()
+	select {
+	case err := <-b.errc:
+		require.NoError(t, err)
+	case <-time.After(3 * time.Second):
+		t.Fatalf("Run did not return within 3s of its context ending (drain timeout %v)", dispatcher.DefaultDrainTimeout)
+	}
+	b.stop = nil
+	for _, inv := range b.srv.Invocations("fn") {
+		require.False(t, inv.Received.After(cancelled), "invocation received %v after the cancel", inv.Received.Sub(cancelled))
+	}
+	n := b.srv.Count("fn")
+	st := b.d.Stats()
+	require.Zero(t, st.Leased)
+	require.Equal(t, int64(20-n), st.Ready)
+	require.NoError(t, dispatcher.ScanEvents(b.d, func(e store.Event) error {
+		require.Zero(t, e.Attempts, "event %d waited for its turn and was never tried", e.Seq)
+		return nil
+	}))
+}
+
+// TestRateLimitValues: 0 means no limit; what is not a positive finite
+// rate with an interval that fits a time.Duration is refused at Open.
+func TestRateLimitValues(t *testing.T) {
+	t.Parallel()
+	for _, v := range []float64{0, 1e-9, 0.5, 1e9} {
+		d, err := dispatcher.Open(filepath.Join(t.TempDir(), "ok.db"), dispatcher.WithRateLimit(v))
+		require.NoError(t, err, "rate %v", v)
+		require.NoError(t, d.Close())
+	}
+	for _, v := range []float64{-1, math.Inf(-1), math.Inf(1), math.NaN(), 1e-10, math.SmallestNonzeroFloat64} {
+		d, err := dispatcher.Open(filepath.Join(t.TempDir(), "bad.db"), dispatcher.WithRateLimit(v))
+		require.Error(t, err, "rate %v", v)
+		require.Nil(t, d)
+		require.Contains(t, err.Error(), "WithRateLimit")
+	}
 }

@@ -38,12 +38,6 @@ const (
 	sharedKeyEnv   = "DISPATCHER_TEST_KEY"
 )
 
-func init() {
-	children["shared"] = sharedChild
-	children["stall-after-claim"] = func() { stallChild("claim") }
-	children["stall-before-confirm"] = func() { stallChild("confirm") }
-}
-
 // childWindow is the shared window a child process uses: the table the
 // parent names, on the dynalite it runs.
 func childWindow() *dynamo.Window {
@@ -309,7 +303,7 @@ func TestSharedKeysCrashBetweenClaimAndCommit(t *testing.T) {
 		require.True(t, ok)
 		require.Equal(t, idempotency.Claimed, h.State)
 
-		d := openShared(t, path, dl.window(t))
+		d := setup(t, atPath(path), with(dispatcher.WithSharedKeys(dl.window(t)))).d
 		require.Equal(t, h.Owner, d.Owner(), "the file keeps its owner across the crash")
 		require.Zero(t, d.Stats().Queued(), "the killed child committed nothing")
 		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k1", Payload: []byte(`{}`)})
@@ -337,7 +331,7 @@ func TestSharedKeysCrashBetweenClaimAndCommit(t *testing.T) {
 		// inside the lease, as on an idle machine, and the tries after it
 		// on the real clock.
 		w := &firstClaimAt{Shared: dl.window(t), at: dead.Lease.Add(-time.Millisecond)}
-		d := openShared(t, filepath.Join(dir, "other.db"), w)
+		d := setup(t, atPath(filepath.Join(dir, "other.db")), with(dispatcher.WithSharedKeys(w))).d
 		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k2", Payload: []byte(`{}`)})
 		require.NoError(t, err)
 		require.False(t, r.Duplicate)
@@ -379,7 +373,7 @@ func TestSharedKeysCrashBeforeConfirm(t *testing.T) {
 	id, ok := strings.CutPrefix(line, "committed ")
 	require.True(t, ok, line)
 
-	d := openShared(t, path, dl.window(t))
+	d := setup(t, atPath(path), with(dispatcher.WithSharedKeys(dl.window(t)))).d
 	require.EqualValues(t, 1, d.Stats().Queued())
 	waitStats(t, d, "the pending claim confirmed", func(s dispatcher.Stats) bool { return s.Shared.Unconfirmed == 0 })
 	h, found := dl.holder(t, "k1")
@@ -400,8 +394,8 @@ func TestSharedKeysAcrossDispatchers(t *testing.T) {
 	dl := startDynalite(t)
 	dir := t.TempDir()
 	ctx := context.Background()
-	a := openShared(t, filepath.Join(dir, "a.db"), dl.window(t))
-	b := openShared(t, filepath.Join(dir, "b.db"), dl.window(t))
+	a := setup(t, atPath(filepath.Join(dir, "a.db")), with(dispatcher.WithSharedKeys(dl.window(t)))).d
+	b := setup(t, atPath(filepath.Join(dir, "b.db")), with(dispatcher.WithSharedKeys(dl.window(t)))).d
 	require.NotEqual(t, a.Owner(), b.Owner())
 
 	ra, err := a.Enqueue(ctx, dispatcher.Event{Function: "fn", Key: "k", Payload: []byte(`{}`)})
@@ -487,7 +481,7 @@ func TestSharedKeysUnavailable(t *testing.T) {
 	proxy := dynalitetest.NewFaultProxy(t, dl.url)
 	w, err := dynamo.New(dynalitetest.Client(t, proxy.URL()), dl.table)
 	require.NoError(t, err)
-	b := setupRun(t, dispatcher.WithSharedKeys(w))
+	b := setup(t, withServer(), with(dispatcher.WithSharedKeys(w)))
 	b.srv.Register("fn", lambdatest.OK())
 	ctx := context.Background()
 	for i := range 20 {
@@ -532,7 +526,7 @@ func TestSharedKeysUnavailable(t *testing.T) {
 func TestSharedKeysDeadLetterAndRedrive(t *testing.T) {
 	t.Parallel()
 	dl := startDynalite(t)
-	b := setupRun(t, dispatcher.WithSharedKeys(dl.window(t)))
+	b := setup(t, withServer(), with(dispatcher.WithSharedKeys(dl.window(t))))
 	b.srv.Register("fn", lambdatest.OK())
 	ctx := context.Background()
 	r, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "missing", Key: "k", Payload: []byte(`{}`)})
@@ -548,16 +542,6 @@ func TestSharedKeysDeadLetterAndRedrive(t *testing.T) {
 	h := waitHolder(t, dl, "k", func(h idempotency.Holder) bool { return h.State == idempotency.Delivered })
 	require.NotEqual(t, r.ID, h.ID, "the redriven event holds the key now")
 	require.Equal(t, 1, keysSeen(t, b.srv, "fn")["k"])
-}
-
-// openShared opens a dispatcher on path sharing the key window w, closed
-// when the test ends.
-func openShared(t *testing.T, path string, w idempotency.Shared) *dispatcher.Dispatcher {
-	t.Helper()
-	d, err := dispatcher.Open(path, dispatcher.WithSharedKeys(w))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = d.Close() })
-	return d
 }
 
 func waitHolder(t *testing.T, dl dynalite, key string, cond func(idempotency.Holder) bool) idempotency.Holder {
@@ -582,11 +566,11 @@ func TestSharedKeysBatchHeldElsewhere(t *testing.T) {
 	dl := startDynalite(t)
 	dir := t.TempDir()
 	ctx := context.Background()
-	a := openShared(t, filepath.Join(dir, "a.db"), dl.window(t))
+	a := setup(t, atPath(filepath.Join(dir, "a.db")), with(dispatcher.WithSharedKeys(dl.window(t)))).d
 	proxy := dynalitetest.NewFaultProxy(t, dl.url)
 	w, err := dynamo.New(dynalitetest.Client(t, proxy.URL()), dl.table)
 	require.NoError(t, err)
-	b := openShared(t, filepath.Join(dir, "b.db"), w)
+	b := setup(t, atPath(filepath.Join(dir, "b.db")), with(dispatcher.WithSharedKeys(w))).d
 
 	batch := make([]dispatcher.Event, 150)
 	for i := range batch {
@@ -629,11 +613,9 @@ func TestSharedKeysFileWindow(t *testing.T) {
 	var queued atomic.Int64
 	var wg sync.WaitGroup
 	for _, name := range []string{"a", "b"} {
-		d, err := dispatcher.Open(filepath.Join(dir, name+".db"), dispatcher.WithSharedKeys(w),
-			dispatcher.WithLambda(srv.Client()), dispatcher.WithPayloadMetadata("_dispatch"))
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = d.Close() })
-		b := &runBundle{srv: srv, d: d}
+		b := setup(t, atPath(filepath.Join(dir, name+".db")), with(dispatcher.WithSharedKeys(w),
+			dispatcher.WithLambda(srv.Client()), dispatcher.WithPayloadMetadata("_dispatch")))
+		d := b.d
 		b.start(t)
 		for p := range 16 {
 			wg.Go(func() {
@@ -689,7 +671,7 @@ func TestSharedKeysConfirmAfterDelivery(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = fw.Close() })
 	w := &flakyConfirms{Shared: fw}
-	b := setupRun(t, dispatcher.WithSharedKeys(w))
+	b := setup(t, withServer(), with(dispatcher.WithSharedKeys(w)))
 	b.srv.Register("fn", lambdatest.OK())
 	r, err := b.d.Enqueue(context.Background(), dispatcher.Event{Function: "fn", Key: "k", Payload: []byte(`{}`)})
 	require.NoError(t, err)

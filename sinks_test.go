@@ -32,7 +32,7 @@ func TestSQSSinkWithFallback(t *testing.T) {
 		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", ""),
 		HTTPClient:  &http.Client{Transport: transport},
 	})
-	b := setupRun(t, dispatcher.WithDeadLetter(deadletter.NewSQS(client, queueURL)), dispatcher.WithMaxPayload(1<<20))
+	b := setup(t, withServer(), with(dispatcher.WithDeadLetter(deadletter.NewSQS(client, queueURL)), dispatcher.WithMaxPayload(1<<20)))
 	b.enqueue(t, "missing", 3)
 	big := []byte(`"` + strings.Repeat("x", 300<<10) + `"`)
 	_, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "missing", Payload: big})
