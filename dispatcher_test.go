@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -262,6 +263,7 @@ func TestAfterClose(t *testing.T) {
 	before := sum()
 
 	dl := b.d.DeadLetters()
+	qe := b.d.Events()
 	ev := dispatcher.Event{Function: "fn", Payload: []byte(`{}`)}
 	for name, call := range map[string]func() error{
 		"Close":            b.d.Close,
@@ -282,7 +284,11 @@ func TestAfterClose(t *testing.T) {
 			_, err := dl.RedriveMatching(ctx, dispatcher.LetterFilter{}, dispatcher.RedriveOptions{})
 			return err
 		},
-		"Purge": func() error { _, err := dl.Purge(ctx, dispatcher.LetterFilter{}); return err },
+		"Purge":      func() error { _, err := dl.Purge(ctx, dispatcher.LetterFilter{}); return err },
+		"LettersAll": func() error { return firstErr(dl.All(ctx, dispatcher.LetterFilter{})) },
+		"EventsGet":  func() error { _, err := qe.Get("1"); return err },
+		"EventsFind": func() error { _, _, err := qe.Find(ctx, dispatcher.EventFilter{}, "", 10); return err },
+		"EventsAll":  func() error { return firstErr(qe.All(ctx, dispatcher.EventFilter{})) },
 	} {
 		require.ErrorIs(t, call(), dispatcher.ErrClosed, name)
 	}
@@ -374,4 +380,14 @@ func TestOpenDamagedFile(t *testing.T) {
 			require.Equal(t, sha256.Sum256(b), sha256.Sum256(after))
 		})
 	}
+}
+
+// firstErr returns the first error an inspector's iterator yields, or nil.
+func firstErr[T any](seq iter.Seq2[T, error]) error {
+	for _, err := range seq {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

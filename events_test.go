@@ -26,7 +26,7 @@ func TestEventsGet(t *testing.T) {
 
 	t.Run("Ready", func(t *testing.T) {
 		t.Parallel()
-		d, _ := open(t)
+		d := setup(t).d
 		r, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Qualifier: "live", Key: "k-1", Payload: []byte(`{"n":1}`)})
 		require.NoError(t, err)
 		e, err := d.Events().Get(r.ID)
@@ -52,7 +52,7 @@ func TestEventsGet(t *testing.T) {
 		t.Parallel()
 		p := fastPolicy()
 		p.InitialInterval, p.MaxInterval, p.RandomizationFactor = time.Hour, time.Hour, 0
-		b := setupRun(t, dispatcher.WithRetryPolicy(p))
+		b := setup(t, withServer(), with(dispatcher.WithRetryPolicy(p)))
 		b.srv.Register("flaky", lambdatest.OK())
 		b.srv.Register("slow", lambdatest.OK())
 		b.srv.Fail("flaky", lambdatest.ServerError(1))
@@ -99,7 +99,7 @@ func TestEventsGet(t *testing.T) {
 // matches ErrNotFound and the lower package's sentinel both.
 func TestEventsNotFound(t *testing.T) {
 	t.Parallel()
-	d, _ := open(t)
+	d := setup(t).d
 	for _, id := range []string{"999", "abc", ""} {
 		_, err := d.Events().Get(id)
 		require.ErrorIs(t, err, dispatcher.ErrNotFound, id)
@@ -119,7 +119,7 @@ func TestEventsFind(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	var clock steppable
-	d, _ := open(t, clock.option())
+	d := setup(t, with(clock.option())).d
 	var ids []string
 	enqueue := func(n int) {
 		for range n {
@@ -203,7 +203,7 @@ func TestEventsFind(t *testing.T) {
 func TestEventsAll(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d, _ := open(t)
+	d := setup(t).d
 	evs := make([]dispatcher.Event, 2100)
 	for i := range evs {
 		evs[i] = dispatcher.Event{Function: []string{"a", "b", "c"}[i%3], Payload: fmt.Appendf(nil, `{"n":%d}`, i)}

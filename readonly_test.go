@@ -62,6 +62,12 @@ func TestReadOnly(t *testing.T) {
 	require.NoError(t, deadletter.NewBolt(dispatcher.DBForTest(d)).Put(ctx, deadletter.Letter{
 		ID: "100", Function: "orders", Payload: []byte(`{"id":100}`), Reason: deadletter.Rejected, DeadLettered: time.Now()}))
 	require.NoError(t, d.Close())
+	// Close has waited for the sweep to finish, but its goroutine can
+	// still be on its way out when the stacks are read: wait for that.
+	deadline := time.Now().Add(10 * time.Second)
+	for sweeping() && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
 	require.False(t, sweeping(), "no sweep left from the writer")
 	was := fingerprintOf(t, path)
 
