@@ -236,7 +236,9 @@ func TestSalvageScanBringsBackAckedEvents(t *testing.T) {
 	for seq, e := range got {
 		if e.Function == "delivered" {
 			require.LessOrEqual(t, seq, acked[len(acked)-1], "an acked event, back")
-			require.Equal(t, 1, e.Attempts, "its latest copy: the lease's")
+			// The lease's copy (1 attempt) or, where its page was reused
+			// since, the enqueue's (0): bbolt's page reuse decides which.
+			require.LessOrEqual(t, e.Attempts, 1, "a copy this event really had")
 		}
 	}
 }
