@@ -90,104 +90,116 @@ type adminRoute struct {
 // adminRoutes is AdminHandler's route table.
 func (d *Dispatcher) adminRoutes() []adminRoute {
 	return []adminRoute{
-		{"GET /stats", func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, d.Stats())
-		}},
+		{"GET /stats", d.adminStats},
 		{"GET /events", d.adminListEvents},
-		{"GET /events/{id}", func(w http.ResponseWriter, r *http.Request) {
-			id := r.PathValue("id")
-			if _, err := strconv.ParseUint(id, 10, 64); err != nil {
-				writeError(w, http.StatusBadRequest, "id must be a number")
-				return
-			}
-			e, err := d.Events().Get(id)
-			if err != nil {
-				writeStoreError(w, err)
-				return
-			}
-			writeJSON(w, http.StatusOK, eventInfo(e, true))
-		}},
-		{"GET /deadletters", func(w http.ResponseWriter, r *http.Request) {
-			f, err := letterFilter(r)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			limit, err := pageLimit(r)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			items, next, err := d.DeadLetters().Find(r.Context(), f, r.URL.Query().Get("after"), limit)
-			if err != nil {
-				writeStoreError(w, err)
-				return
-			}
-			if items == nil {
-				items = []deadletter.Letter{}
-			}
-			writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
-		}},
-		{"GET /deadletters/{id}", func(w http.ResponseWriter, r *http.Request) {
-			l, err := d.DeadLetters().Get(r.PathValue("id"))
-			if err != nil {
-				writeStoreError(w, err)
-				return
-			}
-			writeJSON(w, http.StatusOK, l)
-		}},
-		{"POST /deadletters/redrive", func(w http.ResponseWriter, r *http.Request) {
-			var req struct {
-				IDs       []string     `json:"ids"`
-				Filter    *adminFilter `json:"filter"`
-				All       bool         `json:"all"`
-				To        string       `json:"to"`
-				Qualifier string       `json:"qualifier"`
-			}
-			if !readJSON(w, r, &req) {
-				return
-			}
-			o := RedriveOptions{Function: req.To, Qualifier: req.Qualifier}
-			var n int
-			var err error
-			switch filtered := !req.Filter.empty(); {
-			case len(req.IDs) > 0 && (filtered || req.All):
-				writeError(w, http.StatusBadRequest, `give "ids", or a "filter" or "all", not both`)
-				return
-			case len(req.IDs) > 0:
-				n, err = d.DeadLetters().Redrive(r.Context(), req.IDs, o)
-			case filtered || req.All:
-				n, err = d.DeadLetters().RedriveMatching(r.Context(), req.Filter.toFilter(), o)
-			default:
-				writeError(w, http.StatusBadRequest, `nothing selected: give "ids", a "filter" with a field set, or "all": true`)
-				return
-			}
-			if err != nil {
-				writeStoreError(w, err)
-				return
-			}
-			writeJSON(w, http.StatusOK, map[string]int{"redriven": n})
-		}},
-		{"POST /deadletters/purge", func(w http.ResponseWriter, r *http.Request) {
-			var req struct {
-				Filter *adminFilter `json:"filter"`
-				All    bool         `json:"all"`
-			}
-			if !readJSON(w, r, &req) {
-				return
-			}
-			if req.Filter.empty() && !req.All {
-				writeError(w, http.StatusBadRequest, `nothing selected: give a "filter" with a field set, or "all": true`)
-				return
-			}
-			n, err := d.DeadLetters().Purge(r.Context(), req.Filter.toFilter())
-			if err != nil {
-				writeStoreError(w, err)
-				return
-			}
-			writeJSON(w, http.StatusOK, map[string]int{"purged": n})
-		}},
+		{"GET /events/{id}", d.adminGetEvent},
+		{"GET /deadletters", d.adminListLetters},
+		{"GET /deadletters/{id}", d.adminGetLetter},
+		{"POST /deadletters/redrive", d.adminRedrive},
+		{"POST /deadletters/purge", d.adminPurge},
 	}
+}
+
+func (d *Dispatcher) adminStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, d.Stats())
+}
+
+func (d *Dispatcher) adminGetEvent(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+		writeError(w, http.StatusBadRequest, "id must be a number")
+		return
+	}
+	e, err := d.Events().Get(id)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, eventInfo(e, true))
+}
+
+func (d *Dispatcher) adminListLetters(w http.ResponseWriter, r *http.Request) {
+	f, err := letterFilter(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	limit, err := pageLimit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	items, next, err := d.DeadLetters().Find(r.Context(), f, r.URL.Query().Get("after"), limit)
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	if items == nil {
+		items = []deadletter.Letter{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
+}
+
+func (d *Dispatcher) adminGetLetter(w http.ResponseWriter, r *http.Request) {
+	l, err := d.DeadLetters().Get(r.PathValue("id"))
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
+}
+
+func (d *Dispatcher) adminRedrive(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		IDs       []string     `json:"ids"`
+		Filter    *adminFilter `json:"filter"`
+		All       bool         `json:"all"`
+		To        string       `json:"to"`
+		Qualifier string       `json:"qualifier"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	o := RedriveOptions{Function: req.To, Qualifier: req.Qualifier}
+	var n int
+	var err error
+	switch filtered := !req.Filter.empty(); {
+	case len(req.IDs) > 0 && (filtered || req.All):
+		writeError(w, http.StatusBadRequest, `give "ids", or a "filter" or "all", not both`)
+		return
+	case len(req.IDs) > 0:
+		n, err = d.DeadLetters().Redrive(r.Context(), req.IDs, o)
+	case filtered || req.All:
+		n, err = d.DeadLetters().RedriveMatching(r.Context(), req.Filter.toFilter(), o)
+	default:
+		writeError(w, http.StatusBadRequest, `nothing selected: give "ids", a "filter" with a field set, or "all": true`)
+		return
+	}
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"redriven": n})
+}
+
+func (d *Dispatcher) adminPurge(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Filter *adminFilter `json:"filter"`
+		All    bool         `json:"all"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Filter.empty() && !req.All {
+		writeError(w, http.StatusBadRequest, `nothing selected: give a "filter" with a field set, or "all": true`)
+		return
+	}
+	n, err := d.DeadLetters().Purge(r.Context(), req.Filter.toFilter())
+	if err != nil {
+		writeStoreError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"purged": n})
 }
 
 func (d *Dispatcher) adminListEvents(w http.ResponseWriter, r *http.Request) {
