@@ -108,13 +108,20 @@ func (e *InvokeError) Unwrap() error { return e.Err }
 // *types.TooManyRequestsException its RetryAfterSeconds and Reason. The
 // message is passed through [Redact], so that whoever logs or keeps it
 // never keeps a credential AWS quoted back. It returns
-// nil for nil, and the *InvokeError itself when err already is or wraps one.
+// nil for nil, and the *InvokeError itself when err already is or wraps one
+// (a copy with its message redacted, if the message quoted a credential:
+// the caller's value is left as it was).
 func FromError(err error) *InvokeError {
 	if err == nil {
 		return nil
 	}
 	var ie *InvokeError
 	if errors.As(err, &ie) {
+		if m := Redact(ie.Message); m != ie.Message {
+			c := *ie
+			c.Message = m
+			return &c
+		}
 		return ie
 	}
 	ie = &InvokeError{Class: Classify(err), Err: err}

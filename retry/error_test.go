@@ -130,6 +130,20 @@ func TestFromErrorKeepsInvokeError(t *testing.T) {
 	require.Same(t, inner, retry.FromError(fmt.Errorf("send: %w", inner)))
 }
 
+// TestFromErrorRedactsInvokeError: an InvokeError built by hand (a fake
+// client's) comes back with its message redacted, and the caller's value
+// is left as it was.
+func TestFromErrorRedactsInvokeError(t *testing.T) {
+	t.Parallel()
+	msg := "refused: x-amz-security-token:" + testToken
+	inner := &retry.InvokeError{Class: retry.Permanent, Code: "InvalidRequestContentException", Message: msg}
+	ie := retry.FromError(fmt.Errorf("send: %w", inner))
+	require.NotContains(t, ie.Message, testToken)
+	require.Contains(t, ie.Message, "x-amz-security-token:"+retry.Redacted)
+	require.Equal(t, "InvalidRequestContentException", ie.Code)
+	require.Equal(t, msg, inner.Message, "the caller's InvokeError is not changed")
+}
+
 func TestInvokeErrorString(t *testing.T) {
 	t.Parallel()
 	cases := []struct {

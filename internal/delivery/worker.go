@@ -196,9 +196,8 @@ func errorInfo(ie *retry.InvokeError) store.ErrorInfo {
 	if ie == nil {
 		return store.ErrorInfo{}
 	}
-	// Message is redacted again for an InvokeError a fake client built by
-	// hand, which FromError returns as it is.
-	info := store.ErrorInfo{Code: ie.Code, Message: retry.Redact(ie.Message), Status: ie.StatusCode, RequestID: ie.RequestID}
+	// ie comes from retry.FromError, which has redacted its message.
+	info := store.ErrorInfo{Code: ie.Code, Message: ie.Message, Status: ie.StatusCode, RequestID: ie.RequestID}
 	if info.IsZero() {
 		info.Message = ie.Error()
 	}
