@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/deadletter"
@@ -325,8 +324,8 @@ func TestCrashDuringRedrive(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.db")
 	d, err := dispatcher.Open(path)
 	require.NoError(t, err)
-	letters := deadletter.NewBolt(dispatcher.DBForTest(d))
-	require.NoError(t, dispatcher.DBForTest(d).Update(func(tx *bolt.Tx) error {
+	letters := deadletter.NewBolt(dispatcher.StoreForTest(d))
+	require.NoError(t, dispatcher.StoreForTest(d).Update(context.Background(), func(tx *store.Tx) error {
 		for i := 1; i <= n; i++ {
 			l := deadletter.Letter{ID: fmt.Sprint(i), Function: "fn", Reason: deadletter.RetriesExhausted, Attempts: 3, Payload: fmt.Appendf(nil, `{"n":%d}`, i)}
 			if err := letters.PutTx(tx, l); err != nil {
@@ -354,7 +353,7 @@ func TestCrashDuringRedrive(t *testing.T) {
 	st, err := store.Open(path, store.Options{})
 	require.NoError(t, err)
 	require.NoError(t, st.Scan(func(e store.Event) error { note("queued", e.Payload); return nil }))
-	bl := deadletter.NewBolt(st.DB())
+	bl := deadletter.NewBolt(st)
 	after := ""
 	for {
 		page, next, err := bl.List(context.Background(), after, 1000)

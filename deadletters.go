@@ -7,10 +7,7 @@ import (
 	"iter"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/deadletter"
-	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/internal/sharedkeys"
 	"github.com/lambdadispatch/dispatcher/store"
 )
@@ -179,7 +176,7 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 	for len(ids) > 0 {
 		batch := ids[:min(len(ids), redriveBatch)]
 		ids = ids[len(batch):]
-		var window store.KeyWindow = idempotency.Window{Index: l.d.keys}
+		var window store.KeyWindow = l.d.keys
 		var sh *sharedkeys.Redrive
 		if l.d.shared != nil {
 			keyOf, err := l.letterKeys(batch)
@@ -192,7 +189,7 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 			batch, window = sh.IDs, sh.Window()
 		}
 		var keys []string
-		seqs, err := l.d.st.Insert(ctx, func(tx *bolt.Tx) ([]store.NewEvent, error) {
+		seqs, err := l.d.st.Insert(ctx, func(tx *store.Tx) ([]store.NewEvent, error) {
 			keys = keys[:0]
 			var evs []store.NewEvent
 			var found []string
@@ -246,7 +243,7 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 // the shared key window to release and claim afresh.
 func (l *DeadLetters) letterKeys(ids []string) (map[string]string, error) {
 	keyOf := map[string]string{}
-	err := l.d.st.DB().View(func(tx *bolt.Tx) error {
+	err := l.d.st.View(func(tx *store.Tx) error {
 		for _, id := range ids {
 			letter, err := l.b.GetTx(tx, id)
 			if err == nil && letter.Key != "" {
@@ -280,7 +277,7 @@ func (l *DeadLetters) Purge(ctx context.Context, f LetterFilter) (int, error) {
 	}
 	return l.eachBatch(ctx, f, func(ids []string) (int, error) {
 		var n int
-		err := l.d.st.Update(ctx, func(tx *bolt.Tx) error {
+		err := l.d.st.Update(ctx, func(tx *store.Tx) error {
 			var err error
 			n, err = l.b.DeleteTx(tx, ids...)
 			return err

@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/lambdatest"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // TestRedriveRoundTrip dead-letters events of a failing function, fixes
@@ -130,10 +130,10 @@ func TestRedriveInBoundedBatches(t *testing.T) {
 	d, err := dispatcher.Open(path)
 	require.NoError(t, err)
 	defer d.Close()
-	letters := deadletter.NewBolt(dispatcher.DBForTest(d))
+	letters := deadletter.NewBolt(dispatcher.StoreForTest(d))
 	// One transaction, not 1,200 fsync'd ones: only the redrive's commits
 	// are counted.
-	require.NoError(t, dispatcher.DBForTest(d).Update(func(tx *bolt.Tx) error {
+	require.NoError(t, dispatcher.StoreForTest(d).Update(context.Background(), func(tx *store.Tx) error {
 		for i := 1; i <= 1200; i++ {
 			if err := letters.PutTx(tx, deadletter.Letter{ID: fmt.Sprint(i), Function: "fn", Reason: deadletter.Rejected, Payload: []byte(`{}`)}); err != nil {
 				return err

@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/lambdatest"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 func TestDedupSameKeyFrom64Goroutines(t *testing.T) {
@@ -209,8 +209,8 @@ func TestDedupDeliverySide(t *testing.T) {
 	var seq uint64
 	_, err = fmt.Sscan(r.ID, &seq)
 	require.NoError(t, err)
-	keys := idempotency.New(dispatcher.DBForTest(b.d))
-	require.NoError(t, dispatcher.DBForTest(b.d).Update(func(tx *bolt.Tx) error {
+	keys := idempotency.New(dispatcher.StoreForTest(b.d))
+	require.NoError(t, dispatcher.StoreForTest(b.d).Update(context.Background(), func(tx *store.Tx) error {
 		return keys.Mark(tx, "k1", seq, idempotency.Delivered)
 	}))
 	b.start(t)
@@ -235,9 +235,9 @@ func TestDedupMarksAndRedrive(t *testing.T) {
 	waitStats(t, b.d, "settled", func(s dispatcher.Stats) bool { return s.Delivered == 1 && s.DeadLettered == 1 })
 	state := func(key string) idempotency.State {
 		var e idempotency.Entry
-		require.NoError(t, dispatcher.DBForTest(b.d).View(func(tx *bolt.Tx) error {
+		require.NoError(t, dispatcher.StoreForTest(b.d).View(func(tx *store.Tx) error {
 			var err error
-			e, _, err = idempotency.New(dispatcher.DBForTest(b.d)).Lookup(tx, key, time.Now())
+			e, _, err = idempotency.New(dispatcher.StoreForTest(b.d)).Lookup(tx, key, time.Now())
 			return err
 		}))
 		return e.State

@@ -88,8 +88,8 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		d.opts.metrics = noMetrics{}
 	}
 	d.opts.metrics.Attach(d.Stats)
-	d.letters = deadletter.NewBolt(st.DB())
-	d.keys = idempotency.New(st.DB())
+	d.letters = deadletter.NewBolt(st)
+	d.keys = idempotency.New(st)
 	if o.readOnly {
 		// Nothing to sweep, nothing to claim: both would write.
 		return d, nil
@@ -187,7 +187,7 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 	if d.shared != nil {
 		return d.enqueueShared(ctx, news)
 	}
-	results, err := d.st.EnqueueUnique(ctx, news, idempotency.Window{Index: d.keys})
+	results, err := d.st.EnqueueUnique(ctx, news, d.keys)
 	if err != nil {
 		return nil, translate(err)
 	}

@@ -3,16 +3,15 @@ package dispatcher
 import (
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // ScanEvents lets the external tests read the queue of an open Dispatcher.
 func ScanEvents(d *Dispatcher, fn func(store.Event) error) error { return d.st.Scan(fn) }
 
-// DBForTest exposes the bbolt handle, to seed dead letters directly.
-func DBForTest(d *Dispatcher) *bolt.DB { return d.st.DB() }
+// StoreForTest exposes the queue's store, so that tests seed dead letters
+// and keys through the packages that own them.
+func StoreForTest(d *Dispatcher) *store.Store { return d.st }
 
 // WithElapsed replaces the monotonic clock the queue's schedule runs on,
 // so tests can move due times and ages without waiting.

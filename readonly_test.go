@@ -59,7 +59,7 @@ func TestReadOnly(t *testing.T) {
 		{Function: "orders", Payload: []byte(`{"id":2}`)},
 	})
 	require.NoError(t, err)
-	require.NoError(t, deadletter.NewBolt(dispatcher.DBForTest(d)).Put(ctx, deadletter.Letter{
+	require.NoError(t, deadletter.NewBolt(dispatcher.StoreForTest(d)).Put(ctx, deadletter.Letter{
 		ID: "100", Function: "orders", Payload: []byte(`{"id":100}`), Reason: deadletter.Rejected, DeadLettered: time.Now()}))
 	require.NoError(t, d.Close())
 	// Close has waited for the sweep to finish, but its goroutine can

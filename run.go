@@ -5,10 +5,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/internal/delivery"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // LambdaInvoker is the one method of *lambda.Client the dispatcher calls,
@@ -85,7 +85,7 @@ func (d *Dispatcher) deliveryConfig() delivery.Config {
 	cfg := delivery.Config{
 		Lambda:        d.opts.lambda,
 		Queue:         d.st,
-		Keys:          deliveryKeys{db: d.st.DB(), keys: d.keys, now: d.opts.now},
+		Keys:          deliveryKeys{st: d.st, keys: d.keys, now: d.opts.now},
 		Sinks:         d.sinks,
 		Counters:      &d.counts,
 		Metrics:       d.opts.metrics,
@@ -110,14 +110,14 @@ func (d *Dispatcher) deliveryConfig() delivery.Config {
 
 // deliveryKeys is the local key window as delivery sees it.
 type deliveryKeys struct {
-	db   *bolt.DB
+	st   *store.Store
 	keys *idempotency.Index
 	now  func() time.Time
 }
 
 func (k deliveryKeys) Delivered(key string) (bool, error) {
 	var delivered bool
-	err := k.db.View(func(tx *bolt.Tx) error {
+	err := k.st.View(func(tx *store.Tx) error {
 		e, ok, err := k.keys.Lookup(tx, key, k.now())
 		delivered = ok && e.State == idempotency.Delivered
 		return err
@@ -125,6 +125,6 @@ func (k deliveryKeys) Delivered(key string) (bool, error) {
 	return delivered, err
 }
 
-func (k deliveryKeys) Mark(tx *bolt.Tx, key string, seq uint64, s idempotency.State) error {
+func (k deliveryKeys) Mark(tx *store.Tx, key string, seq uint64, s idempotency.State) error {
 	return k.keys.Mark(tx, key, seq, s)
 }

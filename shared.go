@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/internal/sharedkeys"
 	"github.com/lambdadispatch/dispatcher/store"
@@ -18,7 +16,7 @@ func (d *Dispatcher) openShared(w idempotency.Shared) error {
 	sk, err := sharedkeys.Open(sharedkeys.Config{
 		Window:   w,
 		Queue:    d.st,
-		Local:    sharedLocal{Window: idempotency.Window{Index: d.keys}, db: d.st.DB()},
+		Local:    sharedLocal{Index: d.keys, st: d.st},
 		Logger:   d.log,
 		Counters: &d.sharedCounts,
 		Duplicate: func() {
@@ -79,14 +77,14 @@ func (d *Dispatcher) sharedStats() SharedStats {
 
 // sharedLocal is the file's own key index as package sharedkeys sees it.
 type sharedLocal struct {
-	idempotency.Window
-	db *bolt.DB
+	*idempotency.Index
+	st *store.Store
 }
 
 // Holds reports, for each of keys, whether the file holds it at now.
 func (l sharedLocal) Holds(keys []string, now time.Time) (map[string]bool, error) {
 	held := make(map[string]bool, len(keys))
-	err := l.db.View(func(tx *bolt.Tx) error {
+	err := l.st.View(func(tx *store.Tx) error {
 		for _, k := range keys {
 			_, ok, err := l.Lookup(tx, k, now)
 			if err != nil {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // ErrNotFound is returned, wrapped with the id, by [Bolt.Get] for an id that
@@ -17,27 +17,24 @@ var ErrNotFound = errors.New("deadletter: no such letter")
 // bbolt from reusing pages and makes the file grow.
 const MaxListLimit = 1000
 
-// bucketName is the bucket of the queue's file that holds the letters.
-var bucketName = []byte("deadletters")
-
-// Bolt is the default sink: it keeps letters in the bucket "deadletters" of
-// the queue's own bbolt file, keyed by event id, and implements [TxSink].
+// Bolt is the default sink: it keeps letters in the bucket [store.Letters]
+// of the queue's own file, keyed by event id, and implements [TxSink].
 // It also reads them back: [Bolt.Count], [Bolt.Get] and [Bolt.List].
 //
-// Bolt holds no state but the handle, starts no goroutine and needs no
-// closing; it is safe for concurrent use. Every call needs db open.
+// Bolt holds no state but the store, starts no goroutine and needs no
+// closing; it is safe for concurrent use. Every call needs the store open.
 type Bolt struct {
-	db *bolt.DB
+	st *store.Store
 }
 
-// NewBolt returns a sink that keeps letters in db. It writes nothing until
-// the first letter: the bucket is created then.
-func NewBolt(db *bolt.DB) *Bolt { return &Bolt{db: db} }
+// NewBolt returns a sink that keeps letters in st's file. It writes
+// nothing until the first letter: the bucket is created then.
+func NewBolt(st *store.Store) *Bolt { return &Bolt{st: st} }
 
 // Put stores l in a write transaction of its own, and returns once it is
-// committed (and synced, unless db was opened with NoSync). ctx is checked
-// before the transaction starts; waiting for bbolt's writer lock does not
-// heed it. Like PutTx, it replaces a letter already held under l.ID.
+// committed and synced. ctx bounds the
+// wait for the store's writer, whose transaction (and sync) the letter may
+// share with other writes. Like PutTx, it replaces a letter already held under l.ID.
 func (b *Bolt) Put(ctx context.Context, l Letter) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -47,7 +44,7 @@ func (b *Bolt) Put(ctx context.Context, l Letter) error {
 	if err != nil {
 		return err
 	}
-	if err := b.db.Update(func(tx *bolt.Tx) error { return put(tx, key, value) }); err != nil {
+	if err := b.st.Update(ctx, func(tx *store.Tx) error { return put(tx, key, value) }); err != nil {
 		return fmt.Errorf("deadletter: put letter %s: %w", l.ID, err)
 	}
 	return nil
@@ -60,7 +57,7 @@ func (b *Bolt) Put(ctx context.Context, l Letter) error {
 //
 // A letter that cannot be stored faithfully is refused with an error
 // wrapping [ErrInvalidLetter], before anything is written.
-func (b *Bolt) PutTx(tx *bolt.Tx, l Letter) error {
+func (b *Bolt) PutTx(tx *store.Tx, l Letter) error {
 	key, value, err := encodeLetter(l)
 	if err != nil {
 		return err
@@ -74,8 +71,8 @@ func (b *Bolt) PutTx(tx *bolt.Tx, l Letter) error {
 // put writes one letter and keeps the count. The count is the bucket's
 // sequence number: every write to the bucket must keep it equal to the
 // number of keys, so that Count need not walk them.
-func put(tx *bolt.Tx, key, value []byte) error {
-	bk, err := tx.CreateBucketIfNotExists(bucketName)
+func put(tx *store.Tx, key, value []byte) error {
+	bk, err := tx.Bucket(store.Letters)
 	if err != nil {
 		return err
 	}
@@ -93,10 +90,12 @@ func put(tx *bolt.Tx, key, value []byte) error {
 // read. It reads one counter, not the letters.
 func (b *Bolt) Count() (int, error) {
 	var n uint64
-	err := b.db.View(func(tx *bolt.Tx) error {
-		if bk := tx.Bucket(bucketName); bk != nil {
-			n = bk.Sequence()
+	err := b.st.View(func(tx *store.Tx) error {
+		bk, err := tx.Bucket(store.Letters)
+		if err != nil {
+			return err
 		}
+		n = bk.Sequence()
 		return nil
 	})
 	if err != nil {
@@ -114,16 +113,9 @@ func (b *Bolt) Get(id string) (Letter, error) {
 		return Letter{}, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
 	var l Letter
-	err = b.db.View(func(tx *bolt.Tx) error {
-		var v []byte
-		if bk := tx.Bucket(bucketName); bk != nil {
-			v = bk.Get(key)
-		}
-		if v == nil {
-			return fmt.Errorf("%w: %s", ErrNotFound, id)
-		}
+	err = b.st.View(func(tx *store.Tx) error {
 		var err error
-		l, err = decodeLetter(id, v)
+		l, err = getTx(tx, key, id)
 		return err
 	})
 	return l, err
@@ -160,10 +152,10 @@ func (b *Bolt) List(ctx context.Context, after string, limit int) ([]Letter, str
 		letters []Letter
 		next    string
 	)
-	err := b.db.View(func(tx *bolt.Tx) error {
-		bk := tx.Bucket(bucketName)
-		if bk == nil {
-			return nil
+	err := b.st.View(func(tx *store.Tx) error {
+		bk, err := tx.Bucket(store.Letters)
+		if err != nil {
+			return err
 		}
 		cur := bk.Cursor()
 		var k, v []byte
@@ -204,15 +196,20 @@ func (b *Bolt) List(ctx context.Context, after string, limit int) ([]Letter, str
 // GetTx reads the letter with the given id inside tx: a redrive reads and
 // removes a letter in the transaction that queues its event again. It
 // returns an error wrapping ErrNotFound when there is none.
-func (b *Bolt) GetTx(tx *bolt.Tx, id string) (Letter, error) {
+func (b *Bolt) GetTx(tx *store.Tx, id string) (Letter, error) {
 	key, err := idKey(id)
 	if err != nil {
 		return Letter{}, fmt.Errorf("%w: %v", ErrNotFound, err)
 	}
-	var v []byte
-	if bk := tx.Bucket(bucketName); bk != nil {
-		v = bk.Get(key)
+	return getTx(tx, key, id)
+}
+
+func getTx(tx *store.Tx, key []byte, id string) (Letter, error) {
+	bk, err := tx.Bucket(store.Letters)
+	if err != nil {
+		return Letter{}, err
 	}
+	v := bk.Get(key)
 	if v == nil {
 		return Letter{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
@@ -221,10 +218,10 @@ func (b *Bolt) GetTx(tx *bolt.Tx, id string) (Letter, error) {
 
 // DeleteTx removes the letters with the given ids inside tx, skipping
 // those that are not there, and returns how many it removed.
-func (b *Bolt) DeleteTx(tx *bolt.Tx, ids ...string) (int, error) {
-	bk := tx.Bucket(bucketName)
-	if bk == nil {
-		return 0, nil
+func (b *Bolt) DeleteTx(tx *store.Tx, ids ...string) (int, error) {
+	bk, err := tx.Bucket(store.Letters)
+	if err != nil {
+		return 0, err
 	}
 	n := 0
 	for _, id := range ids {

@@ -17,20 +17,42 @@ import (
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
-// bundle is what a test needs: a real bbolt file and a sink on it.
+// bundle is what a test needs: a real queue file and a sink on it.
 type bundle struct {
-	db   *bolt.DB
+	path string
+	st   *store.Store
 	sink *deadletter.Bolt
 }
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	// NoSync: these tests are about what is written, not about the disk, and
-	// a fsync per Put makes them slow on a busy machine.
-	db, err := bolt.Open(filepath.Join(t.TempDir(), "queue.db"), 0o600, &bolt.Options{Timeout: time.Second, NoSync: true})
+	path := filepath.Join(t.TempDir(), "queue.db")
+	st, err := store.Open(path, store.Options{})
 	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, db.Close()) })
-	return &bundle{db: db, sink: deadletter.NewBolt(db)}
+	b := &bundle{path: path, st: st, sink: deadletter.NewBolt(st)}
+	// b.st, not st: bucketOnDisk opens the store again.
+	t.Cleanup(func() { require.NoError(t, b.st.Close()) })
+	return b
+}
+
+// bucketOnDisk reports whether the file holds the letters bucket at all,
+// which no read through the store tells from an empty bucket: it closes
+// the store, looks with bbolt read-only, and opens the store again.
+func (b *bundle) bucketOnDisk(t *testing.T) bool {
+	t.Helper()
+	require.NoError(t, b.st.Close())
+	db, err := bolt.Open(b.path, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	require.NoError(t, err)
+	var found bool
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		found = tx.Bucket([]byte(store.Letters.String())) != nil
+		return nil
+	}))
+	require.NoError(t, db.Close())
+	st, err := store.Open(b.path, store.Options{})
+	require.NoError(t, err)
+	b.st, b.sink = st, deadletter.NewBolt(st)
+	return found
 }
 
 var at = time.Date(2026, 3, 1, 12, 0, 0, 5, time.UTC)
@@ -51,9 +73,15 @@ func letter(id uint64) deadletter.Letter {
 func (b *bundle) keys(t *testing.T) int {
 	t.Helper()
 	var n int
-	require.NoError(t, b.db.View(func(tx *bolt.Tx) error {
-		if bk := tx.Bucket([]byte("deadletters")); bk != nil {
-			n = bk.Stats().KeyN
+	require.NoError(t, b.st.View(func(tx *store.Tx) error {
+		bk, err := tx.Bucket(store.Letters)
+		if err != nil {
+			return err
+		}
+		n = 0
+		c := bk.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
 		}
 		return nil
 	}))
@@ -82,10 +110,9 @@ func TestBolt(t *testing.T) {
 		require.Empty(t, next)
 		_, err = b.sink.Get("1")
 		require.ErrorIs(t, err, deadletter.ErrNotFound)
-		require.NoError(t, b.db.View(func(tx *bolt.Tx) error {
-			require.Nil(t, tx.Bucket([]byte("deadletters")), "reads must not create the bucket")
-			return nil
-		}))
+		require.False(t, b.bucketOnDisk(t), "reads must not create the bucket")
+		require.NoError(t, b.sink.Put(ctx, letter(1)))
+		require.True(t, b.bucketOnDisk(t), "the first letter creates it")
 	})
 
 	t.Run("PutThenGetListCount", func(t *testing.T) {
@@ -114,26 +141,21 @@ func TestBolt(t *testing.T) {
 	t.Run("PutTxCommitsWithTheCallersWrite", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		require.NoError(t, b.db.Update(func(tx *bolt.Tx) error {
-			q, err := tx.CreateBucketIfNotExists([]byte("queue"))
-			require.NoError(t, err)
-			require.NoError(t, q.Put([]byte("event-7"), []byte("x")))
-			return nil
-		}))
-		require.NoError(t, b.db.Update(func(tx *bolt.Tx) error {
-			if err := tx.Bucket([]byte("queue")).Delete([]byte("event-7")); err != nil {
-				return err
-			}
-			return b.sink.PutTx(tx, letter(7))
-		}))
-		require.Equal(t, 1, b.count(t))
-		got, err := b.sink.Get("7")
+		seqs, err := b.st.Enqueue(ctx, []store.NewEvent{{Function: "orders", Payload: []byte(`{"order":1}`)}})
 		require.NoError(t, err)
-		require.Equal(t, letter(7), got)
-		require.NoError(t, b.db.View(func(tx *bolt.Tx) error {
-			require.Nil(t, tx.Bucket([]byte("queue")).Get([]byte("event-7")))
-			return nil
-		}))
+		seq := seqs[0]
+		// The caller's write is the queue's own: Remove takes the event out
+		// in the transaction it hands to move.
+		_, err = b.st.Remove(ctx, seq, func(tx *store.Tx, ev store.Event) error {
+			return b.sink.PutTx(tx, letter(ev.Seq))
+		})
+		require.NoError(t, err)
+		require.Equal(t, 1, b.count(t))
+		got, err := b.sink.Get(strconv.FormatUint(seq, 10))
+		require.NoError(t, err)
+		require.Equal(t, letter(seq), got)
+		_, err = b.st.Get(seq)
+		require.ErrorIs(t, err, store.ErrNotFound, "the event left the queue with the letter")
 	})
 
 	t.Run("RolledBackTxLeavesNoLetter", func(t *testing.T) {
@@ -141,10 +163,11 @@ func TestBolt(t *testing.T) {
 		b := setup(t)
 		require.NoError(t, b.sink.Put(ctx, letter(1)))
 		boom := errors.New("boom")
-		err := b.db.Update(func(tx *bolt.Tx) error {
-			q, err := tx.CreateBucketIfNotExists([]byte("queue"))
+		err := b.st.Update(ctx, func(tx *store.Tx) error {
+			// The other write in the transaction: removing letter 1.
+			n, err := b.sink.DeleteTx(tx, "1")
 			require.NoError(t, err)
-			require.NoError(t, q.Put([]byte("event-2"), []byte("x")))
+			require.Equal(t, 1, n)
 			require.NoError(t, b.sink.PutTx(tx, letter(2)))
 			return boom
 		})
@@ -152,30 +175,31 @@ func TestBolt(t *testing.T) {
 		require.Equal(t, 1, b.count(t))
 		_, err = b.sink.Get("2")
 		require.ErrorIs(t, err, deadletter.ErrNotFound)
-		require.NoError(t, b.db.View(func(tx *bolt.Tx) error {
-			require.Nil(t, tx.Bucket([]byte("queue")), "the other write rolled back too")
-			return nil
-		}))
+		got, err := b.sink.Get("1")
+		require.NoError(t, err, "the other write rolled back too")
+		require.Equal(t, letter(1), got)
 	})
 
 	t.Run("RolledBackFirstLetterLeavesNoBucket", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		tx, err := b.db.Begin(true)
-		require.NoError(t, err)
-		require.NoError(t, b.sink.PutTx(tx, letter(1)))
-		require.NoError(t, tx.Rollback())
+		boom := errors.New("boom")
+		require.ErrorIs(t, b.st.Update(ctx, func(tx *store.Tx) error {
+			require.NoError(t, b.sink.PutTx(tx, letter(1)))
+			return boom
+		}), boom)
 		require.Zero(t, b.count(t))
+		require.False(t, b.bucketOnDisk(t))
 	})
 
 	t.Run("PutTxIsIdempotent", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		require.NoError(t, b.db.Update(func(tx *bolt.Tx) error {
+		require.NoError(t, b.st.Update(ctx, func(tx *store.Tx) error {
 			require.NoError(t, b.sink.PutTx(tx, letter(5)))
 			return b.sink.PutTx(tx, letter(5))
 		}))
-		require.NoError(t, b.db.Update(func(tx *bolt.Tx) error { return b.sink.PutTx(tx, letter(5)) }))
+		require.NoError(t, b.st.Update(ctx, func(tx *store.Tx) error { return b.sink.PutTx(tx, letter(5)) }))
 		require.NoError(t, b.sink.Put(ctx, letter(5)))
 		require.Equal(t, 1, b.count(t))
 		got, err := b.sink.Get("5")
@@ -189,8 +213,9 @@ func TestBolt(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 50 {
 			wg.Go(func() {
-				// Batch may run a function more than once.
-				require.NoError(t, b.db.Batch(func(tx *bolt.Tx) error { return b.sink.PutTx(tx, letter(uint64(i))) }))
+				// The writer shares one transaction among the calls waiting,
+				// and may run a function more than once.
+				require.NoError(t, b.st.Update(ctx, func(tx *store.Tx) error { return b.sink.PutTx(tx, letter(uint64(i))) }))
 			})
 		}
 		wg.Wait()
@@ -200,8 +225,12 @@ func TestBolt(t *testing.T) {
 	t.Run("PutTxInReadTx", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		require.Error(t, b.db.View(func(tx *bolt.Tx) error { return b.sink.PutTx(tx, letter(1)) }))
+		require.Error(t, b.st.View(func(tx *store.Tx) error { return b.sink.PutTx(tx, letter(1)) }))
 		require.Zero(t, b.count(t))
+		// Nor once the bucket exists.
+		require.NoError(t, b.sink.Put(ctx, letter(2)))
+		require.Error(t, b.st.View(func(tx *store.Tx) error { return b.sink.PutTx(tx, letter(1)) }))
+		require.Equal(t, 1, b.count(t))
 	})
 
 	t.Run("ConcurrentPuts", func(t *testing.T) {
@@ -229,7 +258,7 @@ func TestBolt(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		const n = 2500
-		require.NoError(t, b.db.Update(func(tx *bolt.Tx) error {
+		require.NoError(t, b.st.Update(ctx, func(tx *store.Tx) error {
 			for i := uint64(1); i <= n; i++ {
 				if err := b.sink.PutTx(tx, letter(i*3)); err != nil {
 					return err
@@ -264,7 +293,7 @@ func TestBolt(t *testing.T) {
 	t.Run("ListLimits", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
-		require.NoError(t, b.db.Update(func(tx *bolt.Tx) error {
+		require.NoError(t, b.st.Update(ctx, func(tx *store.Tx) error {
 			for i := range uint64(deadletter.MaxListLimit + 5) {
 				if err := b.sink.PutTx(tx, letter(i)); err != nil {
 					return err
@@ -310,7 +339,7 @@ func TestBolt(t *testing.T) {
 		require.ErrorIs(t, b.sink.Put(ctx, bad), deadletter.ErrInvalidLetter)
 		bad = letter(1)
 		bad.Function = ""
-		require.ErrorIs(t, b.db.Update(func(tx *bolt.Tx) error { return b.sink.PutTx(tx, bad) }), deadletter.ErrInvalidLetter)
+		require.ErrorIs(t, b.st.Update(ctx, func(tx *store.Tx) error { return b.sink.PutTx(tx, bad) }), deadletter.ErrInvalidLetter)
 		require.Zero(t, b.count(t))
 	})
 
@@ -329,8 +358,12 @@ func TestBolt(t *testing.T) {
 		for _, id := range []uint64{1, 2, 3} {
 			require.NoError(t, b.sink.Put(ctx, letter(id)))
 		}
-		require.NoError(t, b.db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket([]byte("deadletters")).Put([]byte{0, 0, 0, 0, 0, 0, 0, 2}, []byte("\x01{\"function\":"))
+		require.NoError(t, b.st.Update(ctx, func(tx *store.Tx) error {
+			bk, err := tx.Bucket(store.Letters)
+			if err != nil {
+				return err
+			}
+			return bk.Put([]byte{0, 0, 0, 0, 0, 0, 0, 2}, []byte("\x01{\"function\":"))
 		}))
 		_, err := b.sink.Get("2")
 		var ce *deadletter.CorruptError
@@ -365,7 +398,7 @@ func TestBoltBesideStore(t *testing.T) {
 	require.NoError(t, err)
 	before, err := s.Stats()
 	require.NoError(t, err)
-	require.NoError(t, deadletter.NewBolt(s.DB()).Put(ctx, letter(99)))
+	require.NoError(t, deadletter.NewBolt(s).Put(ctx, letter(99)))
 	after, err := s.Stats()
 	require.NoError(t, err)
 	require.Equal(t, before.Events, after.Events)
@@ -378,7 +411,7 @@ func TestBoltBesideStore(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), st.Events)
 	require.Zero(t, st.Corrupt)
-	got, err := deadletter.NewBolt(s.DB()).Get("99")
+	got, err := deadletter.NewBolt(s).Get("99")
 	require.NoError(t, err)
 	require.Equal(t, letter(99), got)
 }

@@ -10,23 +10,22 @@ import (
 	"strconv"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
-// openExampleDB opens a bbolt file in a fresh directory; the returned
+// openExampleStore opens a queue file in a fresh directory; the returned
 // function closes it and removes the directory.
-func openExampleDB() (*bolt.DB, func()) {
+func openExampleStore() (*store.Store, func()) {
 	dir, err := os.MkdirTemp("", "deadletter-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	db, err := bolt.Open(filepath.Join(dir, "events.db"), 0o600, &bolt.Options{Timeout: time.Second})
+	st, err := store.Open(filepath.Join(dir, "events.db"), store.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	return db, func() { db.Close(); os.RemoveAll(dir) }
+	return st, func() { st.Close(); os.RemoveAll(dir) }
 }
 
 // A SinkFunc turns a function into a Sink: here, one that logs the letter.
@@ -50,9 +49,9 @@ func ExampleSinkFunc() {
 
 // Bolt keeps letters in the queue's own file; Get reads one back.
 func ExampleBolt() {
-	db, done := openExampleDB()
+	st, done := openExampleStore()
 	defer done()
-	sink := deadletter.NewBolt(db)
+	sink := deadletter.NewBolt(st)
 
 	err := sink.Put(context.Background(), deadletter.Letter{
 		ID: "7", Function: "orders", Qualifier: "live", Payload: []byte(`{"order":7}`),
@@ -86,34 +85,34 @@ func ExampleBolt() {
 // PutTx writes the letter in the transaction that removes the event from
 // the queue: both happen, or neither does.
 func ExampleBolt_PutTx() {
-	db, done := openExampleDB()
+	st, done := openExampleStore()
 	defer done()
-	sink := deadletter.NewBolt(db)
-	queue := []byte("example-queue") // stands in for the store's buckets
-
-	_ = db.Update(func(tx *bolt.Tx) error {
-		b, _ := tx.CreateBucket(queue)
-		return b.Put([]byte("9"), []byte(`{"order":9}`))
-	})
+	sink := deadletter.NewBolt(st)
+	ctx := context.Background()
+	seqs, err := st.Enqueue(ctx, []store.NewEvent{{Function: "orders", Payload: []byte(`{"order":9}`)}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	seq := seqs[0]
 
 	giveUp := func(fail bool) error {
-		return db.Update(func(tx *bolt.Tx) error {
-			if err := tx.Bucket(queue).Delete([]byte("9")); err != nil {
-				return err
-			}
-			err := sink.PutTx(tx, deadletter.Letter{ID: "9", Function: "orders", Reason: deadletter.EventAgeExceeded})
+		// Remove runs move in the transaction that takes the event out.
+		_, err := st.Remove(ctx, seq, func(tx *store.Tx, ev store.Event) error {
+			err := sink.PutTx(tx, deadletter.Letter{
+				ID: strconv.FormatUint(ev.Seq, 10), Function: ev.Function, Payload: ev.Payload,
+				Reason: deadletter.EventAgeExceeded,
+			})
 			if err == nil && fail {
 				err = errors.New("disk full")
 			}
-			return err // an error rolls back the delete and the letter
+			return err // an error rolls back the letter, and the event stays
 		})
+		return err
 	}
 	state := func() {
-		_ = db.View(func(tx *bolt.Tx) error {
-			n, _ := sink.Count()
-			fmt.Printf("queued: %t, letters: %d\n", tx.Bucket(queue).Get([]byte("9")) != nil, n)
-			return nil
-		})
+		_, err := st.Get(seq)
+		n, _ := sink.Count()
+		fmt.Printf("queued: %t, letters: %d\n", err == nil, n)
 	}
 
 	fmt.Println(giveUp(true))
@@ -121,7 +120,7 @@ func ExampleBolt_PutTx() {
 	fmt.Println(giveUp(false))
 	state()
 	// Output:
-	// disk full
+	// store: moving event 1: disk full
 	// queued: true, letters: 0
 	// <nil>
 	// queued: false, letters: 1
@@ -130,9 +129,9 @@ func ExampleBolt_PutTx() {
 // List pages through the letters in event order; pass the cursor it returns
 // back in until it is empty.
 func ExampleBolt_List() {
-	db, done := openExampleDB()
+	st, done := openExampleStore()
 	defer done()
-	sink := deadletter.NewBolt(db)
+	sink := deadletter.NewBolt(st)
 	ctx := context.Background()
 	for _, id := range []int{30, 10, 20, 50, 40} {
 		l := deadletter.Letter{ID: strconv.Itoa(id), Function: "orders", Reason: deadletter.Rejected}

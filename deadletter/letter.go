@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // Reason says why an event was dead-lettered.
@@ -92,7 +92,7 @@ func (f SinkFunc) Put(ctx context.Context, l Letter) error { return f(ctx, l) }
 // again (bbolt's Batch does so), and must not commit, roll back or keep tx.
 type TxSink interface {
 	Sink
-	PutTx(tx *bolt.Tx, l Letter) error
+	PutTx(tx *store.Tx, l Letter) error
 }
 
 var (

@@ -5,12 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // ErrFileWindowInUse is returned by OpenFileWindow when the file is already
@@ -26,24 +24,13 @@ var ErrFileWindowClosed = errors.New("idempotency: key window file closed")
 // process to let go of the file, unless WithFileLockTimeout says otherwise.
 const DefaultFileLockTimeout = 3 * time.Second
 
-// The layout of a FileWindow's file. It is a file of its own, never a
-// queue's, so its buckets are named apart from the queue's "keys" and
-// "keyexp", and a meta bucket marks it as a key window file.
-var (
-	bucketFileMeta = []byte("filewindow")
-	bucketFileKeys = []byte("sharedkeys")
-	bucketFileExp  = []byte("sharedkeyexp")
-	keyFileFormat  = []byte("format")
-)
-
-const (
-	fileFormatVersion = 1 // of the file's layout, in the meta bucket
-	fileItemVersion   = 1 // of one key's item, its first byte
-)
+// fileItemVersion is the encoding of one key's item, its first byte. The
+// file itself (its buckets and format marker) is package store's KeyFile.
+const fileItemVersion = 1
 
 // maxFileKeyBytes is the longest key a FileWindow accepts: bbolt's limit on
 // a key, less the 8 bytes of expiry the expiry index puts before it.
-const maxFileKeyBytes = bolt.MaxKeySize - 8
+const maxFileKeyBytes = store.MaxKeySize - 8
 
 // maxMillis bounds the Unix milliseconds kept in an item, as package
 // dynamo bounds them: time.UnixMilli converts them without overflow.
@@ -76,7 +63,7 @@ const maxMillis = 1 << 52
 // Expired keys stay in the file, treated as absent, until Sweep removes
 // them. Its methods may be called from several goroutines at once.
 type FileWindow struct {
-	db   *bolt.DB
+	file *store.KeyFile
 	path string // absolute
 
 	mu     sync.RWMutex // held for reading by every call, for writing by Close
@@ -100,14 +87,6 @@ func WithFileLockTimeout(d time.Duration) FileOption {
 	return func(c *fileConfig) { c.lockTimeout = d }
 }
 
-// FileWindow paths open in this process: a second OpenFileWindow of one
-// path fails at once rather than waiting out the lock timeout on its own
-// flock.
-var (
-	fileWindowsMu sync.Mutex
-	fileWindows   = map[string]bool{}
-)
-
 // OpenFileWindow opens the key window file at path, creating it (mode
 // 0600) if needed. A bbolt file of anything else, a queue file for
 // instance, is refused. If the file is open, in this process or
@@ -122,73 +101,14 @@ func OpenFileWindow(path string, opts ...FileOption) (*FileWindow, error) {
 	if c.lockTimeout <= 0 {
 		return nil, fmt.Errorf("idempotency: WithFileLockTimeout(%v): must be positive", c.lockTimeout)
 	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
+	f, err := store.OpenKeyFile(path, c.lockTimeout)
+	switch {
+	case errors.Is(err, store.ErrLocked):
+		return nil, fmt.Errorf("idempotency: open key window file: %w: %w", ErrFileWindowInUse, err)
+	case err != nil:
 		return nil, fmt.Errorf("idempotency: open key window file %s: %w", path, err)
 	}
-	fileWindowsMu.Lock()
-	if fileWindows[abs] {
-		fileWindowsMu.Unlock()
-		return nil, fmt.Errorf("%w: %s is open in this process", ErrFileWindowInUse, path)
-	}
-	fileWindows[abs] = true
-	fileWindowsMu.Unlock()
-
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: c.lockTimeout,
-		// As in the queue's file: the freelist is rebuilt at Open rather
-		// than written with every commit, which a large window would make
-		// costly.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-	})
-	if err != nil {
-		forgetFileWindow(abs)
-		if errors.Is(err, berrors.ErrTimeout) {
-			return nil, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrFileWindowInUse, path, c.lockTimeout)
-		}
-		return nil, fmt.Errorf("idempotency: open key window file %s: %w", path, err)
-	}
-	if err := db.Update(initFileWindow); err != nil {
-		_ = db.Close()
-		forgetFileWindow(abs)
-		return nil, fmt.Errorf("idempotency: open key window file %s: %w", path, err)
-	}
-	return &FileWindow{db: db, path: abs}, nil
-}
-
-func forgetFileWindow(abs string) {
-	fileWindowsMu.Lock()
-	delete(fileWindows, abs)
-	fileWindowsMu.Unlock()
-}
-
-// initFileWindow creates the buckets of a new file and checks the format
-// of an old one.
-func initFileWindow(tx *bolt.Tx) error {
-	meta := tx.Bucket(bucketFileMeta)
-	if meta == nil {
-		empty := true
-		_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
-		if !empty {
-			return errors.New("a bbolt file, but not a key window file (no meta bucket)")
-		}
-		var err error
-		if meta, err = tx.CreateBucket(bucketFileMeta); err != nil {
-			return err
-		}
-		if err := meta.Put(keyFileFormat, []byte{fileFormatVersion}); err != nil {
-			return err
-		}
-	}
-	if v := meta.Get(keyFileFormat); len(v) != 1 || v[0] != fileFormatVersion {
-		return fmt.Errorf("key window file format %v, want [%d]", v, fileFormatVersion)
-	}
-	if _, err := tx.CreateBucketIfNotExists(bucketFileKeys); err != nil {
-		return err
-	}
-	_, err := tx.CreateBucketIfNotExists(bucketFileExp)
-	return err
+	return &FileWindow{file: f, path: f.Path()}, nil
 }
 
 // Path returns the absolute path of the file.
@@ -203,8 +123,7 @@ func (w *FileWindow) Close() error {
 		return ErrFileWindowClosed
 	}
 	w.closed = true
-	err := w.db.Close()
-	forgetFileWindow(w.path)
+	err := w.file.Close()
 	if err != nil {
 		return fmt.Errorf("idempotency: close key window file %s: %w", w.path, err)
 	}
@@ -217,13 +136,25 @@ var errFileLost = errors.New("condition failed")
 
 // update runs fn in one write transaction, unless ctx has ended or w is
 // closed, and names op and key in its error.
-func (w *FileWindow) update(ctx context.Context, op, key string, fn func(keys, exp *bolt.Bucket) error) error {
-	return w.run(ctx, op, key, true, func(tx *bolt.Tx) error {
-		return fn(tx.Bucket(bucketFileKeys), tx.Bucket(bucketFileExp))
+func (w *FileWindow) update(ctx context.Context, op, key string, fn func(keys, exp *store.Bucket) error) error {
+	return w.run(ctx, op, key, true, func(tx *store.Tx) error {
+		keys, exp, err := windowBuckets(tx)
+		if err != nil {
+			return err
+		}
+		return fn(keys, exp)
 	})
 }
 
-func (w *FileWindow) run(ctx context.Context, op, key string, write bool, fn func(tx *bolt.Tx) error) error {
+func windowBuckets(tx *store.Tx) (keys, exp *store.Bucket, err error) {
+	if keys, err = tx.Bucket(store.WindowKeys); err != nil {
+		return nil, nil, err
+	}
+	exp, err = tx.Bucket(store.WindowExpiry)
+	return keys, exp, err
+}
+
+func (w *FileWindow) run(ctx context.Context, op, key string, write bool, fn func(tx *store.Tx) error) error {
 	where := "idempotency: file window " + op
 	if key != "" {
 		where = fmt.Sprintf("%s key %q", where, key)
@@ -238,9 +169,9 @@ func (w *FileWindow) run(ctx context.Context, op, key string, write bool, fn fun
 	}
 	var err error
 	if write {
-		err = w.db.Update(fn)
+		err = w.file.Update(fn)
 	} else {
-		err = w.db.View(fn)
+		err = w.file.View(fn)
 	}
 	switch {
 	case err == nil:
@@ -269,7 +200,7 @@ func (w *FileWindow) Claim(ctx context.Context, c Claim, now time.Time) (Holder,
 	}
 	var held Holder
 	var claimed bool
-	err := w.update(ctx, "Claim", c.Key, func(keys, exp *bolt.Bucket) error {
+	err := w.update(ctx, "Claim", c.Key, func(keys, exp *store.Bucket) error {
 		held, claimed = Holder{}, false
 		k := []byte(c.Key)
 		if v := keys.Get(k); v != nil {
@@ -305,7 +236,7 @@ func (w *FileWindow) Confirm(ctx context.Context, r Ref) error {
 	if err := r.Check(true, true); err != nil {
 		return fmt.Errorf("idempotency: file window Confirm key %q: %w", r.Key, err)
 	}
-	err := w.update(ctx, "Confirm", r.Key, func(keys, _ *bolt.Bucket) error {
+	err := w.update(ctx, "Confirm", r.Key, func(keys, _ *store.Bucket) error {
 		it, ok, err := getFileItem(keys, r.Key)
 		if err != nil {
 			return err
@@ -330,7 +261,7 @@ func (w *FileWindow) Mark(ctx context.Context, r Ref, s State) error {
 	if s != Delivered && s != DeadLettered {
 		return fmt.Errorf("idempotency: file window Mark key %q: state %v is neither %v nor %v", r.Key, s, Delivered, DeadLettered)
 	}
-	err := w.update(ctx, "Mark", r.Key, func(keys, _ *bolt.Bucket) error {
+	err := w.update(ctx, "Mark", r.Key, func(keys, _ *store.Bucket) error {
 		it, ok, err := getFileItem(keys, r.Key)
 		if err != nil {
 			return err
@@ -354,7 +285,7 @@ func (w *FileWindow) Release(ctx context.Context, r Ref) error {
 	if r.Token == "" && r.ID == "" {
 		return fmt.Errorf("idempotency: file window Release key %q: neither a token nor an event ID", r.Key)
 	}
-	err := w.update(ctx, "Release", r.Key, func(keys, exp *bolt.Bucket) error {
+	err := w.update(ctx, "Release", r.Key, func(keys, exp *store.Bucket) error {
 		it, ok, err := getFileItem(keys, r.Key)
 		if err != nil {
 			return err
@@ -381,9 +312,12 @@ func (w *FileWindow) Lookup(ctx context.Context, keys []string, now time.Time) (
 	}
 	nowMS := now.UnixMilli()
 	found := make(map[string]Holder)
-	err := w.run(ctx, "Lookup", "", false, func(tx *bolt.Tx) error {
+	err := w.run(ctx, "Lookup", "", false, func(tx *store.Tx) error {
 		clear(found)
-		b := tx.Bucket(bucketFileKeys)
+		b, err := tx.Bucket(store.WindowKeys)
+		if err != nil {
+			return err
+		}
 		for _, k := range keys {
 			if _, ok := found[k]; ok {
 				continue
@@ -417,9 +351,12 @@ func (w *FileWindow) Sweep(ctx context.Context, now time.Time, batch int) (int, 
 	total := 0
 	for {
 		seen, removed := 0, 0
-		err := w.run(ctx, "Sweep", "", true, func(tx *bolt.Tx) error {
+		err := w.run(ctx, "Sweep", "", true, func(tx *store.Tx) error {
 			seen, removed = 0, 0
-			keys, exp := tx.Bucket(bucketFileKeys), tx.Bucket(bucketFileExp)
+			keys, exp, err := windowBuckets(tx)
+			if err != nil {
+				return err
+			}
 			var doomed [][]byte
 			c := exp.Cursor()
 			for k, _ := c.First(); k != nil && len(doomed) < batch; k, _ = c.Next() {
@@ -499,7 +436,7 @@ func (it fileItem) claimable(owner string, nowMS int64) bool {
 	return it.state == Claimed && (it.owner == owner || it.lease <= nowMS)
 }
 
-func getFileItem(b *bolt.Bucket, key string) (fileItem, bool, error) {
+func getFileItem(b *store.Bucket, key string) (fileItem, bool, error) {
 	v := b.Get([]byte(key))
 	if v == nil {
 		return fileItem{}, false, nil

@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
+
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // FuzzDecodeFileItem feeds a FileWindow item's decoder arbitrary bytes: it
@@ -84,11 +85,19 @@ func TestFileWindowCorruptItem(t *testing.T) {
 	require.NoError(t, err)
 	defer w.Close()
 	now := time.UnixMilli(1_800_000_000_000)
-	require.NoError(t, w.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketFileKeys).Put([]byte("bad"), []byte{fileItemVersion, 9}); err != nil {
+	require.NoError(t, w.file.Update(func(tx *store.Tx) error {
+		b, err := tx.Bucket(store.WindowKeys)
+		if err != nil {
 			return err
 		}
-		return tx.Bucket(bucketFileExp).Put(expKey(now.UnixMilli(), "bad"), []byte{})
+		if err := b.Put([]byte("bad"), []byte{fileItemVersion, 9}); err != nil {
+			return err
+		}
+		exp, err := tx.Bucket(store.WindowExpiry)
+		if err != nil {
+			return err
+		}
+		return exp.Put(expKey(now.UnixMilli(), "bad"), []byte{})
 	}))
 	ctx := t.Context()
 	_, _, err = w.Claim(ctx, Claim{Key: "bad", Owner: "A", Token: "t", Window: time.Hour, Lease: time.Minute}, now)

@@ -77,7 +77,7 @@ import (
 	"math"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // State is where the event holding a key stands.
@@ -112,22 +112,18 @@ type Entry struct {
 	Expires time.Time
 }
 
-var (
-	bucketKeys = []byte("keys")
-	bucketExp  = []byte("keyexp")
-)
-
 const entryVersion = 1
 
 // ErrCorrupt is wrapped by errors about entries that cannot be read.
 var ErrCorrupt = errors.New("idempotency: corrupt entry")
 
-// Index is the key window in a queue's bbolt file. Its methods that take a
-// *bolt.Tx run inside the caller's transaction.
-type Index struct{ db *bolt.DB }
+// Index is the key window in a queue's file, in its buckets [store.Keys]
+// and [store.KeyExpiry]. Its methods that take a *store.Tx run inside the
+// caller's transaction.
+type Index struct{ st *store.Store }
 
-// New returns the index of the file db.
-func New(db *bolt.DB) *Index { return &Index{db: db} }
+// New returns the index kept in st's file.
+func New(st *store.Store) *Index { return &Index{st: st} }
 
 func encodeEntry(s State, seq uint64, expires int64) []byte {
 	b := make([]byte, 0, 18)
@@ -158,51 +154,57 @@ func expKey(expires int64, key string) []byte {
 	return append(k, key...)
 }
 
-func buckets(tx *bolt.Tx) (*bolt.Bucket, *bolt.Bucket, error) {
-	keys, err := tx.CreateBucketIfNotExists(bucketKeys)
-	if err != nil {
+func buckets(tx *store.Tx) (keys, exp *store.Bucket, err error) {
+	if keys, err = tx.Bucket(store.Keys); err != nil {
 		return nil, nil, err
 	}
-	exp, err := tx.CreateBucketIfNotExists(bucketExp)
+	exp, err = tx.Bucket(store.KeyExpiry)
 	return keys, exp, err
 }
 
-// Claim gives key to the event seq for window from now, unless another
-// event holds it unexpired: then it returns that event's sequence number
-// and true, and writes nothing. Run in the transaction that writes the
-// event, a claim and its event commit together or not at all, and a key
-// repeated within one transaction is caught by its first claim.
-func (x *Index) Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window time.Duration) (uint64, bool, error) {
+// Hold gives key to the event seq for window from now, unless another
+// event holds it unexpired: then it writes nothing (the caller asks Held
+// first). Run in the transaction that writes the event, a key and its
+// event commit together or not at all.
+func (x *Index) Hold(tx *store.Tx, key string, seq uint64, now time.Time, window time.Duration) error {
 	keys, exp, err := buckets(tx)
 	if err != nil {
-		return 0, false, err
+		return err
 	}
 	if v := keys.Get([]byte(key)); v != nil {
 		e, err := decodeEntry(key, v)
 		if err != nil {
-			return 0, false, err
+			return err
 		}
 		if e.Expires.After(now) {
-			return e.Seq, true, nil
+			return nil
 		}
 		if err := exp.Delete(expKey(e.Expires.UnixNano(), key)); err != nil {
-			return 0, false, err
+			return err
 		}
 	} else if err := keys.SetSequence(keys.Sequence() + 1); err != nil {
-		return 0, false, err
+		return err
 	}
 	expires := expiresAt(now, window)
 	if err := keys.Put([]byte(key), encodeEntry(Queued, seq, expires)); err != nil {
-		return 0, false, err
+		return err
 	}
-	return 0, false, exp.Put(expKey(expires, key), []byte{})
+	return exp.Put(expKey(expires, key), []byte{})
 }
 
+// Held returns the event holding key at now, and false when none does.
+func (x *Index) Held(tx *store.Tx, key string, now time.Time) (uint64, bool, error) {
+	e, ok, err := x.Lookup(tx, key, now)
+	return e.Seq, ok, err
+}
+
+var _ store.KeyWindow = (*Index)(nil)
+
 // Mark sets the state of key, if the event seq still holds it.
-func (x *Index) Mark(tx *bolt.Tx, key string, seq uint64, s State) error {
-	keys := tx.Bucket(bucketKeys)
-	if keys == nil {
-		return nil
+func (x *Index) Mark(tx *store.Tx, key string, seq uint64, s State) error {
+	keys, err := tx.Bucket(store.Keys)
+	if err != nil {
+		return err
 	}
 	v := keys.Get([]byte(key))
 	if v == nil {
@@ -228,10 +230,10 @@ func expiresAt(now time.Time, window time.Duration) int64 {
 
 // Forget removes key from the window, whoever holds it: a redrive clears
 // the mark of the event it sends again.
-func (x *Index) Forget(tx *bolt.Tx, key string) error {
-	keys, exp := tx.Bucket(bucketKeys), tx.Bucket(bucketExp)
-	if keys == nil {
-		return nil
+func (x *Index) Forget(tx *store.Tx, key string) error {
+	keys, exp, err := buckets(tx)
+	if err != nil {
+		return err
 	}
 	v := keys.Get([]byte(key))
 	if v == nil {
@@ -252,10 +254,10 @@ func (x *Index) Forget(tx *bolt.Tx, key string) error {
 
 // Lookup returns the entry of key inside tx, and false when the key is not
 // in the window or has expired at now.
-func (x *Index) Lookup(tx *bolt.Tx, key string, now time.Time) (Entry, bool, error) {
-	keys := tx.Bucket(bucketKeys)
-	if keys == nil {
-		return Entry{}, false, nil
+func (x *Index) Lookup(tx *store.Tx, key string, now time.Time) (Entry, bool, error) {
+	keys, err := tx.Bucket(store.Keys)
+	if err != nil {
+		return Entry{}, false, err
 	}
 	v := keys.Get([]byte(key))
 	if v == nil {
@@ -272,10 +274,12 @@ func (x *Index) Lookup(tx *bolt.Tx, key string, now time.Time) (Entry, bool, err
 // included.
 func (x *Index) Len() (int, error) {
 	var n uint64
-	err := x.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketKeys); b != nil {
-			n = b.Sequence()
+	err := x.st.View(func(tx *store.Tx) error {
+		b, err := tx.Bucket(store.Keys)
+		if err != nil {
+			return err
 		}
+		n = b.Sequence()
 		return nil
 	})
 	return int(n), err
@@ -303,7 +307,7 @@ func (x *Index) trim(ctx context.Context, batch int, drop func(expires int64, he
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		n, err := x.trimOnce(batch, drop)
+		n, err := x.trimOnce(ctx, batch, drop)
 		total += n
 		if err != nil || n < batch {
 			return total, err
@@ -314,16 +318,16 @@ func (x *Index) trim(ctx context.Context, batch int, drop func(expires int64, he
 // SweepOnce is one transaction of Sweep: it removes at most batch keys
 // that expired before now and returns how many.
 func (x *Index) SweepOnce(now time.Time, batch int) (int, error) {
-	return x.trimOnce(batch, func(expires int64, _ int) bool { return expires < now.UnixNano() })
+	return x.trimOnce(context.Background(), batch, func(expires int64, _ int) bool { return expires < now.UnixNano() })
 }
 
-func (x *Index) trimOnce(batch int, drop func(expires int64, held int) bool) (int, error) {
+func (x *Index) trimOnce(ctx context.Context, batch int, drop func(expires int64, held int) bool) (int, error) {
 	n := 0
-	err := x.db.Update(func(tx *bolt.Tx) error {
+	err := x.st.Update(ctx, func(tx *store.Tx) error {
 		n = 0
-		keys, exp := tx.Bucket(bucketKeys), tx.Bucket(bucketExp)
-		if keys == nil || exp == nil {
-			return nil
+		keys, exp, err := buckets(tx)
+		if err != nil {
+			return err
 		}
 		var doomed [][]byte
 		held := int(keys.Sequence())
@@ -346,19 +350,4 @@ func (x *Index) trimOnce(batch int, drop func(expires int64, held int) bool) (in
 		return keys.SetSequence(keys.Sequence() - uint64(n))
 	})
 	return n, err
-}
-
-// Window adapts an Index to the store's KeyWindow.
-type Window struct{ *Index }
-
-// Held reports the event holding key at now.
-func (w Window) Held(tx *bolt.Tx, key string, now time.Time) (uint64, bool, error) {
-	e, ok, err := w.Lookup(tx, key, now)
-	return e.Seq, ok, err
-}
-
-// Claim gives key to seq; the caller has checked that no event holds it.
-func (w Window) Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window time.Duration) error {
-	_, _, err := w.Index.Claim(tx, key, seq, now, window)
-	return err
 }

@@ -157,7 +157,7 @@ func TestSalvage(t *testing.T) {
 			require.Equal(t, w, got[i])
 		}
 		require.Equal(t, 1, got[0].Attempts, "a lease's attempt is kept")
-		require.NoError(t, st.DB().View(func(tx *bolt.Tx) error {
+		require.NoError(t, st.db.View(func(tx *bolt.Tx) error {
 			dl := tx.Bucket([]byte("deadletters"))
 			require.NotNil(t, dl)
 			require.Equal(t, uint64(5), dl.Sequence(), "the letter count is kept")

@@ -1,7 +1,37 @@
 // Package store is the durable queue under the dispatcher: one bbolt file
-// holding events, their payloads, a ready index and leases.
+// holding events, their payloads, a ready index and leases. It owns the
+// file: no other package opens it or sees its *bolt.DB. The packages that
+// keep records of their own beside the queue's (dead letters, keys) write
+// them through a *Tx that Update, View and the store's transactional calls
+// hand them, reaching only the buckets named by a BucketName below, so
+// that a letter or a key commits in the transaction that moves its event.
 //
 // # Layout
+//
+// Every bucket of the queue file, by owner:
+//
+//	meta          store      format marker, persisted counts and clock
+//	events        store      event records, by sequence number
+//	payloads      store      payloads, by sequence number
+//	ready         store      (due time, sequence) of events waiting
+//	leases        store      sequence → lease expiry of leased events
+//	corrupt       store      records set aside as unreadable
+//	deadletters   Letters        package deadletter's Bolt sink
+//	keys          Keys           package idempotency's Index: key → entry
+//	keyexp        KeyExpiry      its expiry index, (expiry, key)
+//	shared        SharedOwner    the file's identity towards a shared window
+//	sharedpending PendingClaims  shared claims committed, not yet confirmed
+//
+// A key window file (KeyFile, for idempotency.FileWindow) is another kind
+// of file, with a marker of its own so neither opens as the other:
+//
+//	filewindow    store          format marker
+//	sharedkeys    WindowKeys     key → holder, state, expiry
+//	sharedkeyexp  WindowExpiry   its expiry index
+//
+// Both kinds are opened by one routine: the same registry of paths open in
+// this process, the same lock timeout, the same pre-check of a damaged
+// file and the same format check.
 //
 // Bucket "events" maps a sequence number (8 bytes, big-endian) to the
 // event's metadata in a compact binary record whose first byte is its

@@ -60,9 +60,9 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 // are duplicates: package idempotency implements it in the same file.
 type KeyWindow interface {
 	// Held returns the sequence number of the event holding key at now.
-	Held(tx *bolt.Tx, key string, now time.Time) (seq uint64, held bool, err error)
-	// Claim gives key to the event seq until now+window.
-	Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window time.Duration) error
+	Held(tx *Tx, key string, now time.Time) (seq uint64, held bool, err error)
+	// Hold gives key to the event seq until now+window.
+	Hold(tx *Tx, key string, seq uint64, now time.Time, window time.Duration) error
 }
 
 // Result is the outcome of one event of EnqueueUnique.
@@ -101,7 +101,7 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 					dupOf[i] = j
 					continue
 				}
-				seq, held, err := w.Held(t.tx, e.Key, now)
+				seq, held, err := w.Held(t.pub(), e.Key, now)
 				if err != nil {
 					return err
 				}
@@ -126,7 +126,7 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 			for n, i := range freshIdx {
 				results[i] = Result{Seq: seqs[n]}
 				if k := evs[i].Key; k != "" {
-					if err := w.Claim(t.tx, k, seqs[n], now, evs[i].Window); err != nil {
+					if err := w.Hold(t.pub(), k, seqs[n], now, evs[i].Window); err != nil {
 						return err
 					}
 				}
@@ -221,12 +221,12 @@ func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
 // With w not nil, every keyed event written claims its key in w for its
 // Window, replacing whoever held it: a redrive sends the event again under
 // the key it had.
-func (s *Store) Insert(ctx context.Context, fn func(tx *bolt.Tx) ([]NewEvent, error), w KeyWindow) ([]uint64, error) {
+func (s *Store) Insert(ctx context.Context, fn func(tx *Tx) ([]NewEvent, error), w KeyWindow) ([]uint64, error) {
 	var seqs []uint64
 	var full error
 	err := s.do(ctx, func(t *txn) error {
 		seqs, full = nil, nil
-		evs, err := fn(t.tx)
+		evs, err := fn(t.pub())
 		if err != nil {
 			return err
 		}
@@ -244,7 +244,7 @@ func (s *Store) Insert(ctx context.Context, fn func(tx *bolt.Tx) ([]NewEvent, er
 		now := time.Unix(0, t.wall)
 		for i, e := range evs {
 			if e.Key != "" {
-				if err := w.Claim(t.tx, e.Key, seqs[i], now, e.Window); err != nil {
+				if err := w.Hold(t.pub(), e.Key, seqs[i], now, e.Window); err != nil {
 					return err
 				}
 			}
@@ -292,7 +292,7 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 //
 // onAck, when not nil, runs in the same transaction for each acked event
 // that has a key, so that marking the key delivered commits with the ack.
-func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *bolt.Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
+func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
 	var leased []Event
 	var notLeased []uint64
 	err := s.do(ctx, func(t *txn) error {
@@ -307,7 +307,7 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 				continue
 			}
 			if onAck != nil && len(h.key) > 0 {
-				if err := onAck(t.tx, seq, string(h.key)); err != nil {
+				if err := onAck(t.pub(), seq, string(h.key)); err != nil {
 					return err
 				}
 			}
@@ -612,7 +612,7 @@ func (t *txn) unlease(seq uint64, r *record, due int64) error {
 // event as it was, so a letter written there and the removal commit
 // together or not at all. If move fails, the event stays queued and the
 // error is returned.
-func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *bolt.Tx, ev Event) error) (Event, error) {
+func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *Tx, ev Event) error) (Event, error) {
 	var ev Event
 	var bad error
 	err := s.do(ctx, func(t *txn) error {
@@ -635,7 +635,7 @@ func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *bolt.Tx, e
 		}
 		ev = r.event(seq, payload)
 		if move != nil {
-			if err := move(t.tx, ev); err != nil {
+			if err := move(t.pub(), ev); err != nil {
 				return fmt.Errorf("store: moving event %d: %w", seq, err)
 			}
 		}
@@ -732,6 +732,20 @@ func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 // the file (dead letters, keys). fn must touch only those buckets, and may
 // run more than once; an error from it rolls back the transaction and is
 // returned.
-func (s *Store) Update(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	return s.do(ctx, func(t *txn) error { return fn(t.tx) })
+func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	return s.do(ctx, func(t *txn) error { return fn(t.pub()) })
+}
+
+// View runs fn in a read transaction, for the packages that keep buckets
+// in the file (see [BucketName]).
+func (s *Store) View(fn func(tx *Tx) error) error {
+	return s.view(func(tx *bolt.Tx) error { return fn(&Tx{tx: tx}) })
+}
+
+// pub is the transaction as the callbacks of other packages see it.
+func (t *txn) pub() *Tx {
+	if t.public == nil {
+		t.public = &Tx{tx: t.tx}
+	}
+	return t.public
 }

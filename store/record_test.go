@@ -162,7 +162,7 @@ func TestFlippedFunctionIsSetAside(t *testing.T) {
 	s := stats(t, st)
 	require.Equal(t, int64(1), s.Corrupt)
 	require.Equal(t, int64(1), s.Events)
-	require.NoError(t, st.DB().View(func(tx *bolt.Tx) error {
+	require.NoError(t, st.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketCorrupt).Get(seqKey(seqs[0]))
 		require.NotNil(t, v, "set aside in the corrupt bucket")
 		require.Contains(t, string(v), "record checksum mismatch")

@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Errors returned by the store. Each is wrapped with the detail of the
@@ -237,13 +235,6 @@ type Store struct {
 	totals totals
 }
 
-// open paths in this process: a second Open fails at once rather than
-// waiting out the lock timeout on its own flock.
-var (
-	openMu    sync.Mutex
-	openPaths = map[string]bool{}
-)
-
 // Open opens or creates the queue file at path (mode 0600), returns leases
 // left by a process that died to the ready index, and starts the writer.
 // With Options.ReadOnly it only opens an existing queue, and a file that is
@@ -263,17 +254,10 @@ func Open(path string, o Options) (*Store, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	abs, err := filepath.Abs(path)
+	abs, err := claimPath(path)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err
 	}
-	openMu.Lock()
-	if openPaths[abs] {
-		openMu.Unlock()
-		return nil, fmt.Errorf("%w: %s is open in this process", ErrLocked, path)
-	}
-	openPaths[abs] = true
-	openMu.Unlock()
 	s.path = abs
 
 	if err := verifyFile(path, o.LockTimeout); err != nil {
@@ -301,11 +285,7 @@ func Open(path string, o Options) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) forget() {
-	openMu.Lock()
-	delete(openPaths, s.path)
-	openMu.Unlock()
-}
+func (s *Store) forget() { releasePath(s.path) }
 
 // boltOptions are the store's settings, which Compact uses too: opening
 // with another freelist setting would write to the file.
@@ -335,15 +315,9 @@ func (s *Store) openFile(path string) (*bolt.DB, error) {
 		}
 		bo.ReadOnly = true
 	}
-	db, _, err := openLocked(path, bo, s.opts.LockTimeout, true)
-	switch {
-	case err == nil:
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("%w: %s (lock not acquired within %v)", ErrLocked, path, s.opts.LockTimeout)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch), errors.Is(err, berrors.ErrChecksum):
-		return nil, &CorruptError{What: "file " + path, Err: fmt.Errorf("not a readable bbolt file: %w", err)}
-	default:
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	db, err := openBolt(path, bo, s.opts.LockTimeout)
+	if err != nil {
+		return nil, err
 	}
 	if s.opts.ReadOnly {
 		return db, nil
@@ -367,27 +341,10 @@ func (s *Store) init() error {
 	}
 	var recovered int
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := initMarker(tx, queueFile, s.path); err != nil {
+			return err
+		}
 		meta := tx.Bucket(bucketMeta)
-		if meta == nil {
-			empty := true
-			_ = tx.ForEach(func([]byte, *bolt.Bucket) error { empty = false; return nil })
-			if !empty {
-				return &CorruptError{What: "file " + s.path, Err: errors.New("a bbolt file, but not a dispatcher queue (no meta bucket)")}
-			}
-			var err error
-			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
-				return err
-			}
-			if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
-				return err
-			}
-		}
-		switch f := meta.Get(keyFormat); {
-		case len(f) != 1:
-			return &CorruptError{What: "format marker", Err: fmt.Errorf("%d bytes, want 1", len(f))}
-		case f[0] > formatVersion:
-			return fmt.Errorf("store: %s has format %d, newer than this library reads (%d): upgrade the library", s.path, f[0], formatVersion)
-		}
 		for _, name := range [][]byte{bucketEvents, bucketPayloads, bucketReady, bucketLeases, bucketCorrupt} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
@@ -430,8 +387,8 @@ func (s *Store) initReadOnly() error {
 		if err := checkQueue(tx, s.path); err != nil {
 			return err
 		}
-		if f := tx.Bucket(bucketMeta).Get(keyFormat); f[0] > formatVersion {
-			return fmt.Errorf("store: %s has format %d, newer than this library reads (%d): upgrade the library", s.path, f[0], formatVersion)
+		if err := checkMarker(tx.Bucket(bucketMeta), queueFile, s.path); err != nil {
+			return err
 		}
 		for _, name := range [][]byte{bucketEvents, bucketPayloads, bucketReady, bucketLeases, bucketCorrupt} {
 			if tx.Bucket(name) == nil {
@@ -482,11 +439,6 @@ func (s *Store) Ready() <-chan struct{} { return s.ready }
 
 // Path returns the absolute path of the file.
 func (s *Store) Path() string { return s.path }
-
-// DB exposes the bbolt handle for packages that keep their own buckets in
-// the same file (dead letters, the key window). They must not touch the
-// store's buckets.
-func (s *Store) DB() *bolt.DB { return s.db }
 
 // Stats returns counts by state and totals since Open. It reads the ready
 // index only from now on, so its cost is the number of scheduled events.

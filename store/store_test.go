@@ -403,15 +403,15 @@ func TestRemove(t *testing.T) {
 	_, err := b.st.Lease(ctx, 1, time.Minute)
 	require.NoError(t, err)
 
-	letters := []byte("letters")
-	move := func(tx *bolt.Tx, ev Event) error {
-		bk, err := tx.CreateBucketIfNotExists(letters)
+	letters := []byte(Letters.String())
+	move := func(tx *Tx, ev Event) error {
+		bk, err := tx.Bucket(Letters)
 		if err != nil {
 			return err
 		}
 		return bk.Put(seqKey(ev.Seq), ev.Payload)
 	}
-	fail := func(*bolt.Tx, Event) error { return errors.New("sink down") }
+	fail := func(*Tx, Event) error { return errors.New("sink down") }
 
 	_, err = b.st.Remove(ctx, seqs[0], fail)
 	require.ErrorContains(t, err, "sink down")
@@ -430,7 +430,7 @@ func TestRemove(t *testing.T) {
 	require.Equal(t, int64(1), st.Events)
 	require.Equal(t, int64(0), st.Leased)
 	require.Equal(t, uint64(2), st.Removed)
-	require.NoError(t, b.st.DB().View(func(tx *bolt.Tx) error {
+	require.NoError(t, b.st.db.View(func(tx *bolt.Tx) error {
 		require.Equal(t, `{"n":0}`, string(tx.Bucket(letters).Get(seqKey(seqs[0]))))
 		require.Equal(t, `{"n":1}`, string(tx.Bucket(letters).Get(seqKey(seqs[1]))))
 		return nil
@@ -546,7 +546,7 @@ func TestFailingOpDoesNotFailItsNeighbours(t *testing.T) {
 	var wg sync.WaitGroup
 	var removeErr error
 	wg.Go(func() {
-		_, removeErr = b.st.Remove(context.Background(), seq, func(*bolt.Tx, Event) error { return errors.New("boom") })
+		_, removeErr = b.st.Remove(context.Background(), seq, func(*Tx, Event) error { return errors.New("boom") })
 	})
 	waitFor(t, func() bool { return len(b.st.ops) == 1 })
 	for range 5 {
@@ -763,26 +763,26 @@ func TestInsert(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, Options{MaxEvents: 2})
-	side := []byte("side")
-	mark := func(tx *bolt.Tx) error {
-		bk, err := tx.CreateBucketIfNotExists(side)
+	side := []byte(Letters.String())
+	mark := func(tx *Tx) error {
+		bk, err := tx.Bucket(Letters)
 		if err != nil {
 			return err
 		}
 		return bk.Put([]byte("k"), []byte("v"))
 	}
-	seqs, err := b.st.Insert(ctx, func(tx *bolt.Tx) ([]NewEvent, error) {
+	seqs, err := b.st.Insert(ctx, func(tx *Tx) ([]NewEvent, error) {
 		return newEvents(2, "fn"), mark(tx)
 	}, nil)
 	require.NoError(t, err)
 	require.Len(t, seqs, 2)
 
-	require.NoError(t, b.st.DB().Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(side) }))
-	_, err = b.st.Insert(ctx, func(tx *bolt.Tx) ([]NewEvent, error) {
+	require.NoError(t, b.st.db.Update(func(tx *bolt.Tx) error { return tx.DeleteBucket(side) }))
+	_, err = b.st.Insert(ctx, func(tx *Tx) ([]NewEvent, error) {
 		return newEvents(1, "fn"), mark(tx)
 	}, nil)
 	require.ErrorIs(t, err, ErrFull)
-	require.NoError(t, b.st.DB().View(func(tx *bolt.Tx) error {
+	require.NoError(t, b.st.db.View(func(tx *bolt.Tx) error {
 		require.Nil(t, tx.Bucket(side), "what fn wrote is rolled back with the refused events")
 		return nil
 	}))

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	bolt "go.etcd.io/bbolt"
 )
 
 // A damaged open can kill the process (a SIGBUS, or a panic in bbolt's own
@@ -144,8 +143,8 @@ func buildQueue(t testing.TB, n int) string {
 	require.NoError(t, err)
 	_, err = st.Lease(ctx, 3, time.Hour)
 	require.NoError(t, err)
-	require.NoError(t, st.Update(ctx, func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte("deadletters"))
+	require.NoError(t, st.Update(ctx, func(tx *Tx) error {
+		b, err := tx.Bucket(Letters)
 		if err != nil {
 			return err
 		}

@@ -159,6 +159,7 @@ type txn struct {
 	ready    *bolt.Bucket
 	leases   *bolt.Bucket
 	corrupt  *bolt.Bucket
+	public   *Tx   // tx as other packages' callbacks see it; see pub
 	now      int64 // queue time (Store.Now)
 	wall     int64 // wall clock, for enqueue times and key windows
 	// Cursors reused by the hot paths: see reused.

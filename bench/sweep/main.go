@@ -7,6 +7,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log"
@@ -14,9 +15,8 @@ import (
 	"path/filepath"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 func main() {
@@ -28,18 +28,18 @@ func main() {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	db, err := bolt.Open(filepath.Join(dir, "keys.db"), 0o600, &bolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	st, err := store.Open(filepath.Join(dir, "keys.db"), store.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer db.Close()
-	x := idempotency.New(db)
+	defer st.Close()
+	x := idempotency.New(st)
 	now := time.Now()
 	start := time.Now()
 	for i := 0; i < *n; i += 10_000 {
-		err := db.Update(func(tx *bolt.Tx) error {
+		err := st.Update(context.Background(), func(tx *store.Tx) error {
 			for j := i; j < min(i+10_000, *n); j++ {
-				if _, _, err := x.Claim(tx, fmt.Sprintf("order-%08d", j), uint64(j+1), now, time.Duration(j+1)*time.Microsecond); err != nil {
+				if err := x.Hold(tx, fmt.Sprintf("order-%08d", j), uint64(j+1), now, time.Duration(j+1)*time.Microsecond); err != nil {
 					return err
 				}
 			}

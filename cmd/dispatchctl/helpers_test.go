@@ -89,7 +89,7 @@ func seed(t *testing.T) string {
 
 	st, err := store.Open(path, store.Options{})
 	require.NoError(t, err)
-	b := deadletter.NewBolt(st.DB())
+	b := deadletter.NewBolt(st)
 	now := time.Now().UTC()
 	for _, l := range []deadletter.Letter{
 		{ID: "100", Function: "orders", Payload: []byte(`{"id":100}`), Enqueued: now.Add(-49 * time.Hour), Reason: deadletter.RetriesExhausted,

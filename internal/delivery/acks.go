@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/store"
 )
@@ -41,7 +39,7 @@ func (r *runner) hasAcks() bool {
 }
 
 // markDelivered marks a delivered event's key in the ack's transaction.
-func (r *runner) markDelivered(tx *bolt.Tx, seq uint64, key string) error {
+func (r *runner) markDelivered(tx *store.Tx, seq uint64, key string) error {
 	return r.cfg.Keys.Mark(tx, key, seq, idempotency.Delivered)
 }
 

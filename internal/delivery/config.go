@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
@@ -57,10 +56,10 @@ type Invoker interface {
 
 // Queue is the part of *store.Store delivery uses.
 type Queue interface {
-	AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *bolt.Tx, seq uint64, key string) error) ([]store.Event, []uint64, error)
+	AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *store.Tx, seq uint64, key string) error) ([]store.Event, []uint64, error)
 	Reschedule(ctx context.Context, seq uint64, due time.Time, lastErr store.ErrorInfo) error
 	Release(ctx context.Context, refund bool, seqs ...uint64) error
-	Remove(ctx context.Context, seq uint64, move func(tx *bolt.Tx, ev store.Event) error) (store.Event, error)
+	Remove(ctx context.Context, seq uint64, move func(tx *store.Tx, ev store.Event) error) (store.Event, error)
 	Reclaim(ctx context.Context) (int, error)
 	ReleaseAll(ctx context.Context) (int, error)
 	Ready() <-chan struct{}
@@ -75,7 +74,7 @@ type Keys interface {
 	Delivered(key string) (bool, error)
 	// Mark records the outcome of event seq for key in tx: the ack's
 	// transaction for Delivered, the removal's for DeadLettered.
-	Mark(tx *bolt.Tx, key string, seq uint64, s idempotency.State) error
+	Mark(tx *store.Tx, key string, seq uint64, s idempotency.State) error
 }
 
 // Shared is the dispatcher's side of a key window shared with other

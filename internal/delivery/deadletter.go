@@ -5,8 +5,6 @@ import (
 	"errors"
 	"math/rand/v2"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/retry"
@@ -61,7 +59,7 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 // event is removed, and returns the last sink's error if none did, or
 // store.ErrNotFound if the event was gone.
 func (r *runner) putLetter(ctx context.Context, ev store.Event, letter deadletter.Letter) error {
-	mark := func(tx *bolt.Tx, _ store.Event) error {
+	mark := func(tx *store.Tx, _ store.Event) error {
 		if ev.Key == "" {
 			return nil
 		}
@@ -70,7 +68,7 @@ func (r *runner) putLetter(ctx context.Context, ev store.Event, letter deadlette
 	var err error
 	for i, sink := range r.cfg.Sinks {
 		if ts, ok := sink.(deadletter.TxSink); ok {
-			_, err = r.st.Remove(ctx, ev.Seq, func(tx *bolt.Tx, e store.Event) error {
+			_, err = r.st.Remove(ctx, ev.Seq, func(tx *store.Tx, e store.Event) error {
 				if err := ts.PutTx(tx, letter); err != nil {
 					return err
 				}

@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/store"
 )
@@ -39,8 +37,8 @@ type Config struct {
 // Queue is the part of *store.Store the protocol writes through.
 type Queue interface {
 	EnqueueUnique(ctx context.Context, evs []store.NewEvent, w store.KeyWindow) ([]store.Result, error)
-	Remove(ctx context.Context, seq uint64, move func(tx *bolt.Tx, ev store.Event) error) (store.Event, error)
-	Update(ctx context.Context, fn func(tx *bolt.Tx) error) error
+	Remove(ctx context.Context, seq uint64, move func(tx *store.Tx, ev store.Event) error) (store.Event, error)
+	Update(ctx context.Context, fn func(tx *store.Tx) error) error
 }
 
 // Local is the file's own key index: the store's KeyWindow, which the

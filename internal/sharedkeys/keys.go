@@ -10,10 +10,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/retry"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // Keys is the dispatcher's side of one shared key window, for one queue
@@ -51,7 +50,7 @@ func Open(cfg Config) (*Keys, error) {
 	if k.cfg.Duplicate == nil {
 		k.cfg.Duplicate = func() {}
 	}
-	err := cfg.Queue.Update(context.Background(), func(tx *bolt.Tx) error {
+	err := cfg.Queue.Update(context.Background(), func(tx *store.Tx) error {
 		var err error
 		k.owner, err = loadFile(tx, k.unconfirmed, func(err error) {
 			k.log.Error("dropping an unreadable pending claim", "error", err)
@@ -171,7 +170,7 @@ func (k *Keys) flushSettled(ctx context.Context) {
 	if len(seqs) == 0 {
 		return
 	}
-	if err := k.cfg.Queue.Update(ctx, func(tx *bolt.Tx) error { return deletePending(tx, seqs...) }); err != nil {
+	if err := k.cfg.Queue.Update(ctx, func(tx *store.Tx) error { return deletePending(tx, seqs...) }); err != nil {
 		k.mu.Lock()
 		k.settled = append(k.settled, seqs...)
 		k.mu.Unlock()

@@ -7,21 +7,15 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
-// The file's side of a shared window: the owner's identity, and the claims
-// committed but not yet confirmed, so that a crash between the commit and
-// the confirm is finished at the next Open. The bytes are those files
-// written before this package existed hold: change them only with a new
-// pendingVersion.
-var (
-	bucketShared  = []byte("shared")
-	bucketPending = []byte("sharedpending")
-	keyOwner      = []byte("owner")
-)
+// The file's side of a shared window, in the buckets store.SharedOwner and
+// store.PendingClaims: the owner's identity, and the claims committed but
+// not yet confirmed, so that a crash between the commit and the confirm is
+// finished at the next Open. The bytes are those files written before this
+// package existed hold: change them only with a new pendingVersion.
+var keyOwner = []byte("owner")
 
 const pendingVersion = 1
 
@@ -61,10 +55,10 @@ func decodePending(v []byte) (pendingClaim, error) {
 
 func pendingKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-func deletePending(tx *bolt.Tx, seqs ...uint64) error {
-	b := tx.Bucket(bucketPending)
-	if b == nil {
-		return nil
+func deletePending(tx *store.Tx, seqs ...uint64) error {
+	b, err := tx.Bucket(store.PendingClaims)
+	if err != nil {
+		return err
 	}
 	for _, seq := range seqs {
 		if err := b.Delete(pendingKey(seq)); err != nil {
@@ -77,9 +71,9 @@ func deletePending(tx *bolt.Tx, seqs ...uint64) error {
 // loadFile reads or creates the file's owner identity and reads the
 // pending claims, in tx. It may run more than once (the store's writer
 // may retry), so it starts from an empty map each time.
-func loadFile(tx *bolt.Tx, unconfirmed map[uint64]pendingClaim, dropped func(error)) (owner string, err error) {
+func loadFile(tx *store.Tx, unconfirmed map[uint64]pendingClaim, dropped func(error)) (owner string, err error) {
 	clear(unconfirmed)
-	b, err := tx.CreateBucketIfNotExists(bucketShared)
+	b, err := tx.Bucket(store.SharedOwner)
 	if err != nil {
 		return "", err
 	}
@@ -91,19 +85,20 @@ func loadFile(tx *bolt.Tx, unconfirmed map[uint64]pendingClaim, dropped func(err
 			return "", err
 		}
 	}
-	p, err := tx.CreateBucketIfNotExists(bucketPending)
+	p, err := tx.Bucket(store.PendingClaims)
 	if err != nil {
 		return "", err
 	}
-	return owner, p.ForEach(func(k, v []byte) error {
+	c := p.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
 		pc, err := decodePending(v)
 		if err != nil || len(k) != 8 {
 			dropped(err)
-			return nil
+			continue
 		}
 		unconfirmed[binary.BigEndian.Uint64(k)] = pc
-		return nil
-	})
+	}
+	return owner, nil
 }
 
 // pendingWindow is the store's KeyWindow in shared mode: the file's own
@@ -114,21 +109,21 @@ type pendingWindow struct {
 }
 
 // Held is the file's own index's.
-func (w pendingWindow) Held(tx *bolt.Tx, key string, now time.Time) (uint64, bool, error) {
+func (w pendingWindow) Held(tx *store.Tx, key string, now time.Time) (uint64, bool, error) {
 	return w.local.Held(tx, key, now)
 }
 
-// Claim claims key in the file's index and records the shared claim as
+// Hold holds key in the file's index and records the shared claim as
 // pending, in the transaction that writes the event seq.
-func (w pendingWindow) Claim(tx *bolt.Tx, key string, seq uint64, now time.Time, window time.Duration) error {
-	if err := w.local.Claim(tx, key, seq, now, window); err != nil {
+func (w pendingWindow) Hold(tx *store.Tx, key string, seq uint64, now time.Time, window time.Duration) error {
+	if err := w.local.Hold(tx, key, seq, now, window); err != nil {
 		return err
 	}
 	pc, ok := w.claims[key]
 	if !ok {
 		return nil
 	}
-	b, err := tx.CreateBucketIfNotExists(bucketPending)
+	b, err := tx.Bucket(store.PendingClaims)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 // TestPendingBytes pins the pending record's bytes: files written before
@@ -22,8 +24,8 @@ func TestPendingBytes(t *testing.T) {
 	require.Equal(t, pc.token, got.token)
 	require.True(t, pc.expires.Equal(got.expires))
 
-	require.Equal(t, "sharedpending", string(bucketPending))
-	require.Equal(t, "shared", string(bucketShared))
+	require.Equal(t, "sharedpending", store.PendingClaims.String())
+	require.Equal(t, "shared", store.SharedOwner.String())
 	require.Equal(t, "owner", string(keyOwner))
 	require.Equal(t, "00000000000000ff", hex.EncodeToString(pendingKey(255)))
 }

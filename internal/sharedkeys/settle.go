@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/lambdadispatch/dispatcher/idempotency"
 	"github.com/lambdadispatch/dispatcher/store"
 )
@@ -115,7 +113,7 @@ func (k *Keys) dropDuplicate(ctx context.Context, seq uint64, pc pendingClaim, h
 	k.count.Lost.Add(1)
 	k.log.Warn("a key claim was taken over before it was confirmed: the event is a duplicate", "id", formatID(seq), "key", pc.key, "holder", h.Owner, "holder_id", h.ID)
 	if remove {
-		if _, err := k.cfg.Queue.Remove(ctx, seq, func(tx *bolt.Tx, _ store.Event) error {
+		if _, err := k.cfg.Queue.Remove(ctx, seq, func(tx *store.Tx, _ store.Event) error {
 			return deletePending(tx, seq)
 		}); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
