@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/internal/lambdaname"
 	"github.com/lambdadispatch/dispatcher/internal/sharedkeys"
 	"github.com/lambdadispatch/dispatcher/store"
 )
@@ -147,7 +148,7 @@ func (o RedriveOptions) validate(lim limits) error {
 	if o.Function != "" {
 		return validateEvent(0, &Event{Function: o.Function, Qualifier: o.Qualifier}, lim)
 	}
-	if reason := checkQualifierField(o.Qualifier, ""); reason != "" {
+	if reason := lambdaname.Qualifier(o.Qualifier, ""); reason != "" {
 		return &ValidationError{Field: "Qualifier", Reason: reason}
 	}
 	return nil
@@ -229,7 +230,13 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 			return evs, nil
 		}, window)
 		if sh != nil {
-			sh.Finish(ctx, err, seqs, keys)
+			if err != nil {
+				// The writer may still be running fn (see store.Update):
+				// keys is not ours to read.
+				sh.Finish(ctx, err, nil, nil)
+			} else {
+				sh.Finish(ctx, nil, seqs, keys)
+			}
 		}
 		if err != nil {
 			return n, translate(err)

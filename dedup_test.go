@@ -46,7 +46,7 @@ func TestDedupSameKeyFrom64Goroutines(t *testing.T) {
 	}
 	st := d.Stats()
 	require.Equal(t, int64(1), st.Queued())
-	require.Equal(t, uint64(63), st.Duplicates)
+	require.Equal(t, uint64(63), st.DuplicatesRefused)
 	require.Equal(t, uint64(1), st.Keys)
 }
 
@@ -188,7 +188,7 @@ func TestDedupEndToEnd(t *testing.T) {
 	}
 	require.Equal(t, total-unique, dups)
 	st := waitStats(t, b.d, "all unique keys delivered", func(s dispatcher.Stats) bool { return s.Delivered == uint64(unique) })
-	require.Equal(t, uint64(total-unique), st.Duplicates)
+	require.Equal(t, uint64(total-unique), st.DuplicatesRefused)
 	require.Equal(t, uint64(unique), st.Enqueued)
 	require.Zero(t, st.Queued())
 	seen := keysSeen(t, b.srv, "fn")
@@ -215,7 +215,7 @@ func TestDedupDeliverySide(t *testing.T) {
 	}))
 	b.start(t)
 	st := waitStats(t, b.d, "settled", func(s dispatcher.Stats) bool { return s.Delivered == 1 })
-	require.Equal(t, uint64(1), st.Deduplicated)
+	require.Equal(t, uint64(1), st.DuplicatesSkipped)
 	require.Zero(t, b.srv.Count("fn"), "no invoke")
 }
 

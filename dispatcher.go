@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +77,10 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		ReadOnly:    o.readOnly,
 	})
 	if err != nil {
+		var ce *store.CorruptError
+		if errors.As(err, &ce) {
+			return nil, &mappedError{err: err, is: ErrCorruptFile, text: err.Error()}
+		}
 		return nil, translate(err)
 	}
 	d := &Dispatcher{st: st, opts: o, lim: limits{maxPayload: o.maxPayload}, log: o.logger}
@@ -248,89 +251,6 @@ func (d *Dispatcher) sweep(ctx context.Context) {
 // sweepBatch bounds one sweep transaction.
 const sweepBatch = 1000
 
-// Stats is a snapshot of the queue and of what happened since Open.
-type Stats struct {
-	Ready     int64 // due now, waiting for a worker
-	Scheduled int64 // waiting for a retry's backoff to pass
-	Leased    int64 // with a worker now
-	Bytes     int64 // payloads plus per-event metadata held (what WithMaxBytes caps)
-	Corrupt   int64 // unreadable records set aside, never delivered
-
-	// Since Open.
-	Enqueued     uint64
-	Delivered    uint64
-	Retried      uint64
-	DeadLettered uint64
-	Recovered    uint64 // leases of a dead process, or expired ones, returned to the queue
-	Commits      uint64 // write transactions: Enqueued/Commits is the group-commit factor
-
-	// DeadLetteredBy splits DeadLettered by reason.
-	DeadLetteredBy map[deadletter.Reason]uint64
-	// Throttled counts the times throttling lowered the in-flight limit.
-	Throttled uint64
-	// Paused is true while dispatch waits for Lambda to be reachable again.
-	Paused bool
-	// Running is true while Run is running.
-	Running bool
-
-	// Duplicates counts events refused at enqueue because their key was
-	// held; Deduplicated, events acked without an invoke because their key
-	// was already marked delivered.
-	Duplicates, Deduplicated uint64
-	// Keys is the number of deduplication keys held; KeysSwept and
-	// KeysEvicted count those removed since Open as expired or past
-	// WithMaxKeys.
-	Keys, KeysSwept, KeysEvicted uint64
-
-	// Shared is about the shared key window (WithSharedKeys); zero without
-	// one.
-	Shared SharedStats
-}
-
-// SharedStats counts the dispatcher's traffic with a shared key window,
-// since Open.
-type SharedStats struct {
-	Claims      uint64 // claim requests: one conditional write each
-	Waits       uint64 // claims that waited for another dispatcher's commit
-	Lost        uint64 // claims taken over before their confirm: events removed as duplicates
-	Unconfirmed int    // events committed whose claim is not yet confirmed
-	Unavailable uint64 // requests that found the window unreachable or throttled
-	// MarksSkipped counts outcomes not recorded in the window because it
-	// had just failed: delivery went on from the local index.
-	MarksSkipped uint64
-}
-
-// Queued is the number of events held in every state.
-func (s Stats) Queued() int64 { return s.Ready + s.Scheduled + s.Leased }
-
-// Stats returns counts by state and totals since Open. After Close it
-// returns the totals and zero counts.
-func (d *Dispatcher) Stats() Stats {
-	s, err := d.st.Stats()
-	st := Stats{
-		Enqueued: s.Enqueued, Delivered: s.Acked, Retried: s.Rescheduled,
-		Recovered: s.Recovered, Commits: s.Commits,
-		Throttled: d.counts.Throttled.Load(), Paused: d.counts.Paused.Load(), DeadLetteredBy: d.counts.DeadLetteredBy(),
-	}
-	d.runMu.Lock()
-	st.Running = d.runStop != nil
-	d.runMu.Unlock()
-	st.Duplicates, st.Deduplicated = d.duplicates.Load(), d.counts.Deduplicated.Load()
-	st.KeysSwept, st.KeysEvicted = d.keysSwept.Load(), d.keysEvicted.Load()
-	if n, err := d.keys.Len(); err == nil {
-		st.Keys = uint64(n)
-	}
-	st.Shared = d.sharedStats()
-	for _, n := range st.DeadLetteredBy {
-		st.DeadLettered += n // from the same counts, so the two always agree
-	}
-	if err != nil {
-		return st
-	}
-	st.Ready, st.Scheduled, st.Leased, st.Bytes, st.Corrupt = s.Ready, s.Scheduled, s.Leased, s.Bytes, s.Corrupt
-	return st
-}
-
 // Close stops Run if it is running (as if its context ended, waiting for
 // it to return), waits for writes under way, then releases the file. Calls
 // after Close, Close included, return ErrClosed.
@@ -358,23 +278,3 @@ func (d *Dispatcher) Close() error {
 }
 
 func formatID(seq uint64) string { return strconv.FormatUint(seq, 10) }
-
-// translate maps the store's errors onto the dispatcher's own, keeping the
-// detail the store gave.
-func translate(err error) error {
-	for _, m := range []struct{ from, to error }{
-		{store.ErrClosed, ErrClosed},
-		{store.ErrFull, ErrQueueFull},
-		{store.ErrLocked, ErrFileInUse},
-		{store.ErrReadOnly, ErrReadOnly},
-	} {
-		if errors.Is(err, m.from) {
-			detail := strings.TrimPrefix(strings.TrimPrefix(err.Error(), m.from.Error()), ": ")
-			if detail == "" {
-				return m.to
-			}
-			return fmt.Errorf("%w: %s", m.to, detail)
-		}
-	}
-	return err
-}

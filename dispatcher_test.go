@@ -188,7 +188,9 @@ func TestQueueFullByBytes(t *testing.T) {
 	}
 	_, err := d.Enqueue(ctx, dispatcher.Event{Function: "fn", Payload: payload})
 	require.ErrorIs(t, err, dispatcher.ErrQueueFull)
+	require.ErrorIs(t, err, store.ErrFull, "the store's sentinel matches too")
 	require.Contains(t, err.Error(), "cap of 1000")
+	require.True(t, strings.HasPrefix(err.Error(), dispatcher.ErrQueueFull.Error()+": "), err.Error())
 	st := d.Stats()
 	require.Equal(t, int64(2), st.Queued())
 	require.LessOrEqual(t, st.Bytes, int64(1000))
@@ -375,6 +377,7 @@ func TestOpenDamagedFile(t *testing.T) {
 			_, err := dispatcher.Open(p)
 			var ce *store.CorruptError
 			require.ErrorAs(t, err, &ce)
+			require.ErrorIs(t, err, dispatcher.ErrCorruptFile)
 			after, err := os.ReadFile(p)
 			require.NoError(t, err)
 			require.Equal(t, sha256.Sum256(b), sha256.Sum256(after))

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
@@ -26,6 +27,12 @@ var (
 	// process or another, holds the file and did not release it within the
 	// lock timeout (WithLockTimeout).
 	ErrFileInUse = errors.New("dispatcher: file is in use by another dispatcher")
+
+	// ErrCorruptFile is matched (errors.Is) by the error Open returns for a
+	// file that is not a dispatcher queue, or one too damaged to open; the
+	// file is left as it was. errors.As finds the *store.CorruptError that
+	// says what is wrong. `dispatchctl check` and `salvage` read such files.
+	ErrCorruptFile = errors.New("dispatcher: not a readable queue file")
 
 	// ErrReadOnly is returned by Enqueue, EnqueueBatch, Run, and the
 	// DeadLetters' Redrive, RedriveMatching and Purge of a Dispatcher
@@ -76,23 +83,52 @@ func (e *ValidationError) Error() string {
 // Unwrap returns ErrInvalidEvent.
 func (e *ValidationError) Unwrap() error { return ErrInvalidEvent }
 
-// notFoundError is a store's or the letters' not-found error that also
-// matches ErrNotFound, its text unchanged.
-type notFoundError struct{ err error }
+// mappedError is an error of the store or of the letters as the
+// dispatcher returns it: it matches (errors.Is) the dispatcher's sentinel
+// is as well as everything err matches, and errors.As reaches err's types.
+type mappedError struct {
+	err  error
+	is   error
+	text string
+}
 
-func (e *notFoundError) Error() string { return e.err.Error() }
+func (e *mappedError) Error() string { return e.text }
 
 // Unwrap returns the store's or the letters' error.
-func (e *notFoundError) Unwrap() error { return e.err }
+func (e *mappedError) Unwrap() error { return e.err }
 
-// Is matches ErrNotFound.
-func (e *notFoundError) Is(target error) bool { return target == ErrNotFound }
+// Is matches the dispatcher's sentinel.
+func (e *mappedError) Is(target error) bool { return target == e.is }
 
 // notFound makes err match ErrNotFound when it is a not-found error of the
 // store or of the dead letters; any other err comes back as it was.
 func notFound(err error) error {
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, deadletter.ErrNotFound) {
-		return &notFoundError{err}
+		return &mappedError{err: err, is: ErrNotFound, text: err.Error()}
+	}
+	return err
+}
+
+// storeErrors pairs the store's sentinels with the dispatcher's.
+var storeErrors = []struct{ from, to error }{
+	{store.ErrClosed, ErrClosed},
+	{store.ErrFull, ErrQueueFull},
+	{store.ErrLocked, ErrFileInUse},
+	{store.ErrReadOnly, ErrReadOnly},
+}
+
+// translate maps the store's errors onto the dispatcher's own: the result
+// matches both sentinels, and reads as the dispatcher's followed by the
+// detail the store gave.
+func translate(err error) error {
+	for _, m := range storeErrors {
+		if err == m.from {
+			return m.to
+		}
+		if errors.Is(err, m.from) {
+			detail, _ := strings.CutPrefix(err.Error(), m.from.Error()+": ")
+			return &mappedError{err: err, is: m.to, text: m.to.Error() + ": " + detail}
+		}
 	}
 	return err
 }

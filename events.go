@@ -96,7 +96,7 @@ func (e *Events) Get(id string) (QueuedEvent, error) {
 	}
 	seq, err := strconv.ParseUint(id, 10, 64)
 	if err != nil {
-		return QueuedEvent{}, &notFoundError{fmt.Errorf("%w: id %q is not a number", store.ErrNotFound, id)}
+		return QueuedEvent{}, notFound(fmt.Errorf("%w: id %q is not a number", store.ErrNotFound, id))
 	}
 	ev, err := e.d.st.Get(seq)
 	if err != nil {
@@ -201,12 +201,10 @@ func (d *Dispatcher) queuedEvent(ev store.Event) QueuedEvent {
 	case ev.Due.After(d.st.Now()):
 		state = StateScheduled
 	}
-	le := ev.LastError
 	return QueuedEvent{
 		ID: formatID(ev.Seq), Function: ev.Function, Qualifier: ev.Qualifier, Key: ev.Key, Payload: ev.Payload,
 		State: state, Attempts: ev.Attempts, Enqueued: ev.Enqueued, Due: ev.Due,
 		FirstAttempt: ev.FirstAttempt, LastAttempt: ev.LastAttempt, LeaseUntil: ev.LeaseUntil,
-		LastError: deadletter.ErrorInfo{Code: le.Code, Message: le.Message, StatusCode: le.Status, RequestID: le.RequestID},
-		Size:      len(ev.Payload),
+		LastError: ev.LastError, Size: len(ev.Payload),
 	}
 }

@@ -126,6 +126,7 @@ func TestReadOnlyNeverMakesAQueue(t *testing.T) {
 	_, err = dispatcher.Open(empty, dispatcher.WithReadOnly())
 	var ce *store.CorruptError
 	require.ErrorAs(t, err, &ce)
+	require.ErrorIs(t, err, dispatcher.ErrCorruptFile)
 	fi, err := os.Stat(empty)
 	require.NoError(t, err)
 	require.Zero(t, fi.Size())

@@ -406,7 +406,7 @@ func TestSharedKeysAcrossDispatchers(t *testing.T) {
 	require.True(t, rb.Duplicate)
 	require.Equal(t, ra.ID, rb.ID)
 	require.Zero(t, b.Stats().Queued())
-	require.EqualValues(t, 1, b.Stats().Duplicates)
+	require.EqualValues(t, 1, b.Stats().DuplicatesRefused)
 
 	// A batch mixing held, new and repeated keys.
 	rs, err := b.EnqueueBatch(ctx, []dispatcher.Event{
@@ -465,7 +465,7 @@ func TestSharedKeysClaimTakenOver(t *testing.T) {
 	st := d.Stats()
 	require.Zero(t, st.Queued())
 	require.EqualValues(t, 1, st.Shared.Lost)
-	require.EqualValues(t, 1, st.Duplicates, "counted once")
+	require.EqualValues(t, 1, st.DuplicatesRefused, "counted once")
 	require.Zero(t, st.Shared.Unconfirmed)
 	n := 0
 	require.NoError(t, dispatcher.ScanEvents(d, func(store.Event) error { n++; return nil }))

@@ -8,6 +8,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/lambdadispatch/dispatcher/internal/lambdaname"
 )
 
 const testARNPrefix = "arn:aws:lambda:us-east-1:123456789012:function:"
@@ -232,13 +234,13 @@ func FuzzValidateEvent(f *testing.F) {
 		if len(payload) > DefaultMaxPayload {
 			t.Fatalf("accepted a %d-byte payload", len(payload))
 		}
-		if function == "" || len(function) > maxFunctionLen {
+		if function == "" || len(function) > lambdaname.MaxFunctionLen {
 			t.Fatalf("accepted function of %d bytes", len(function))
 		}
 		if len(key) > MaxKeyLen || !utf8.ValidString(key) {
 			t.Fatalf("accepted key %q", key)
 		}
-		if len(qualifier) > maxQualifierLen {
+		if len(qualifier) > lambdaname.MaxQualifierLen {
 			t.Fatalf("accepted qualifier of %d bytes", len(qualifier))
 		}
 	})

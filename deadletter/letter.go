@@ -4,42 +4,32 @@ import (
 	"context"
 	"time"
 
+	"github.com/lambdadispatch/dispatcher/retry"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
-// Reason says why an event was dead-lettered.
-type Reason string
+// Reason says why an event was dead-lettered. It is the retry policy's
+// own type, so the policy's decision becomes a letter's reason unconverted.
+type Reason = retry.Reason
 
 // The reasons the dispatcher gives.
 const (
 	// RetriesExhausted: every attempt the retry policy allows failed with a
 	// retryable error.
-	RetriesExhausted Reason = "retries exhausted"
+	RetriesExhausted = retry.ReasonRetriesExhausted
 	// EventAgeExceeded: the event grew older than the policy's maximum event
 	// age before it could be delivered.
-	EventAgeExceeded Reason = "event age exceeded"
+	EventAgeExceeded = retry.ReasonEventAgeExceeded
 	// Rejected: a permanent error; Lambda refused the event, and trying it
 	// again would not change the answer.
-	Rejected Reason = "rejected"
+	Rejected = retry.ReasonRejected
 )
 
 // ErrorInfo is the last error: what Lambda (or the transport) answered to
-// the event's last attempt. It is zero when there was no attempt, as for an
-// event that aged out before its first attempt.
-type ErrorInfo struct {
-	// Code is Lambda's error code, such as "ResourceNotFoundException";
-	// empty for transport errors.
-	Code string `json:"code,omitempty"`
-	// Message is Lambda's error message, or the transport error's text.
-	Message string `json:"message,omitempty"`
-	// StatusCode is the HTTP status, 0 for transport errors.
-	StatusCode int `json:"statusCode,omitempty"`
-	// RequestID is Lambda's request id, empty when none was received.
-	RequestID string `json:"requestId,omitempty"`
-}
-
-// IsZero reports whether no error is recorded.
-func (e ErrorInfo) IsZero() bool { return e == ErrorInfo{} }
+// the event's last attempt. It is the store's type, so that a letter
+// carries its event's last error unconverted; zero when there was no
+// attempt, as for an event that aged out before its first attempt.
+type ErrorInfo = store.ErrorInfo
 
 // Letter is an event that could not be delivered, with why and what was
 // tried.

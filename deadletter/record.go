@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/lambdadispatch/dispatcher/retry"
 )
 
 // RecordVersion is the version of Lambda's on-failure destination record
@@ -46,31 +48,13 @@ type ResponseContext struct {
 	FunctionError   string `json:"functionError,omitempty"`
 }
 
-// The conditions of Lambda's record that the dispatcher's reasons map to.
+// The conditions of Lambda's record that the dispatcher's reasons map to:
+// see retry.Reason's Condition.
 const (
-	ConditionRetriesExhausted = "RetriesExhausted"
-	ConditionEventAgeExceeded = "EventAgeExceeded"
-	// ConditionRejected is our own choice: Lambda's records name only the
-	// two conditions above, since an event Lambda refuses outright never
-	// enters its asynchronous queue.
-	ConditionRejected = "RejectedByLambda"
+	ConditionRetriesExhausted = retry.ConditionRetriesExhausted
+	ConditionEventAgeExceeded = retry.ConditionEventAgeExceeded
+	ConditionRejected         = retry.ConditionRejected
 )
-
-// Condition returns the condition of Lambda's record for r:
-// [RetriesExhausted] is "RetriesExhausted", [EventAgeExceeded] is
-// "EventAgeExceeded", and [Rejected] is "RejectedByLambda" (our name; see
-// [ConditionRejected]). Any other reason is returned as it is.
-func (r Reason) Condition() string {
-	switch r {
-	case RetriesExhausted:
-		return ConditionRetriesExhausted
-	case EventAgeExceeded:
-		return ConditionEventAgeExceeded
-	case Rejected:
-		return ConditionRejected
-	}
-	return string(r)
-}
 
 // Record returns l in the form of Lambda's on-failure destination record:
 //

@@ -349,5 +349,10 @@ func (x *Index) trimOnce(ctx context.Context, batch int, drop func(expires int64
 		n = len(doomed)
 		return keys.SetSequence(keys.Sequence() - uint64(n))
 	})
-	return n, err
+	if err != nil {
+		// The store's writer may still be running the transaction (see
+		// store.Update): n is not ours to read.
+		return 0, err
+	}
+	return n, nil
 }

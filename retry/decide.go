@@ -54,6 +54,33 @@ const (
 	ReasonRejected Reason = "rejected"
 )
 
+// The conditions of Lambda's own on-failure destination records that the
+// reasons map to.
+const (
+	ConditionRetriesExhausted = "RetriesExhausted"
+	ConditionEventAgeExceeded = "EventAgeExceeded"
+	// ConditionRejected is our own choice: Lambda's records name only the
+	// two conditions above, since an event Lambda refuses outright never
+	// enters its asynchronous queue.
+	ConditionRejected = "RejectedByLambda"
+)
+
+// Condition returns the condition of Lambda's record for r:
+// [ReasonRetriesExhausted] is "RetriesExhausted", [ReasonEventAgeExceeded]
+// is "EventAgeExceeded", and [ReasonRejected] is "RejectedByLambda" (our
+// name; see [ConditionRejected]). Any other reason is returned as it is.
+func (r Reason) Condition() string {
+	switch r {
+	case ReasonRetriesExhausted:
+		return ConditionRetriesExhausted
+	case ReasonEventAgeExceeded:
+		return ConditionEventAgeExceeded
+	case ReasonRejected:
+		return ConditionRejected
+	}
+	return string(r)
+}
+
 // Decide says what to do with an event after an attempt whose outcome was
 // classified as class. attempts is the number of attempts made so far,
 // including this one; enqueued is when the event's age starts (the

@@ -731,7 +731,9 @@ func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 // calls waiting at the time, for packages that keep their own buckets in
 // the file (dead letters, keys). fn must touch only those buckets, and may
 // run more than once; an error from it rolls back the transaction and is
-// returned.
+// returned. If ctx ends after the writer took the call, Update returns at
+// once while fn may still run: read what fn writes only after a nil error
+// (or an error fn returned).
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	return s.do(ctx, func(t *txn) error { return fn(t.pub()) })
 }

@@ -39,12 +39,20 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrorInfo is the last error recorded against an event: what Lambda (or
-// the transport) answered to its latest failed attempt.
+// the transport) answered to its latest failed attempt. It is zero when
+// there was no attempt. Package deadletter's ErrorInfo is this type, so a
+// letter carries its event's last error unconverted.
 type ErrorInfo struct {
-	Code      string // Lambda error code, e.g. "TooManyRequestsException"
-	Message   string
-	Status    int // HTTP status; 0 for transport errors
-	RequestID string
+	// Code is Lambda's error code, such as "ResourceNotFoundException";
+	// empty for transport errors.
+	Code string `json:"code,omitempty"`
+	// Message is Lambda's error message, or the transport error's text,
+	// with anything secret-looking redacted (see retry.Redact).
+	Message string `json:"message,omitempty"`
+	// StatusCode is the HTTP status, 0 for transport errors.
+	StatusCode int `json:"statusCode,omitempty"`
+	// RequestID is Lambda's request id, empty when none was received.
+	RequestID string `json:"requestId,omitempty"`
 }
 
 // IsZero reports whether no error is recorded.
@@ -105,7 +113,7 @@ func (r *record) encodeV1(b []byte) []byte {
 	b = append(b, 1)
 	b = appendString(b, r.lastErr.Code)
 	b = appendString(b, r.lastErr.Message)
-	b = binary.AppendUvarint(b, uint64(r.lastErr.Status))
+	b = binary.AppendUvarint(b, uint64(r.lastErr.StatusCode))
 	return appendString(b, r.lastErr.RequestID)
 }
 
@@ -143,7 +151,7 @@ func decodeRecord(b []byte) (record, error) {
 	case flag == 1:
 		r.lastErr.Code = d.string("error code")
 		r.lastErr.Message = d.string("error message")
-		r.lastErr.Status = int(d.uvarint("error status", 999))
+		r.lastErr.StatusCode = int(d.uvarint("error status", 999))
 		r.lastErr.RequestID = d.string("error request id")
 		if d.err == nil && r.lastErr.IsZero() {
 			d.fail("error", "flag set but every field empty")

@@ -18,7 +18,7 @@ func sampleRecord() *record {
 		firstAttempt: 1_700_000_000_500_000_000, lastAttempt: 1_700_000_001_500_000_000, leaseUntil: 1_700_000_060_000_000_000,
 		function: "arn:aws:lambda:eu-west-1:123456789012:function:orders", qualifier: "prod", key: "order-42",
 		payloadLen: 17, payloadCRC: checksum([]byte(`{"order":"o-42"}`)),
-		lastErr: ErrorInfo{Code: "TooManyRequestsException", Message: "Rate exceeded", Status: 429, RequestID: "a1b2"},
+		lastErr: ErrorInfo{Code: "TooManyRequestsException", Message: "Rate exceeded", StatusCode: 429, RequestID: "a1b2"},
 	}
 }
 

@@ -273,7 +273,7 @@ func TestLease(t *testing.T) {
 		st := stats(t, b.st)
 		require.Equal(t, Stats{Events: 1, Leased: 1, Bytes: st.Bytes, Enqueued: 1, LeasesTaken: 1, Commits: 2}, st)
 
-		lastErr := ErrorInfo{Code: "TooManyRequestsException", Message: "slow down", Status: 429, RequestID: "r-1"}
+		lastErr := ErrorInfo{Code: "TooManyRequestsException", Message: "slow down", StatusCode: 429, RequestID: "r-1"}
 		b.clock.Add(time.Second)
 		require.NoError(t, b.st.Reschedule(ctx, seq, b.clock.Now().Add(10*time.Second), lastErr))
 		st = stats(t, b.st)

@@ -268,8 +268,8 @@ func openDispatcherWith(path string, opts ...dispatcher.Option) (*dispatcher.Dis
 
 // openErr explains why a file could not be opened.
 func openErr(path string, err error) error {
-	var ce *store.CorruptError
-	if errors.As(err, &ce) && strings.HasPrefix(ce.What, "file ") {
+	var ce *store.CorruptError // store.Compact's, which has no dispatcher between
+	if errors.Is(err, dispatcher.ErrCorruptFile) || errors.As(err, &ce) {
 		return &cliError{code: exitFailed, err: fmt.Errorf("%s is not a dispatcher queue, or not a readable one (left as it was): %w", path, err)}
 	}
 	return lockedErr(path, err)

@@ -115,7 +115,7 @@ func TestServe(t *testing.T) {
 			st.Delivered == 1
 	}, 10*time.Second, 5*time.Millisecond, "stats: %+v", st)
 	require.Equal(t, uint64(1), st.Enqueued)
-	require.Equal(t, uint64(1), st.Duplicates)
+	require.Equal(t, uint64(1), st.DuplicatesRefused)
 	require.True(t, st.Running)
 	tr.CloseIdleConnections()
 

@@ -26,9 +26,7 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 		Payload: ev.Payload, Enqueued: ev.Enqueued, Reason: reason, Attempts: ev.Attempts,
 		FirstAttempt: ev.FirstAttempt, LastAttempt: ev.LastAttempt, DeadLettered: r.cfg.Now(),
 	}
-	if info := errorInfo(ie); !info.IsZero() {
-		letter.LastError = deadletter.ErrorInfo{Code: info.Code, Message: info.Message, StatusCode: info.Status, RequestID: info.RequestID}
-	}
+	letter.LastError = errorInfo(ie)
 	for n := 1; ; n++ {
 		err := r.putLetter(ctx, ev, letter)
 		if errors.Is(err, store.ErrNotFound) {

@@ -126,7 +126,7 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		r.pause(ev.Function, ie)
 	case retry.DeadLetter:
-		r.deadLetter(ctx, ev, deadletter.Reason(reason), ie)
+		r.deadLetter(ctx, ev, reason, ie)
 	}
 }
 
@@ -166,7 +166,7 @@ func (r *runner) expired(ctx context.Context, ev store.Event) {
 	ev.LastAttempt = ev.PrevAttempt
 	var ie *retry.InvokeError
 	if e := ev.LastError; !e.IsZero() {
-		ie = &retry.InvokeError{Code: e.Code, Message: e.Message, StatusCode: e.Status, RequestID: e.RequestID}
+		ie = &retry.InvokeError{Code: e.Code, Message: e.Message, StatusCode: e.StatusCode, RequestID: e.RequestID}
 	}
 	r.deadLetter(ctx, ev, deadletter.EventAgeExceeded, ie)
 }
@@ -197,7 +197,7 @@ func errorInfo(ie *retry.InvokeError) store.ErrorInfo {
 		return store.ErrorInfo{}
 	}
 	// ie comes from retry.FromError, which has redacted its message.
-	info := store.ErrorInfo{Code: ie.Code, Message: ie.Message, Status: ie.StatusCode, RequestID: ie.RequestID}
+	info := store.ErrorInfo{Code: ie.Code, Message: ie.Message, StatusCode: ie.StatusCode, RequestID: ie.RequestID}
 	if info.IsZero() {
 		info.Message = ie.Error()
 	}

@@ -189,9 +189,9 @@ func (k *Keys) commit(ctx context.Context, a *admission) ([]confirmation, error)
 	return confirms, nil
 }
 
-// confirm settles the claims of the events committed, concurrently. An
+// confirm confirms the claims of the events committed, concurrently. An
 // event whose claim was taken over before its confirm was removed from
-// the queue as it was settled, so exactly one event keeps the key: its
+// the queue as it was confirmed, so exactly one event keeps the key: its
 // receipt becomes the holder's, as a duplicate. A confirm that fails is
 // left to the background loop, and its event reported queued: the
 // pending record keeps the claim. It returns the indexes of the events
@@ -203,7 +203,7 @@ func (k *Keys) confirm(ctx context.Context, a *admission, confirms []confirmatio
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, err := k.settleClaim(ctx, c.seq, true)
+			h, err := k.confirmClaim(ctx, c.seq, true)
 			if err != nil {
 				k.log.Warn("could not confirm a key claim; confirming it in the background", "id", formatID(c.seq), "key", a.news[c.i].Key, "error", redacted(err))
 				k.wake()

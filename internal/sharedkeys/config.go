@@ -23,7 +23,7 @@ type Config struct {
 	Counters *Counters
 	// Duplicate is called once for each event refused as a duplicate by
 	// Admit: held already, or removed from the queue after its claim was
-	// taken over before the confirm (then by whichever call settled it).
+	// taken over before the confirm (then by whichever call confirmed it).
 	Duplicate func()
 	// Now is the clock keys' windows and claims are measured on.
 	Now func() time.Time

@@ -14,7 +14,7 @@ import (
 // that it is back.
 const degradedFor = 30 * time.Second
 
-// BeforeInvoke settles a keyed event's pending claim before it is sent,
+// BeforeInvoke confirms a keyed event's pending claim before it is sent,
 // and reports whether the event turned out to be a duplicate: an event is
 // never invoked and then found to have lost its key. When the window is
 // unreachable the event is sent on the local index's word.
@@ -32,7 +32,7 @@ func (k *Keys) BeforeInvoke(ctx context.Context, ev store.Event) bool {
 	if unlock, err := k.locks.lock(cctx, []string{ev.Key}); err == nil {
 		defer unlock()
 	}
-	h, err := k.settleClaim(cctx, ev.Seq, false)
+	h, err := k.confirmClaim(cctx, ev.Seq, false)
 	if err != nil {
 		if ctx.Err() == nil {
 			k.degradedUntil.Store(now.Add(degradedFor).UnixNano())

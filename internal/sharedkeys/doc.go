@@ -49,7 +49,7 @@
 //
 // Claims of one key are serialised by an in-process lock, so that a second
 // Enqueue of a key cannot replace (same owner) the claim that the first is
-// about to confirm. Concurrent settles of one event's claim (Enqueue's,
+// about to confirm. Concurrent confirms of one event's claim (Enqueue's,
 // delivery's, the background loop's) share one attempt. When the window
 // fails during delivery, delivery goes on from the file's own index for a
 // while (degradedFor) rather than make every event wait for it to fail

@@ -26,8 +26,8 @@ type Keys struct {
 
 	mu          sync.Mutex
 	unconfirmed map[uint64]pendingClaim // committed, not confirmed
-	settling    map[uint64]*settleCall  // settles under way
-	settled     []uint64                // pending records to delete from the file
+	confirming  map[uint64]*confirmCall // confirms under way
+	finished    []uint64                // pending records to delete from the file
 
 	kick chan struct{}
 	stop context.CancelFunc
@@ -40,7 +40,7 @@ type Keys struct {
 // unconfirmed, and starts the loop that confirms them, which Close stops.
 // Its error is the queue's, as the store returned it.
 func Open(cfg Config) (*Keys, error) {
-	k := &Keys{cfg: cfg, log: cfg.Logger, count: cfg.Counters, unconfirmed: map[uint64]pendingClaim{}, settling: map[uint64]*settleCall{}, kick: make(chan struct{}, 1)}
+	k := &Keys{cfg: cfg, log: cfg.Logger, count: cfg.Counters, unconfirmed: map[uint64]pendingClaim{}, confirming: map[uint64]*confirmCall{}, kick: make(chan struct{}, 1)}
 	if k.log == nil {
 		k.log = slog.New(slog.DiscardHandler)
 	}
@@ -79,18 +79,18 @@ func (k *Keys) Unconfirmed() int {
 }
 
 // Close stops the background loop, waits for it, and deletes the pending
-// records of the claims settled since its last pass. It does not close
+// records of the claims finished since its last pass. It does not close
 // the window or the queue.
 func (k *Keys) Close() {
 	k.stop()
 	<-k.done
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	k.flushSettled(ctx)
+	k.flushFinished(ctx)
 }
 
 // confirmLoop confirms the claims left unconfirmed by a crash or by an
-// unreachable window, and deletes the records of those settled, until
+// unreachable window, and deletes the records of those finished, until
 // Close.
 func (k *Keys) confirmLoop(ctx context.Context) {
 	defer close(k.done)
@@ -105,7 +105,7 @@ func (k *Keys) confirmLoop(ctx context.Context) {
 		} else {
 			backoff++
 		}
-		k.flushSettled(ctx)
+		k.flushFinished(ctx)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -148,7 +148,7 @@ func (k *Keys) confirmPending(ctx context.Context) bool {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, err := k.settleClaim(ctx, seq, true); err != nil {
+			if _, err := k.confirmClaim(ctx, seq, true); err != nil {
 				if !errors.Is(err, idempotency.ErrUnavailable) && ctx.Err() == nil {
 					k.log.Error("could not confirm a key claim", "id", formatID(seq), "error", redacted(err))
 				}
@@ -160,19 +160,19 @@ func (k *Keys) confirmPending(ctx context.Context) bool {
 	return !failed.Load()
 }
 
-// flushSettled deletes the pending records of the claims settled, in one
+// flushFinished deletes the pending records of the claims finished, in one
 // transaction; on failure they are kept for the next pass.
-func (k *Keys) flushSettled(ctx context.Context) {
+func (k *Keys) flushFinished(ctx context.Context) {
 	k.mu.Lock()
-	seqs := k.settled
-	k.settled = nil
+	seqs := k.finished
+	k.finished = nil
 	k.mu.Unlock()
 	if len(seqs) == 0 {
 		return
 	}
 	if err := k.cfg.Queue.Update(ctx, func(tx *store.Tx) error { return deletePending(tx, seqs...) }); err != nil {
 		k.mu.Lock()
-		k.settled = append(k.settled, seqs...)
+		k.finished = append(k.finished, seqs...)
 		k.mu.Unlock()
 	}
 }

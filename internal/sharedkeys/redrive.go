@@ -95,7 +95,7 @@ func (r *Redrive) Finish(ctx context.Context, err error, seqs []uint64, keys []s
 			continue
 		}
 		k.pend(seq, pc)
-		if _, err := k.settleClaim(ctx, seq, true); err != nil {
+		if _, err := k.confirmClaim(ctx, seq, true); err != nil {
 			k.log.Warn("could not confirm a key claim; confirming it in the background", "id", formatID(seq), "key", keys[i], "error", redacted(err))
 		}
 	}

@@ -9,21 +9,21 @@ import (
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
-// settleClaim confirms the pending claim of event seq, if it has one. It
+// confirmClaim confirms the pending claim of event seq, if it has one. It
 // returns the holder elsewhere when the claim was lost to it; then, if
 // remove is set, the event is taken out of the queue as the duplicate it
 // turned out to be. An error leaves the claim pending.
 //
-// Concurrent settles of one event (Enqueue's, delivery's, the background
+// Concurrent confirms of one event (Enqueue's, delivery's, the background
 // loop's) share one attempt and its outcome.
-func (k *Keys) settleClaim(ctx context.Context, seq uint64, remove bool) (*idempotency.Holder, error) {
+func (k *Keys) confirmClaim(ctx context.Context, seq uint64, remove bool) (*idempotency.Holder, error) {
 	k.mu.Lock()
 	pc, ok := k.unconfirmed[seq]
 	if !ok {
 		k.mu.Unlock()
 		return nil, nil
 	}
-	if c := k.settling[seq]; c != nil {
+	if c := k.confirming[seq]; c != nil {
 		k.mu.Unlock()
 		select {
 		case <-c.done:
@@ -32,31 +32,31 @@ func (k *Keys) settleClaim(ctx context.Context, seq uint64, remove bool) (*idemp
 			return nil, ctx.Err()
 		}
 	}
-	c := &settleCall{done: make(chan struct{})}
-	k.settling[seq] = c
+	c := &confirmCall{done: make(chan struct{})}
+	k.confirming[seq] = c
 	k.mu.Unlock()
 	defer func() {
 		k.mu.Lock()
-		delete(k.settling, seq)
+		delete(k.confirming, seq)
 		k.mu.Unlock()
 		close(c.done)
 	}()
-	c.holder, c.err = k.trySettle(ctx, seq, pc, remove)
+	c.holder, c.err = k.tryConfirm(ctx, seq, pc, remove)
 	return c.holder, c.err
 }
 
-// settleCall is one settle of an event's claim under way.
-type settleCall struct {
+// confirmCall is one confirm of an event's claim under way.
+type confirmCall struct {
 	done   chan struct{}
 	holder *idempotency.Holder
 	err    error
 }
 
-// trySettle confirms pc, the claim of event seq. It keeps the invariant
+// tryConfirm confirms pc, the claim of event seq. It keeps the invariant
 // that exactly one event holds a key: if the claim was lost, it is taken
 // again only when nobody else holds the key; when somebody does, this
 // event is the duplicate (dropDuplicate).
-func (k *Keys) trySettle(ctx context.Context, seq uint64, pc pendingClaim, remove bool) (*idempotency.Holder, error) {
+func (k *Keys) tryConfirm(ctx context.Context, seq uint64, pc pendingClaim, remove bool) (*idempotency.Holder, error) {
 	w := k.cfg.Window
 	// The event may be gone from the file already, delivered while the
 	// window was too slow to confirm before the invoke: its claim is
@@ -66,7 +66,7 @@ func (k *Keys) trySettle(ctx context.Context, seq uint64, pc pendingClaim, remov
 	for tries := 0; ; tries++ {
 		err := w.Confirm(ctx, ref)
 		if err == nil {
-			k.settle(seq)
+			k.finish(seq)
 			return nil, nil
 		}
 		if !errors.Is(err, idempotency.ErrLost) {
@@ -76,7 +76,7 @@ func (k *Keys) trySettle(ctx context.Context, seq uint64, pc pendingClaim, remov
 		now := k.cfg.Now()
 		if !pc.expires.After(now) {
 			// The window is over: the key deduplicates nothing any more.
-			k.settle(seq)
+			k.finish(seq)
 			return nil, nil
 		}
 		// Our claim is gone. If nobody holds the key, this event is still
@@ -94,9 +94,9 @@ func (k *Keys) trySettle(ctx context.Context, seq uint64, pc pendingClaim, remov
 			return nil, fmt.Errorf("dispatcher: key %q: claimed again but the confirm keeps failing", pc.key)
 		}
 		if h.Owner == k.owner && h.ID == ref.ID {
-			// Confirmed already, by a concurrent settle of the same
+			// Confirmed already, by a concurrent confirm of the same
 			// event, and perhaps delivered since.
-			k.settle(seq)
+			k.finish(seq)
 			return nil, nil
 		}
 		if h.State == idempotency.Claimed && h.Lease.After(now) {
@@ -106,7 +106,7 @@ func (k *Keys) trySettle(ctx context.Context, seq uint64, pc pendingClaim, remov
 	}
 }
 
-// dropDuplicate settles event seq, whose claim h took over: the key's
+// dropDuplicate finishes event seq, whose claim h took over: the key's
 // event is h's, and this one, if remove is set, leaves the queue with its
 // pending record in one transaction, counted once as a duplicate.
 func (k *Keys) dropDuplicate(ctx context.Context, seq uint64, pc pendingClaim, h idempotency.Holder, remove bool) (*idempotency.Holder, error) {
@@ -120,18 +120,18 @@ func (k *Keys) dropDuplicate(ctx context.Context, seq uint64, pc pendingClaim, h
 		}
 		k.cfg.Duplicate()
 	}
-	k.settle(seq)
+	k.finish(seq)
 	return &h, nil
 }
 
-// settle drops seq from the unconfirmed claims; its record in the file
+// finish drops seq from the unconfirmed claims; its record in the file
 // goes with the next flush, so that a confirm costs no commit of its own.
 // A record left by a crash is confirmed again at Open, which is harmless.
-func (k *Keys) settle(seq uint64) {
+func (k *Keys) finish(seq uint64) {
 	k.mu.Lock()
 	if _, ok := k.unconfirmed[seq]; ok {
 		delete(k.unconfirmed, seq)
-		k.settled = append(k.settled, seq)
+		k.finished = append(k.finished, seq)
 	}
 	k.mu.Unlock()
 }
