@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"time"
 
+	"github.com/lambdadispatch/dispatcher/internal/admin"
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
@@ -24,10 +25,4 @@ func WithElapsed(f func() time.Duration) Option {
 
 // AdminPatterns lists the admin handler's routes, so that a test can call
 // every one, including routes added after it was written.
-func AdminPatterns(d *Dispatcher) []string {
-	var ps []string
-	for _, rt := range d.adminRoutes() {
-		ps = append(ps, rt.pattern)
-	}
-	return ps
-}
+func AdminPatterns(*Dispatcher) []string { return admin.Patterns() }
