@@ -191,43 +191,10 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 		}
 		var keys []string
 		seqs, err := l.d.st.Insert(ctx, func(tx *store.Tx) ([]store.NewEvent, error) {
-			keys = keys[:0]
 			var evs []store.NewEvent
-			var found []string
-			for _, id := range batch {
-				letter, err := l.b.GetTx(tx, id)
-				if errors.Is(err, deadletter.ErrNotFound) {
-					continue
-				}
-				if err != nil {
-					return nil, err
-				}
-				// The letter's mark on its key goes; the redriven event
-				// claims the key afresh as it is written.
-				if letter.Key != "" {
-					if err := l.d.keys.Forget(tx, letter.Key); err != nil {
-						return nil, err
-					}
-				}
-				ev := store.NewEvent{Function: letter.Function, Qualifier: letter.Qualifier, Key: letter.Key, Payload: letter.Payload, Window: l.d.opts.keyWindow}
-				if o.Function != "" {
-					ev.Function, ev.Qualifier = o.Function, o.Qualifier
-				} else if o.Qualifier != "" {
-					// The letter's Function may carry a qualifier of its
-					// own that this one contradicts.
-					if err := validateEvent(0, &Event{Function: letter.Function, Qualifier: o.Qualifier}, l.d.lim); err != nil {
-						return nil, fmt.Errorf("dispatcher: redrive of letter %s: %w", id, err)
-					}
-					ev.Qualifier = o.Qualifier
-				}
-				evs = append(evs, ev)
-				found = append(found, id)
-				keys = append(keys, ev.Key)
-			}
-			if _, err := l.b.DeleteTx(tx, found...); err != nil {
-				return nil, err
-			}
-			return evs, nil
+			var err error
+			evs, keys, err = l.requeue(tx, batch, o)
+			return evs, err
 		}, window)
 		if sh != nil {
 			if err != nil {
@@ -244,6 +211,48 @@ func (l *DeadLetters) Redrive(ctx context.Context, ids []string, o RedriveOption
 		n += len(seqs)
 	}
 	return n, nil
+}
+
+// requeue, inside the redrive's transaction, reads the letters ids (those
+// still there), removes them, and returns their events to queue and their
+// keys, "" for none, in the same order.
+func (l *DeadLetters) requeue(tx *store.Tx, ids []string, o RedriveOptions) ([]store.NewEvent, []string, error) {
+	var evs []store.NewEvent
+	var found, keys []string
+	for _, id := range ids {
+		letter, err := l.b.GetTx(tx, id)
+		if errors.Is(err, deadletter.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		// The letter's mark on its key goes; the redriven event claims the
+		// key afresh as it is written.
+		if letter.Key != "" {
+			if err := l.d.keys.Forget(tx, letter.Key); err != nil {
+				return nil, nil, err
+			}
+		}
+		ev := store.NewEvent{Function: letter.Function, Qualifier: letter.Qualifier, Key: letter.Key, Payload: letter.Payload, Window: l.d.opts.keyWindow}
+		if o.Function != "" {
+			ev.Function, ev.Qualifier = o.Function, o.Qualifier
+		} else if o.Qualifier != "" {
+			// The letter's Function may carry a qualifier of its own that
+			// this one contradicts.
+			if err := validateEvent(0, &Event{Function: letter.Function, Qualifier: o.Qualifier}, l.d.lim); err != nil {
+				return nil, nil, fmt.Errorf("dispatcher: redrive of letter %s: %w", id, err)
+			}
+			ev.Qualifier = o.Qualifier
+		}
+		evs = append(evs, ev)
+		found = append(found, id)
+		keys = append(keys, ev.Key)
+	}
+	if _, err := l.b.DeleteTx(tx, found...); err != nil {
+		return nil, nil, err
+	}
+	return evs, keys, nil
 }
 
 // letterKeys maps the id of each keyed letter among ids to its key, for
