@@ -44,6 +44,10 @@ type Stats struct {
 	// Shared is about the shared key window (WithSharedKeys); zero without
 	// one.
 	Shared SharedStats
+
+	// Functions has the figures of each function, as Functions().All
+	// gives them; nil after Close.
+	Functions []FunctionStats
 }
 
 // SharedStats counts the dispatcher's traffic with a shared key window,
@@ -81,6 +85,7 @@ func (d *Dispatcher) Stats() Stats {
 		st.Keys = uint64(n)
 	}
 	st.Shared = d.sharedStats()
+	st.Functions, _ = d.Functions().All()
 	for _, n := range st.DeadLetteredBy {
 		st.DeadLettered += n // from the same counts, so the two always agree
 	}

@@ -292,7 +292,7 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 //
 // onAck, when not nil, runs in the same transaction for each acked event
 // that has a key, so that marking the key delivered commits with the ack.
-func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
+func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, quota Quota, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
 	var leased []Event
 	var notLeased []uint64
 	err := s.do(ctx, func(t *txn) error {
