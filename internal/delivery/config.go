@@ -115,6 +115,10 @@ type Counters struct {
 	Deduplicated atomic.Uint64
 	// Paused is true while dispatch waits for Lambda to be reachable.
 	Paused atomic.Bool
+	// InFlightLimit is the account's in-flight limit during a Run: the
+	// most invocations of all functions together, lowered by throttles
+	// that name the account's limit.
+	InFlightLimit atomic.Int64
 
 	mu     sync.Mutex
 	deadBy map[deadletter.Reason]uint64

@@ -119,7 +119,7 @@ func (r *runner) run(ctx context.Context) {
 	defer stopStopping()
 	defer context.AfterFunc(ctx, stopStopping)()
 
-	r.cfg.Metrics.InFlightLimit(r.limit.current())
+	r.accountLimitMoved()
 	var workers sync.WaitGroup
 	for i := range r.cfg.Concurrency {
 		workers.Go(func() { r.worker(stopping, drain, i) })

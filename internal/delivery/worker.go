@@ -139,7 +139,7 @@ func (r *runner) succeeded(fn *fnState) {
 		r.fns.limitChanged()
 	}
 	if r.limit.succeeded() {
-		r.cfg.Metrics.InFlightLimit(r.limit.current())
+		r.accountLimitMoved()
 	}
 }
 
@@ -150,7 +150,7 @@ func (r *runner) throttled(fn *fnState, ie *retry.InvokeError, started time.Time
 	if accountWide(ie.Reason) {
 		if r.limit.throttled(started) {
 			r.cfg.Counters.Throttled.Add(1)
-			r.cfg.Metrics.InFlightLimit(r.limit.current())
+			r.accountLimitMoved()
 			r.log.Warn("throttled by Lambda at the account's limit: lowering the in-flight limit of every function", "function", fn.name, "limit", r.limit.current(), "reason", ie.Reason)
 		}
 		return
@@ -161,6 +161,13 @@ func (r *runner) throttled(fn *fnState, ie *retry.InvokeError, started time.Time
 		fn.counts.setLimit(fn.limit.current())
 		r.log.Warn("throttled by Lambda: lowering the function's in-flight limit", "function", fn.name, "limit", fn.limit.current(), "reason", ie.Reason)
 	}
+}
+
+// accountLimitMoved reports the account's in-flight limit.
+func (r *runner) accountLimitMoved() {
+	n := r.limit.current()
+	r.cfg.Counters.InFlightLimit.Store(int64(n))
+	r.cfg.Metrics.InFlightLimit(n)
 }
 
 // accountWide reports whether a throttle's reason names a limit of the

@@ -1,0 +1,180 @@
+package dispatcher_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/lambdatest"
+)
+
+// gate is a function that holds its first calls until want of them are
+// in flight together: it proves the dispatcher reached that concurrency
+// (the test fails by timeout otherwise), without measuring time.
+type gate struct {
+	want    int
+	mu      sync.Mutex
+	now     int
+	peak    int
+	reached chan struct{}
+	once    sync.Once
+}
+
+func newGate(want int) *gate { return &gate{want: want, reached: make(chan struct{})} }
+
+func (g *gate) handler() lambdatest.Handler {
+	return func(ctx context.Context, _ lambdatest.Invocation) ([]byte, error) {
+		g.mu.Lock()
+		g.now++
+		g.peak = max(g.peak, g.now)
+		if g.now >= g.want {
+			g.once.Do(func() { close(g.reached) })
+		}
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			g.now--
+			g.mu.Unlock()
+		}()
+		select {
+		case <-g.reached:
+		case <-ctx.Done():
+		case <-time.After(30 * time.Second):
+			return nil, errors.New("the dispatcher never had enough invocations in flight together")
+		}
+		return nil, nil
+	}
+}
+
+func (g *gate) maxInFlight() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.peak
+}
+
+// TestThrottledFunctionSlowsOnlyItself: beside a function that always
+// answers 429 for its own reserved concurrency, a healthy function's limit
+// never drops, it reaches its whole limit in flight, and every event of
+// both ends where it should.
+func TestThrottledFunctionSlowsOnlyItself(t *testing.T) {
+	t.Parallel()
+	const conc, healthyN, throttledN = 8, 200, 20
+	b := setup(t, withServer(), with(dispatcher.WithConcurrency(conc)))
+	g := newGate(conc)
+	b.srv.Register("healthy", g.handler())
+	b.srv.Register("throttled", lambdatest.OK())
+	b.srv.Fail("throttled", lambdatest.Throttle(0, 0))
+	b.enqueue(t, "throttled", throttledN)
+	b.enqueue(t, "healthy", healthyN)
+	b.start(t)
+
+	st := waitStats(t, b.d, "every event settled", func(s dispatcher.Stats) bool {
+		return s.Delivered == healthyN && s.DeadLettered == throttledN
+	})
+	require.Equal(t, conc, g.maxInFlight(), "the healthy function reached its whole limit")
+	require.Equal(t, uint64(throttledN), st.DeadLetteredBy[deadletter.RetriesExhausted])
+
+	healthy, err := b.d.Functions().Get("healthy")
+	require.NoError(t, err)
+	require.Zero(t, healthy.Throttled, "never lowered")
+	require.Equal(t, conc, healthy.Limit)
+	require.Equal(t, uint64(healthyN), healthy.Delivered)
+	throttled, err := b.d.Functions().Get("throttled")
+	require.NoError(t, err)
+	require.Positive(t, throttled.Throttled)
+	require.Less(t, throttled.Limit, conc, "its own limit went down")
+	require.Equal(t, uint64(throttledN), throttled.DeadLettered)
+	require.Equal(t, conc, st.InFlightLimit, "a function's throttle leaves the account's limit alone")
+}
+
+// limitLog records the account-wide in-flight limits reported to Metrics.
+type limitLog struct {
+	dispatcher.Metrics
+	lowest atomic.Int64
+}
+
+func (l *limitLog) InFlightLimit(n int) {
+	for {
+		cur := l.lowest.Load()
+		if cur != 0 && cur <= int64(n) || l.lowest.CompareAndSwap(cur, int64(n)) {
+			return
+		}
+	}
+}
+
+// TestAccountThrottleLowersTheSharedLimit: a throttle naming the account's
+// concurrency lowers the limit all functions share, and no function's own;
+// a throttle naming a function's lowers that function's only.
+func TestAccountThrottleLowersTheSharedLimit(t *testing.T) {
+	t.Parallel()
+	const conc = 8
+	m := &limitLog{Metrics: noopMetrics{}}
+	b := setup(t, withServer(), with(dispatcher.WithConcurrency(conc), dispatcher.WithMetrics(m)))
+	b.srv.Register("a", lambdatest.OK())
+	b.srv.Register("b", lambdatest.OK())
+	b.srv.Fail("a", lambdatest.Fault{Times: 1, Status: 429, Code: "TooManyRequestsException", Reason: "ConcurrentInvocationLimitExceeded"})
+	b.srv.Fail("b", lambdatest.Throttle(1, 0))
+	b.enqueue(t, "a", 5)
+	b.enqueue(t, "b", 5)
+	b.start(t)
+
+	st := waitStats(t, b.d, "all delivered", func(s dispatcher.Stats) bool { return s.Delivered == 10 })
+	require.Equal(t, uint64(2), st.Throttled)
+	require.Equal(t, int64(conc/2), m.lowest.Load(), "the account's limit was halved once")
+	a, err := b.d.Functions().Get("a")
+	require.NoError(t, err)
+	require.Zero(t, a.Throttled, "the account's throttle is not a's own")
+	fb, err := b.d.Functions().Get("b")
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), fb.Throttled)
+}
+
+// noopMetrics implements dispatcher.Metrics doing nothing, for tests that
+// record one measurement.
+type noopMetrics struct{}
+
+func (noopMetrics) Attach(func() dispatcher.Stats)        {}
+func (noopMetrics) Enqueued(int)                          {}
+func (noopMetrics) Invoked(string, time.Duration, string) {}
+func (noopMetrics) Retried(string)                        {}
+func (noopMetrics) DeadLettered(string)                   {}
+func (noopMetrics) Deduplicated(string)                   {}
+func (noopMetrics) InFlightLimit(int)                     {}
+
+// TestFunctionLimitOption: a configured MaxInFlight caps the function's
+// invocations in flight.
+func TestFunctionLimitOption(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withServer(), with(dispatcher.WithConcurrency(8), dispatcher.WithFunctionLimit("capped", dispatcher.FunctionLimit{MaxInFlight: 2})))
+	g := newGate(2)
+	b.srv.Register("capped", g.handler())
+	b.enqueue(t, "capped", 40)
+	b.start(t)
+	waitStats(t, b.d, "all delivered", func(s dispatcher.Stats) bool { return s.Delivered == 40 })
+	require.Equal(t, 2, g.maxInFlight(), "two at once, never more")
+	fs, err := b.d.Functions().Get("capped")
+	require.NoError(t, err)
+	require.Equal(t, 2, fs.Limit)
+}
+
+func TestFunctionLimitOptionRefusesBadInput(t *testing.T) {
+	t.Parallel()
+	for name, l := range map[string]dispatcher.FunctionLimit{
+		"negative":      {MaxInFlight: -1},
+		"NaN rate":      {PerSecond: math.NaN()},
+		"negative rate": {PerSecond: -1},
+	} {
+		_, err := dispatcher.Open(t.TempDir()+"/q.db", dispatcher.WithFunctionLimit("fn", l))
+		require.Error(t, err, name)
+	}
+	_, err := dispatcher.Open(t.TempDir()+"/q.db", dispatcher.WithFunctionLimit("bad name!", dispatcher.FunctionLimit{}))
+	require.ErrorIs(t, err, dispatcher.ErrInvalidEvent)
+}
