@@ -48,8 +48,12 @@ func (e *CorruptError) Error() string { return fmt.Sprintf("store: corrupt %s: %
 func (e *CorruptError) Unwrap() error { return e.Err }
 
 // formatVersion is the layout of buckets and keys; recordVersion, the
-// encoding of one record. Either can move on its own.
-const formatVersion = 1
+// encoding of one record; countersVersion, that of the counters. Each can
+// move on its own.
+const (
+	formatVersion   = 1
+	countersVersion = 1
+)
 
 var (
 	bucketMeta     = []byte("meta")
@@ -168,7 +172,7 @@ type counts struct {
 }
 
 func (c counts) encode() []byte {
-	b := []byte{formatVersion}
+	b := []byte{countersVersion}
 	b = binary.AppendUvarint(b, c.nextSeq)
 	b = binary.AppendVarint(b, c.events)
 	b = binary.AppendVarint(b, c.bytes)
@@ -179,7 +183,7 @@ func (c counts) encode() []byte {
 
 func decodeCounts(b []byte) (counts, error) {
 	var c counts
-	if len(b) == 0 || b[0] != formatVersion {
+	if len(b) == 0 || b[0] != countersVersion {
 		return c, fmt.Errorf("unknown counters version")
 	}
 	d := decoder{b: b[1:]}
