@@ -275,9 +275,9 @@ func (s *Store) Insert(ctx context.Context, fn func(tx *Tx) ([]NewEvent, error),
 var errRollback = errors.New("store: rolled back")
 
 // Lease takes up to n events that are due, taking turns between functions
-// as AckAndLease does, marks them leased until now+d, counts an attempt on
-// each, and returns them with their payloads. It returns an empty slice
-// when nothing is due.
+// as AckAndLease does (with no quota), marks them leased until now+d,
+// counts an attempt on each, and returns them with their payloads. It
+// returns an empty slice when nothing is due.
 func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, error) {
 	if n <= 0 {
 		return nil, nil
@@ -305,15 +305,16 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 // the events of another. It takes turns in passes over the functions that
 // have events due and are not paused, each pass giving each of them up to
 // an equal share of what is left to take, and each lease starting with the
-// function after the one the previous lease started with. Within a
-// function, events go by due time, then first in first out. The events
-// come back in turns too (one of each function, then the next of each), so
-// that a consumer working through them in order serves no function's share
+// function after the one the previous lease started with. quota, when not
+// nil, caps what each function may take in this lease. Within a function,
+// events go by due time, then first in first out. The events come back in
+// turns too (one of each function, then the next of each), so that a
+// consumer working through them in order serves no function's share
 // before another's first event.
 //
 // onAck, when not nil, runs in the same transaction for each acked event
 // that has a key, so that marking the key delivered commits with the ack.
-func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
+func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, quota Quota, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
 	var leased []Event
 	var notLeased []uint64
 	err := s.do(ctx, func(t *txn) error {
@@ -341,7 +342,7 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 			return nil
 		}
 		var err error
-		leased, err = t.lease(n, d, nil)
+		leased, err = t.lease(n, d, quota)
 		return err
 	})
 	if err != nil {

@@ -56,7 +56,7 @@ type Invoker interface {
 
 // Queue is the part of *store.Store delivery uses.
 type Queue interface {
-	AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *store.Tx, seq uint64, key string) error) ([]store.Event, []uint64, error)
+	AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, quota store.Quota, onAck func(tx *store.Tx, seq uint64, key string) error) ([]store.Event, []uint64, error)
 	Reschedule(ctx context.Context, seq uint64, due time.Time, lastErr store.ErrorInfo) error
 	Release(ctx context.Context, refund bool, seqs ...uint64) error
 	Remove(ctx context.Context, seq uint64, move func(tx *store.Tx, ev store.Event) error) (store.Event, error)
