@@ -284,3 +284,35 @@ func TestPauseRefusesBadInputAndAfterClose(t *testing.T) {
 	_, err = b.d.Functions().All()
 	require.ErrorIs(t, err, dispatcher.ErrClosed)
 }
+
+// TestFairLeasing: events of a second function enqueued after a large
+// backlog of a first are invoked within the first lease rounds, counted in
+// invocations, not time.
+func TestFairLeasing(t *testing.T) {
+	t.Parallel()
+	const conc, backlog, late = 4, 2000, 10
+	b := setup(t, withServer(), with(dispatcher.WithConcurrency(conc)))
+	b.srv.Register("bulk", lambdatest.OK())
+	b.srv.Register("urgent", lambdatest.OK())
+	batch := make([]dispatcher.Event, backlog)
+	for i := range batch {
+		batch[i] = dispatcher.Event{Function: "bulk", Payload: []byte(`{}`)}
+	}
+	_, err := b.d.EnqueueBatch(context.Background(), batch)
+	require.NoError(t, err)
+	b.enqueue(t, "urgent", late)
+	b.start(t)
+	require.NoError(t, b.srv.WaitCount(context.Background(), "urgent", late))
+	// The first lease takes three in-flight limits, in turns between the
+	// two functions: all of urgent's fit in it. Allow a second round.
+	within := 2*3*conc + late
+	order := b.srv.Invocations("")
+	seen := 0
+	for i, inv := range order {
+		if inv.Function == "urgent" {
+			seen++
+			require.Less(t, i, within, "urgent's event %d was invocation %d, behind the backlog", seen, i+1)
+		}
+	}
+	require.Equal(t, late, seen)
+}
