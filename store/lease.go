@@ -27,16 +27,27 @@ type leaser struct {
 	done    bool
 
 	fns     []*fnTouch // the functions taken from, in rotation order
-	keys    [][]byte   // copies of the keys taken, in backing
-	taken   []taking   // for each key: its function, and its place in that function's line
-	backing []byte
+	keys    []taken
+	backing []byte // holds the copies of the keys taken
 	// odd are keys to lease that count for no function: keys of another
 	// length (set aside) and keys under an id no record has (moved).
 	odd   [][]byte
 	steps int // cursor moves: the cost, for tests
+
+	// Room for the usual few functions, and for the keys a seek looks
+	// for, so that a lease of one event allocates little more than it
+	// did with one index.
+	fnsBuf  [4]*fnTouch
+	onBuf   [4]active
+	scratch [fnReadyKeyLen]byte
 }
 
-type taking struct{ fn, rank int32 }
+// taken is a key copied for leasing, whose function it is, and its place
+// in that function's line.
+type taken struct {
+	k        []byte
+	fn, rank int32
+}
 
 // active is a function taking part in a lease.
 type active struct {
@@ -53,11 +64,11 @@ func (t *txn) newLeaser(n int) *leaser {
 		l.start = 0
 	}
 	l.pos = uint64(l.start)
+	l.fns = l.fnsBuf[:0]
 	// One backing array for the copied keys, and the result sized once:
 	// leasing runs for every event, and growing these by doubling was a
 	// tenth of the store's garbage.
-	l.keys = make([][]byte, 0, min(n, 256))
-	l.taken = make([]taking, 0, cap(l.keys))
+	l.keys = make([]taken, 0, min(n, 256))
 	l.backing = make([]byte, 0, fnReadyKeyLen*cap(l.keys))
 	return l
 }
@@ -72,7 +83,7 @@ func (t *txn) lease(n int, d time.Duration, quota Quota) ([]Event, error) {
 
 // collect finds the keys to lease.
 func (l *leaser) collect(n int, quota Quota) {
-	var on []active
+	on := l.onBuf[:0]
 	left := n
 	for left > 0 {
 		// A pass gives each function at least one event, so it needs no
@@ -129,7 +140,7 @@ func (l *leaser) take(a *active, want int) int {
 	k := l.seek(a.next)
 	got := 0
 	for k != nil && got < want {
-		l.keep(k, taking{fn: a.fn, rank: int32(a.got + got)})
+		l.keep(k, a.fn, int32(a.got+got))
 		got++
 		k = l.dueFrom(l.step(), id)
 	}
@@ -148,13 +159,13 @@ func (l *leaser) stray(id uint32, k []byte, max int) {
 	}
 }
 
-func (l *leaser) keep(k []byte, w taking) {
+func (l *leaser) keep(k []byte, fn, rank int32) {
 	if len(l.backing)+len(k) > cap(l.backing) {
 		l.backing = make([]byte, 0, fnReadyKeyLen*cap(l.keys))
 	}
 	l.backing = append(l.backing, k...)
-	l.keys = append(l.keys, l.backing[len(l.backing)-len(k):len(l.backing):len(l.backing)])
-	l.taken = append(l.taken, w)
+	c := l.backing[len(l.backing)-len(k) : len(l.backing) : len(l.backing)]
+	l.keys = append(l.keys, taken{k: c, fn: fn, rank: rank})
 }
 
 func clone(k []byte) []byte { return append([]byte(nil), k...) }
@@ -163,6 +174,20 @@ func (l *leaser) seek(k []byte) []byte {
 	l.steps++
 	ck, _ := l.cur.Seek(k)
 	return ck
+}
+
+// seekFunction seeks the first key of function id, or past it. bbolt keeps
+// no seek key, so one buffer serves every seek.
+func (l *leaser) seekFunction(id uint32) []byte {
+	binary.BigEndian.PutUint32(l.scratch[:4], id)
+	return l.seek(l.scratch[:4])
+}
+
+// seekPriority seeks the first key of function id at priority p, or past.
+func (l *leaser) seekPriority(id uint32, p byte) []byte {
+	binary.BigEndian.PutUint32(l.scratch[:4], id)
+	l.scratch[4] = p
+	return l.seek(l.scratch[:5])
 }
 
 func (l *leaser) step() []byte {
@@ -179,7 +204,7 @@ func (l *leaser) nextFunction() (uint32, []byte, bool) {
 			l.wrap()
 			continue
 		}
-		k := l.seek(fnPrefix(uint32(l.pos)))
+		k := l.seekFunction(uint32(l.pos))
 		for k != nil && len(k) < 4 {
 			l.odd = append(l.odd, clone(k)) // no function's: set aside
 			k = l.step()
@@ -224,7 +249,7 @@ func (l *leaser) dueFrom(k []byte, id uint32) []byte {
 		case k[4] == 0xff:
 			return nil
 		default:
-			k = l.seek(fnPrioPrefix(id, k[4]+1))
+			k = l.seekPriority(id, k[4]+1)
 		}
 	}
 	return nil
@@ -235,7 +260,7 @@ func (l *leaser) dueFrom(k []byte, id uint32) []byte {
 func (l *leaser) apply(d time.Duration) ([]Event, error) {
 	out := make([]Event, 0, len(l.keys))
 	lease := func(i int) error {
-		ev, ok, err := l.t.leaseOne(l.keys[i], l.fns[l.taken[i].fn], d)
+		ev, ok, err := l.t.leaseOne(l.keys[i].k, l.fns[l.keys[i].fn], d)
 		if ok {
 			out = append(out, ev)
 		}
@@ -253,7 +278,7 @@ func (l *leaser) apply(d time.Duration) ([]Event, error) {
 			order[i] = int32(i)
 		}
 		slices.SortFunc(order, func(a, b int32) int {
-			x, y := l.taken[a], l.taken[b]
+			x, y := &l.keys[a], &l.keys[b]
 			return cmp.Or(cmp.Compare(x.rank, y.rank), cmp.Compare(x.fn, y.fn))
 		})
 		for _, i := range order {

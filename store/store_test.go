@@ -688,6 +688,10 @@ func runChild(mode, path string) {
 		compactChild(mode, path)
 		return
 	}
+	if strings.HasPrefix(mode, "migrate-") {
+		migrateChild(mode, path)
+		return
+	}
 	st, err := Open(path, Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
