@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -315,4 +317,37 @@ func TestFairLeasing(t *testing.T) {
 		}
 	}
 	require.Equal(t, late, seen)
+}
+
+// TestFormat1FileDrains: a queue file written by the version before
+// per-function indexes (format 1, checked in under store/testdata) opens,
+// is migrated, and drains: each event that was never tried is delivered
+// once, and the 9 tried when the file was written (months ago) are
+// dead-lettered for their age, as the policy says.
+func TestFormat1FileDrains(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("store/testdata/format1.bolt")
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "old.db")
+	require.NoError(t, os.WriteFile(path, raw, 0o600))
+	b := setup(t, withServer(), atPath(path))
+	for _, fn := range []string{"orders", "billing", "emails", "reports"} {
+		b.srv.Register(fn, lambdatest.OK())
+	}
+	require.Equal(t, int64(96), b.d.Stats().Queued())
+	fs, err := b.d.Functions().All()
+	require.NoError(t, err)
+	require.Len(t, fs, 4)
+	b.start(t)
+	st := waitStats(t, b.d, "drained", func(s dispatcher.Stats) bool { return s.Queued() == 0 && s.Delivered+s.DeadLettered == 96 })
+	require.Equal(t, uint64(87), st.Delivered)
+	require.Equal(t, uint64(9), st.DeadLetteredBy[deadletter.EventAgeExceeded])
+	seen := 0
+	for _, fn := range []string{"orders", "billing", "emails", "reports"} {
+		for id, invs := range attemptsByID(t, b.srv, fn) {
+			require.Len(t, invs, 1, "event %s sent once", id)
+			seen++
+		}
+	}
+	require.Equal(t, 87, seen)
 }
