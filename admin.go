@@ -24,6 +24,9 @@ type EventInfo = admin.Event
 //	GET  /deadletters/{id}           one letter
 //	POST /deadletters/redrive        {"ids":[...]} or {"filter":{...}} or {"all":true}; "to", "qualifier"
 //	POST /deadletters/purge          {"filter":{...}} or {"all":true}
+//	GET  /functions                  every function's figures (FunctionStats)
+//	POST /functions/{name}/pause     pause sending to a function, durably
+//	POST /functions/{name}/resume    send to it again
 //
 // As with dispatchctl, a filter with no field set selects nothing: acting
 // on every letter takes {"all":true}, so that a client that drops its
@@ -80,6 +83,12 @@ func (b adminBackend) RedriveMatching(ctx context.Context, f admin.LetterFilter,
 
 func (b adminBackend) Purge(ctx context.Context, f admin.LetterFilter) (int, error) {
 	return b.d.DeadLetters().Purge(ctx, letterFilter(f))
+}
+
+func (b adminBackend) Functions() (any, error) { return b.d.Functions().All() }
+
+func (b adminBackend) SetPaused(ctx context.Context, function string, paused bool) error {
+	return b.d.Functions().setPaused(ctx, function, paused)
 }
 
 func letterFilter(f admin.LetterFilter) LetterFilter {

@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -93,4 +94,40 @@ func TestAdminHandler(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, c)
 	require.Equal(t, int64(6), b.d.Stats().Queued())
+}
+
+func TestAdminFunctions(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.enqueue(t, "orders", 3)
+	h := httptest.NewServer(b.d.AdminHandler())
+	t.Cleanup(h.Close)
+	do := func(method, path string, v any) int {
+		t.Helper()
+		req, err := http.NewRequest(method, h.URL+path, nil)
+		require.NoError(t, err)
+		resp, err := h.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+		return resp.StatusCode
+	}
+	var got struct{ Paused bool }
+	require.Equal(t, 200, do(http.MethodPost, "/functions/orders/pause", &got))
+	require.True(t, got.Paused)
+	var list struct{ Items []dispatcher.FunctionStats }
+	require.Equal(t, 200, do(http.MethodGet, "/functions", &list))
+	require.Len(t, list.Items, 1)
+	require.Equal(t, "orders", list.Items[0].Function)
+	require.True(t, list.Items[0].Paused)
+	require.Equal(t, int64(3), list.Items[0].Ready)
+
+	var e struct{ Error string }
+	require.Equal(t, 400, do(http.MethodPost, "/functions/bad%20name/pause", &e))
+	require.Contains(t, e.Error, "Function")
+	require.Equal(t, 200, do(http.MethodPost, "/functions/orders/resume", &got))
+	require.False(t, got.Paused)
+	fs, err := b.d.Functions().Get("orders")
+	require.NoError(t, err)
+	require.False(t, fs.Paused)
 }

@@ -305,6 +305,7 @@ func TestAfterClose(t *testing.T) {
 		method, path, ok := strings.Cut(p, " ")
 		require.True(t, ok, "pattern %q names its method", p)
 		path = strings.ReplaceAll(path, "{id}", ids[0])
+		path = strings.ReplaceAll(path, "{function}", "orders")
 		var body *bytes.Buffer
 		if method == http.MethodPost {
 			body = bytes.NewBufferString(`{"all":true}`) // would act on every letter

@@ -8,6 +8,7 @@ import (
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/idempotency"
+	"github.com/lambdadispatch/dispatcher/internal/delivery"
 	"github.com/lambdadispatch/dispatcher/retry"
 )
 
@@ -34,6 +35,8 @@ type options struct {
 	invokeTimeout time.Duration
 	leaseDuration time.Duration
 	rate          float64
+	limits        map[string]delivery.Limit // WithFunctionLimit, by function
+	defaultLimit  delivery.Limit
 	metaField     string
 
 	logSizes   bool

@@ -97,6 +97,8 @@ func (d *Dispatcher) deliveryConfig() delivery.Config {
 		InvokeTimeout: d.opts.invokeTimeout,
 		DrainTimeout:  d.opts.drainTimeout,
 		Rate:          d.opts.rate,
+		Limits:        d.opts.limits,
+		DefaultLimit:  d.opts.defaultLimit,
 		MetaField:     d.opts.metaField,
 		LogSizes:      d.opts.logSizes,
 	}

@@ -20,8 +20,13 @@ type Stats struct {
 
 	// DeadLetteredBy splits DeadLettered by reason.
 	DeadLetteredBy map[deadletter.Reason]uint64
-	// Throttled counts the times throttling lowered the in-flight limit.
+	// Throttled counts the times throttling lowered an in-flight limit: a
+	// function's, or the account's (InFlightLimit).
 	Throttled uint64
+	// InFlightLimit is the most invocations in flight across all
+	// functions: WithConcurrency, less what throttles naming the
+	// account's limit took. 0 before the first Run.
+	InFlightLimit int
 	// Paused is true while dispatch waits for Lambda to be reachable again.
 	Paused bool
 	// Running is true while Run is running.
@@ -44,6 +49,10 @@ type Stats struct {
 	// Shared is about the shared key window (WithSharedKeys); zero without
 	// one.
 	Shared SharedStats
+
+	// Functions has the figures of each function, as Functions().All
+	// gives them; nil after Close.
+	Functions []FunctionStats
 }
 
 // SharedStats counts the dispatcher's traffic with a shared key window,
@@ -69,7 +78,7 @@ func (d *Dispatcher) Stats() Stats {
 	st := Stats{
 		Enqueued: s.Enqueued, Delivered: s.Acked, Retried: s.Rescheduled,
 		Recovered: s.Recovered, Commits: s.Commits,
-		Throttled: d.counts.Throttled.Load(), Paused: d.counts.Paused.Load(), DeadLetteredBy: d.counts.DeadLetteredBy(),
+		Throttled: d.counts.Throttled.Load(), InFlightLimit: int(d.counts.InFlightLimit.Load()), Paused: d.counts.Paused.Load(), DeadLetteredBy: d.counts.DeadLetteredBy(),
 	}
 	d.runMu.Lock()
 	st.Running = d.runStop != nil
@@ -81,6 +90,7 @@ func (d *Dispatcher) Stats() Stats {
 		st.Keys = uint64(n)
 	}
 	st.Shared = d.sharedStats()
+	st.Functions, _ = d.Functions().All()
 	for _, n := range st.DeadLetteredBy {
 		st.DeadLettered += n // from the same counts, so the two always agree
 	}

@@ -16,6 +16,12 @@ type limits struct {
 	maxPayload int // bytes; the default is DefaultMaxPayload
 }
 
+// ValidateEvent checks e as Enqueue would with the default limits (a
+// dispatcher opened WithMaxPayload may accept larger payloads), and returns
+// nil or a *ValidationError naming the field at fault. It reads no file:
+// a tool can check its input before it opens one.
+func ValidateEvent(e Event) error { return validateEvent(0, &e, limits{}) }
+
 // validateEvent returns nil or a *ValidationError (never a typed nil inside
 // a non-nil error) with Index set to index and Field one of "Function",
 // "Qualifier", "Payload", "Key".

@@ -17,6 +17,10 @@
 //	dispatcher.dead_lettered      counter, {event}, by reason
 //	dispatcher.deduplicated       counter, {event}, by where (enqueue, delivery)
 //	dispatcher.inflight.limit     gauge, {invocation}: the in-flight limit now
+//	dispatcher.function.events    gauge, {event}, by function and state (ready, scheduled, inflight)
+//	dispatcher.function.limit     gauge, {invocation}, by function: its in-flight limit now
+//	dispatcher.function.paused    gauge, by function: 1 while paused
+//	dispatcher.function.throttled counter, {throttle}, by function: times its limit was lowered
 package otelmetrics
 
 import (
@@ -85,6 +89,22 @@ func New(mp metric.MeterProvider) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
+	fnEvents, err := m.Int64ObservableGauge("dispatcher.function.events", metric.WithUnit("{event}"), metric.WithDescription("Events of one function, by state."))
+	if err != nil {
+		return nil, err
+	}
+	fnLimit, err := m.Int64ObservableGauge("dispatcher.function.limit", metric.WithUnit("{invocation}"), metric.WithDescription("A function's in-flight limit, lowered on its throttling."))
+	if err != nil {
+		return nil, err
+	}
+	fnPaused, err := m.Int64ObservableGauge("dispatcher.function.paused", metric.WithDescription("1 while a function is paused, else 0."))
+	if err != nil {
+		return nil, err
+	}
+	fnThrottled, err := m.Int64ObservableCounter("dispatcher.function.throttled", metric.WithUnit("{throttle}"), metric.WithDescription("Times throttling lowered a function's in-flight limit since Open."))
+	if err != nil {
+		return nil, err
+	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(limit, r.limit.Load())
 		f := r.stats.Load()
@@ -98,8 +118,21 @@ func New(mp metric.MeterProvider) (*Recorder, error) {
 		o.ObserveInt64(depth, int64(st.DeadLettered), metric.WithAttributes(attribute.String("state", "dead")))
 		o.ObserveInt64(keys, int64(st.Keys))
 		o.ObserveInt64(delivered, int64(st.Delivered))
+		for _, f := range st.Functions {
+			fn := attribute.String("function", f.Function)
+			for state, n := range map[string]int64{"ready": f.Ready, "scheduled": f.Scheduled, "inflight": f.InFlight} {
+				o.ObserveInt64(fnEvents, n, metric.WithAttributes(fn, attribute.String("state", state)))
+			}
+			o.ObserveInt64(fnLimit, int64(f.Limit), metric.WithAttributes(fn))
+			paused := int64(0)
+			if f.Paused {
+				paused = 1
+			}
+			o.ObserveInt64(fnPaused, paused, metric.WithAttributes(fn))
+			o.ObserveInt64(fnThrottled, int64(f.Throttled), metric.WithAttributes(fn))
+		}
 		return nil
-	}, depth, keys, delivered, limit)
+	}, depth, keys, delivered, limit, fnEvents, fnLimit, fnPaused, fnThrottled)
 	if err != nil {
 		return nil, err
 	}

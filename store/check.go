@@ -10,13 +10,17 @@ import (
 
 // Report is what Check found in a queue file.
 type Report struct {
-	Path     string    `json:"path"`
-	PageSize int       `json:"page_size"`
-	Pages    int       `json:"pages"`    // pages reached from the root, overflow included
-	Events   int64     `json:"events"`   // records that decode, with a payload that matches
-	Leased   int64     `json:"leased"`   // of Events
-	Corrupt  int64     `json:"corrupt"`  // records set aside earlier, in the corrupt bucket
-	Problems []Problem `json:"problems"` // empty for a sound file
+	Path     string `json:"path"`
+	PageSize int    `json:"page_size"`
+	Pages    int    `json:"pages"`   // pages reached from the root, overflow included
+	Events   int64  `json:"events"`  // records that decode, with a payload that matches
+	Leased   int64  `json:"leased"`  // of Events
+	Corrupt  int64  `json:"corrupt"` // records set aside earlier, in the corrupt bucket
+	Format   int    `json:"format"`  // the layout the file's marker names
+	// Functions is the number of records in the function registry
+	// (format 2).
+	Functions int       `json:"functions"`
+	Problems  []Problem `json:"problems"` // empty for a sound file
 }
 
 // OK reports whether Check found nothing wrong.
@@ -25,9 +29,10 @@ func (r Report) OK() bool { return len(r.Problems) == 0 }
 // Check reads the whole queue file at path, without bbolt and without
 // writing to it, and reports what is wrong: the page tree (as Open's
 // pre-check, but going on past damage), every record's and payload's
-// checksum, the ready and lease indexes against the records, and the
-// counters Open trusts against what the file holds. It works on files
-// that Open refuses.
+// checksum, the ready and lease indexes against the records, the function
+// registry (ids unique, counts) and the counters Open trusts against what
+// the file holds. It works on files that Open refuses, and on format 1
+// files, whole or with their migration cut short.
 //
 // The returned error is for a file that cannot be read at all (missing,
 // or held by a running dispatcher: ErrLocked); damage is in the Report.
@@ -51,23 +56,49 @@ func Check(path string) (Report, error) {
 
 	type head struct {
 		state byte
+		fn    int32 // index in names: a backlog has few function names
 		due   int64
 		size  int64
 		plen  uint32
 		pcrc  uint32
 	}
+	// indexed is an event's key in the ready index.
+	type indexed struct {
+		id  uint32
+		due int64
+	}
 	var (
 		heads    = map[uint64]head{}
 		payloads = map[uint64][2]uint32{} // length, checksum
-		ready    = map[uint64]int64{}     // seq → due, from the index
+		readyV1  = map[uint64]int64{}     // seq → due, from format 1's index
+		fnready  = map[uint64][]indexed{} // seq → its keys in the index
 		leases   = map[uint64]bool{}
+		registry = map[string]fnRecord{}
 		counters []byte
+		format   []byte
 		maxSeq   uint64
 		isQueue  bool
+		hasV1    bool // a format 1 ready index is there
 		// Records that do not decode: still held, until a lease sets
 		// them aside.
 		unreadable = map[uint64]bool{}
+		names      []string
+		nameIdx    = map[string]int32{}
 	)
+	intern := func(name string) int32 {
+		i, ok := nameIdx[name]
+		if !ok {
+			i = int32(len(names))
+			names = append(names, name)
+			nameIdx[name] = i
+		}
+		return i
+	}
+	w.bucket = func(path [][]byte, _ uint64) {
+		if len(path) == 1 && bytes.Equal(path[0], bucketReadyV1) {
+			hasV1 = true
+		}
+	}
 	w.kv = func(path [][]byte, k, v []byte) {
 		if len(path) != 1 {
 			return
@@ -75,8 +106,11 @@ func Check(path string) (Report, error) {
 		switch string(path[0]) {
 		case string(bucketMeta):
 			isQueue = true
-			if bytes.Equal(k, keyCounters) {
+			switch {
+			case bytes.Equal(k, keyCounters):
 				counters = bytes.Clone(v)
+			case bytes.Equal(k, keyFormat):
+				format = bytes.Clone(v)
 			}
 		case string(bucketEvents):
 			if len(k) != 8 {
@@ -91,19 +125,33 @@ func Check(path string) (Report, error) {
 				unreadable[seq] = true
 				return
 			}
-			heads[seq] = head{state: r.state, due: r.due, size: r.size(), plen: r.payloadLen, pcrc: r.payloadCRC}
+			heads[seq] = head{state: r.state, fn: intern(r.function), due: r.due, size: r.size(), plen: r.payloadLen, pcrc: r.payloadCRC}
 		case string(bucketPayloads):
 			if len(k) == 8 {
 				payloads[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}
 			} else {
 				w.fail("bucket payloads", "key of %d bytes", len(k))
 			}
-		case string(bucketReady):
+		case string(bucketReadyV1):
 			if len(k) == 16 {
-				ready[binary.BigEndian.Uint64(k[8:])] = int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
+				readyV1[binary.BigEndian.Uint64(k[8:])] = int64(binary.BigEndian.Uint64(k) ^ (1 << 63))
 			} else {
 				w.fail("bucket ready", "key of %d bytes", len(k))
 			}
+		case string(bucketFnReady):
+			if len(k) == fnReadyKeyLen {
+				seq := fnKeySeq(k)
+				fnready[seq] = append(fnready[seq], indexed{id: binary.BigEndian.Uint32(k), due: int64(fnKeyDue(k) ^ (1 << 63))})
+			} else {
+				w.fail("bucket fnready", "key of %d bytes", len(k))
+			}
+		case string(bucketFunctions):
+			r, err := decodeFnRecord(v)
+			if err != nil {
+				w.fail(fmt.Sprintf("function %q", k), "%v", err)
+				return
+			}
+			registry[string(k)] = r
 		case string(bucketLeases):
 			if len(k) == 8 && len(v) == 8 {
 				leases[binary.BigEndian.Uint64(k)] = true
@@ -120,7 +168,59 @@ func Check(path string) (Report, error) {
 		w.fail("file", "a bbolt file, but not a dispatcher queue (no meta bucket)")
 	}
 
+	switch {
+	case len(format) == 1:
+		rep.Format = int(format[0])
+	case isQueue:
+		w.fail("format marker", "%d bytes, want 1", len(format))
+	}
+	// Format 1 (or 2 with a migration's leftovers): a ready event may be
+	// in either index, as a migration cut short leaves it.
+	legacy := rep.Format < formatVersion
+	if hasV1 && !legacy {
+		w.fail("bucket ready", "format 1's ready index, left in a format %d file", rep.Format)
+	}
+	rep.Functions = len(registry)
+	ids := map[uint32]string{}
+	for name, r := range registry {
+		if other, ok := ids[r.id]; ok {
+			a, b := min(name, other), max(name, other)
+			w.fail(fmt.Sprintf("function %q", b), "id %d is %q's too", r.id, a)
+			continue
+		}
+		ids[r.id] = name
+	}
+	// inIndex says whether ready event seq of function fn is where it
+	// should be.
+	inIndex := func(seq uint64, h head) string {
+		keys := fnready[seq]
+		r, registered := registry[names[h.fn]]
+		if due, ok := readyV1[seq]; ok && legacy {
+			if len(keys) > 0 {
+				return "in both ready indexes"
+			}
+			if due != h.due {
+				return "ready, but not in the ready index at its due time"
+			}
+			return "" // not moved yet: its function need not be registered
+		}
+		switch {
+		case len(keys) == 0:
+			return "ready, but not in the ready index"
+		case len(keys) > 1:
+			return fmt.Sprintf("in the ready index %d times", len(keys))
+		case !registered:
+			return fmt.Sprintf("ready, but its function %q has no registry record", names[h.fn])
+		case keys[0].id != r.id:
+			return fmt.Sprintf("indexed under function id %d, but %q has id %d", keys[0].id, names[h.fn], r.id)
+		case keys[0].due != h.due:
+			return "ready, but not in the ready index at its due time"
+		}
+		return ""
+	}
+
 	var bytesHeld int64
+	held := map[string]*tally{}
 	for seq, h := range heads {
 		bytesHeld += h.size
 		where := fmt.Sprintf("event %d", seq)
@@ -137,13 +237,14 @@ func Check(path string) (Report, error) {
 			continue
 		}
 		rep.Events++
+		tallyOf(held, []byte(names[h.fn])).add(h.state, h.size)
 		if h.state == stateLeased {
 			rep.Leased++
 			if !leases[seq] {
 				w.fail(where, "leased, but not in the lease index")
 			}
-		} else if due, ok := ready[seq]; !ok || due != h.due {
-			w.fail(where, "ready, but not in the ready index at its due time")
+		} else if what := inIndex(seq, h); what != "" {
+			w.fail(where, "%s", what)
 		}
 	}
 	for seq := range payloads {
@@ -151,9 +252,42 @@ func Check(path string) (Report, error) {
 			w.fail(fmt.Sprintf("payload %d", seq), "no record")
 		}
 	}
-	for seq := range ready {
+	for seq := range readyV1 {
 		if h, ok := heads[seq]; ok && h.state == stateLeased {
 			w.fail(fmt.Sprintf("event %d", seq), "leased, and in the ready index too")
+		}
+	}
+	for seq := range fnready {
+		h, ok := heads[seq]
+		switch {
+		case !ok && !unreadable[seq]:
+			w.fail("ready index", "key of event %d, which the file does not hold", seq)
+		case ok && h.state == stateLeased:
+			w.fail(fmt.Sprintf("event %d", seq), "leased, and in the ready index too")
+		}
+	}
+	if !legacy && w.lostPages == 0 && w.lostValues == 0 {
+		// The registry against the events, when every page was read and
+		// every record decoded: otherwise the difference is the damage
+		// already reported, or a record whose function is unknown.
+		for name, c := range held {
+			r, ok := registry[name]
+			switch {
+			case !ok:
+				w.fail(fmt.Sprintf("function %q", name), "holds %d events, but has no registry record", c.events)
+			case len(unreadable) == 0 && (r.events != c.events || r.leased != c.leased || r.bytes != c.bytes):
+				w.fail(fmt.Sprintf("function %q", name), "registry counts %d events, %d leased, %d bytes, but the file holds %d, %d, %d",
+					r.events, r.leased, r.bytes, c.events, c.leased, c.bytes)
+			}
+		}
+		for name, r := range registry {
+			switch {
+			case held[name] != nil || len(unreadable) > 0:
+			case r.events != 0:
+				w.fail(fmt.Sprintf("function %q", name), "registry counts %d events, but the file holds none", r.events)
+			case !r.paused:
+				w.fail(fmt.Sprintf("function %q", name), "a record with no events that is not paused: it should have been deleted")
+			}
 		}
 	}
 

@@ -2,9 +2,14 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	bolt "go.etcd.io/bbolt"
@@ -204,4 +209,149 @@ func TestSalvage(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, "mine", string(b))
 	})
+}
+
+// registryQueue is a closed queue with functions A (5 events, one leased),
+// B (3, one scheduled) and C (paused, none), and the ids they got.
+func registryQueue(t *testing.T) (path string, ids map[string]uint32) {
+	t.Helper()
+	b := setup(t, Options{})
+	ctx := t.Context()
+	enqueue(t, b.st, newEvents(5, "A")...)
+	enqueue(t, b.st, newEvents(2, "B")...)
+	enqueue(t, b.st, NewEvent{Function: "B", Due: b.clock.Now().Add(time.Hour)})
+	_, err := b.st.Lease(ctx, 1, time.Hour)
+	require.NoError(t, err)
+	require.NoError(t, b.st.SetPaused(ctx, "C", true))
+	ids = map[string]uint32{}
+	b.st.statMu.Lock()
+	for name, f := range b.st.fns {
+		ids[name] = f.id
+	}
+	b.st.statMu.Unlock()
+	require.NoError(t, b.st.Close())
+	return b.path, ids
+}
+
+func TestCheckRegistry(t *testing.T) {
+	t.Parallel()
+	base, ids := registryQueue(t)
+	seqOfA := uint64(2) // ready: the lease took event 1
+
+	check := func(t *testing.T, fn func(tx *bolt.Tx) error) Report {
+		t.Helper()
+		path := damaged(t, base, func([]byte, int) {})
+		rawUpdate(t, path, fn)
+		rep, err := Check(path)
+		require.NoError(t, err)
+		return rep
+	}
+	keyOf := func(tx *bolt.Tx, seq uint64) []byte {
+		c := tx.Bucket(bucketFnReady).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			if fnKeySeq(k) == seq {
+				return bytes.Clone(k)
+			}
+		}
+		t.Fatalf("no key for event %d", seq)
+		return nil
+	}
+	record := func(tx *bolt.Tx, name string) fnRecord {
+		r, err := decodeFnRecord(tx.Bucket(bucketFunctions).Get([]byte(name)))
+		require.NoError(t, err)
+		return r
+	}
+
+	t.Run("Clean", func(t *testing.T) {
+		t.Parallel()
+		rep, err := Check(base)
+		require.NoError(t, err)
+		require.True(t, rep.OK(), "%v", rep.Problems)
+		require.Equal(t, 2, rep.Format)
+		require.Equal(t, 3, rep.Functions)
+		require.Equal(t, int64(8), rep.Events)
+	})
+
+	for _, tc := range []struct {
+		name string
+		fn   func(tx *bolt.Tx) error
+		want []Problem
+	}{
+		{"MissingKey", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketFnReady).Delete(keyOf(tx, seqOfA))
+		}, []Problem{{Where: "event 2", What: "ready, but not in the ready index"}}},
+		{"KeyTwice", func(tx *bolt.Tx) error {
+			k := keyOf(tx, seqOfA)
+			k[12]++ // another due time
+			return tx.Bucket(bucketFnReady).Put(k, nil)
+		}, []Problem{{Where: "event 2", What: "in the ready index 2 times"}}},
+		{"KeyWithoutEvent", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketFnReady).Put(fnReadyKey(ids["A"], 0, 999), nil)
+		}, []Problem{{Where: "ready index", What: "key of event 999, which the file does not hold"}}},
+		{"KeyUnderAnotherID", func(tx *bolt.Tx) error {
+			k := keyOf(tx, seqOfA)
+			if err := tx.Bucket(bucketFnReady).Delete(k); err != nil {
+				return err
+			}
+			binary.BigEndian.PutUint32(k, ids["B"])
+			return tx.Bucket(bucketFnReady).Put(k, nil)
+		}, []Problem{{Where: "event 2", What: fmt.Sprintf(`indexed under function id %d, but "A" has id %d`, ids["B"], ids["A"])}}},
+		{"Counts", func(tx *bolt.Tx) error {
+			r := record(tx, "A")
+			r.leased = 0
+			return tx.Bucket(bucketFunctions).Put([]byte("A"), r.encode())
+		}, []Problem{{Where: `function "A"`, What: "registry counts 5 events, 0 leased, 360 bytes, but the file holds 5, 1, 360"}}},
+		{"NoRecord", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketFunctions).Delete([]byte("B"))
+		}, []Problem{
+			{Where: "event 6", What: `ready, but its function "B" has no registry record`},
+			{Where: "event 7", What: `ready, but its function "B" has no registry record`},
+			{Where: "event 8", What: `ready, but its function "B" has no registry record`},
+			{Where: `function "B"`, What: "holds 3 events, but has no registry record"},
+		}},
+		{"RecordThatShouldBeGone", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketFunctions).Put([]byte("D"), fnRecord{id: 99}.encode())
+		}, []Problem{{Where: `function "D"`, What: "a record with no events that is not paused: it should have been deleted"}}},
+		{"SameID", func(tx *bolt.Tx) error {
+			r := record(tx, "C")
+			r.id = ids["A"]
+			return tx.Bucket(bucketFunctions).Put([]byte("C"), r.encode())
+		}, []Problem{{Where: `function "C"`, What: fmt.Sprintf(`id %d is "A"'s too`, ids["A"])}}},
+		{"UnreadableRecord", func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketFunctions).Put([]byte("C"), []byte{1, 2, 3})
+		}, []Problem{{Where: `function "C"`, What: "truncated"}}},
+		{"Format1IndexLeft", func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucket(bucketReadyV1)
+			return err
+		}, []Problem{{Where: "bucket ready", What: "format 1's ready index, left in a format 2 file"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			rep := check(t, tc.fn)
+			require.ElementsMatch(t, tc.want, rep.Problems)
+		})
+	}
+}
+
+// TestSalvageRebuildsTheRegistry: ids and counts are those of what was
+// copied, and a pause survives.
+func TestSalvageRebuildsTheRegistry(t *testing.T) {
+	t.Parallel()
+	src, _ := registryQueue(t)
+	dst := filepath.Join(t.TempDir(), "salvaged.db")
+	_, err := Salvage(src, dst)
+	require.NoError(t, err)
+	rep, err := Check(dst)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+	st, err := Open(dst, Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	fs := functionsOf(t, st)
+	require.Equal(t, []string{"A", "B", "C"}, slices.Sorted(maps.Keys(fs)))
+	require.Equal(t, int64(5), fs["A"].Events)
+	require.Zero(t, fs["A"].Leased, "a lease becomes ready")
+	require.Equal(t, int64(3), fs["B"].Events)
+	require.True(t, fs["C"].Paused)
+	require.True(t, st.Paused("C"))
 }

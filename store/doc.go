@@ -1,5 +1,6 @@
 // Package store is the durable queue under the dispatcher: one bbolt file
-// holding events, their payloads, a ready index and leases. It owns the
+// holding events, their payloads, a registry of the functions they are
+// for, a ready index per function and leases. It owns the
 // file: no other package opens it or sees its *bolt.DB. The packages that
 // keep records of their own beside the queue's (dead letters, keys) write
 // them through a *Tx that Update, View and the store's transactional calls
@@ -13,7 +14,9 @@
 //	meta          store      format marker, persisted counts and clock
 //	events        store      event records, by sequence number
 //	payloads      store      payloads, by sequence number
-//	ready         store      (due time, sequence) of events waiting
+//	functions     store      function name → id, paused flag, counts
+//	fnready       store      (function id, priority, due time, sequence)
+//	                         of events waiting
 //	leases        store      sequence → lease expiry of leased events
 //	corrupt       store      records set aside as unreadable
 //	deadletters   Letters        package deadletter's Bolt sink
@@ -37,22 +40,61 @@
 // event's metadata in a compact binary record whose first byte is its
 // format version. Bucket "payloads" holds the payload under the same key,
 // apart, so that leasing and rescheduling rewrite a hundred bytes rather
-// than a kilobyte. Bucket "ready" is the index of events waiting, keyed by
-// due time then sequence number, so a cursor from its first key walks
-// events due first and, among equals, first in first out. Bucket "leases"
-// maps the sequence numbers of leased events to their lease expiry.
-// Bucket "meta" holds the format version and counts persisted with every
-// commit, so that Open never walks the backlog. Bucket "corrupt" keeps
-// records that could not be read, out of the way of the queue.
+// than a kilobyte. Bucket "leases" maps the sequence numbers of leased
+// events to their lease expiry. Bucket "meta" holds the format version and
+// counts persisted with every commit, so that Open never walks the
+// backlog. Bucket "corrupt" keeps records that could not be read, out of
+// the way of the queue.
+//
+// Bucket "functions" is the registry: for each function name (the event's
+// Function exactly as enqueued, qualifier apart) a small record with a
+// checksum: its id (a uint32 from the bucket's sequence, not handed out
+// again before the sequence wraps at 2^32), a paused flag, and the events
+// it holds, leased and bytes, written once per transaction that changes
+// them, as the global counts are, and mirrored in memory from Open on. A
+// record is deleted when its function holds no event and is not paused,
+// so that producers sending many names cannot grow it without bound.
+//
+// Bucket "fnready" is the index of events waiting, 21-byte keys: the
+// function's id (4 bytes, big-endian), a priority byte, the due time
+// (8 bytes, ordered), the sequence number (8). Each function's events are
+// thus a range of their own, due first and, among equals, first in first
+// out, and a lease reaches the next function with one seek instead of
+// walking a backlog. The priority byte is 0x80 for every event today; it
+// is reserved for priorities, a lower byte sorting and leasing first.
+//
+// # Format 2 and migration
+//
+// Format 1 had one ready index, bucket "ready", keyed by due time then
+// sequence: a backlog of one function was leased whole before a newer
+// event of another. Format 2 has the registry and the per-function index
+// instead. Open migrates a format 1 file it opens for writing: it walks
+// the events in batches of a few thousand, one transaction each, giving
+// each function a registry record and moving each ready event's key from
+// "ready" to "fnready" (leased events keep their lease, which Open then
+// returns to the new index as it returns any lease). Each batch also
+// records the last sequence number it moved. The batch that reaches the
+// end writes every function's counts, deletes what is left of "ready" and
+// sets the format marker to 2, in one transaction.
+//
+// A migration killed at any point therefore leaves a format 1 file whose
+// events are each in exactly one of the two indexes, and whose registry
+// holds ids but no counts to trust: the next Open resumes after the last
+// batch that committed, counts the events moved before it again from the
+// file, and finishes. No count is ever persisted half done, so none is
+// counted twice. A read-only Open of a format 1 file (or of one whose
+// migration was cut short) writes nothing: Stats, NextDue and Functions
+// then read the events instead of the index.
 //
 // # Writes
 //
 // One goroutine owns every write transaction. Concurrent calls (Enqueue,
-// Lease, Ack, Reschedule, Release, Remove, Reclaim) wait in a channel; the
-// writer takes all that are waiting, applies them in one transaction and
-// one fsync, and answers each. A call whose context ends before the writer
-// takes it is dropped unwritten. When a shared transaction fails, each call
-// in it is run again alone, so one failing call cannot fail its neighbours.
+// Lease, Ack, Reschedule, Release, Remove, Reclaim, SetPaused) wait in a
+// channel; the writer takes all that are waiting, applies them in one
+// transaction and one fsync, and answers each. A call whose context ends
+// before the writer takes it is dropped unwritten. When a shared
+// transaction fails, each call in it is run again alone, so one failing
+// call cannot fail its neighbours.
 //
 // # Integrity
 //
@@ -74,8 +116,9 @@
 // function.
 //
 // Check reads a file the same way, going on past damage, and also checks
-// every record, payload, index and counter; Salvage copies what can be
-// read into a new file. Both work on files Open refuses, and never write
+// every record, payload, index, registry record and counter; Salvage
+// copies what can be read into a new file, of the current format whatever
+// the source's. Both work on files Open refuses, and never write
 // to them. When the tree itself is cut off (a truncated file whose root
 // page is gone), SalvageWith's ScanPages also reads the pages no tree
 // reaches and takes the event records that prove themselves (version 2,

@@ -18,10 +18,11 @@ const maxErrorMessage = 1024
 // pending is an event encoded by its caller, outside the writer, so that the
 // writer's time goes to bbolt and nothing else.
 type pending struct {
-	rec     []byte
-	payload []byte
-	due     int64
-	size    int64
+	rec      []byte
+	payload  []byte
+	function string
+	due      int64
+	size     int64
 }
 
 // Enqueue writes events in one transaction, all or nothing, and returns
@@ -156,6 +157,9 @@ func (s *Store) prepare(evs []NewEvent) ([]pending, int64, error) {
 		if len(e.Payload) > maxPayloadLen {
 			return nil, 0, fmt.Errorf("store: payload of %d bytes is over %d", len(e.Payload), maxPayloadLen)
 		}
+		if err := checkFunction(e.Function); err != nil {
+			return nil, 0, err
+		}
 		// The payload is copied: bbolt keeps the slice until the commit, and
 		// a caller whose context ends may reuse its own before then.
 		payload := append([]byte(nil), e.Payload...)
@@ -170,7 +174,7 @@ func (s *Store) prepare(evs []NewEvent) ([]pending, int64, error) {
 			function: e.Function, qualifier: e.Qualifier, key: e.Key,
 			payloadLen: uint32(len(payload)), payloadCRC: checksum(payload),
 		}
-		ps[i] = pending{rec: r.encode(nil), payload: payload, due: due, size: r.size()}
+		ps[i] = pending{rec: r.encode(nil), payload: payload, function: e.Function, due: due, size: r.size()}
 		size += ps[i].size
 	}
 	return ps, size, nil
@@ -199,9 +203,15 @@ func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
 		if err := t.events.Put(k, ps[i].rec); err != nil {
 			return nil, err
 		}
-		if err := t.ready.Put(readyKey(ps[i].due, seq), []byte{}); err != nil {
+		f, err := t.fnFor(ps[i].function)
+		if err != nil {
 			return nil, err
 		}
+		if err := t.fnready.Put(fnReadyKey(f.id, ps[i].due, seq), []byte{}); err != nil {
+			return nil, err
+		}
+		f.events++
+		f.bytes += ps[i].size
 		t.c.nextSeq = seq
 		seqs[i] = seq
 	}
@@ -264,9 +274,10 @@ func (s *Store) Insert(ctx context.Context, fn func(tx *Tx) ([]NewEvent, error),
 // not fit: unlike Enqueue's, its writes must not commit.
 var errRollback = errors.New("store: rolled back")
 
-// Lease takes up to n events that are due, oldest due first, marks them
-// leased until now+d, counts an attempt on each, and returns them with
-// their payloads. It returns an empty slice when nothing is due.
+// Lease takes up to n events that are due, taking turns between functions
+// as AckAndLease does (with no quota), marks them leased until now+d,
+// counts an attempt on each, and returns them with their payloads. It
+// returns an empty slice when nothing is due.
 func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, error) {
 	if n <= 0 {
 		return nil, nil
@@ -274,7 +285,7 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 	var out []Event
 	err := s.do(ctx, func(t *txn) error {
 		var err error
-		out, err = t.lease(n, d)
+		out, err = t.lease(n, d, nil)
 		return err
 	})
 	if err != nil {
@@ -290,9 +301,20 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 // (acked before), and returns in notLeased those whose lease was taken
 // back, which will therefore be sent again.
 //
+// Leasing is fair between functions: a backlog of one does not hold back
+// the events of another. It takes turns in passes over the functions that
+// have events due and are not paused, each pass giving each of them up to
+// an equal share of what is left to take, and each lease starting with the
+// function after the one the previous lease started with. quota, when not
+// nil, caps what each function may take in this lease. Within a function,
+// events go by due time, then first in first out. The events come back in
+// turns too (one of each function, then the next of each), so that a
+// consumer working through them in order serves no function's share
+// before another's first event.
+//
 // onAck, when not nil, runs in the same transaction for each acked event
 // that has a key, so that marking the key delivered commits with the ack.
-func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
+func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, quota Quota, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
 	var leased []Event
 	var notLeased []uint64
 	err := s.do(ctx, func(t *txn) error {
@@ -320,7 +342,7 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 			return nil
 		}
 		var err error
-		leased, err = t.lease(n, d)
+		leased, err = t.lease(n, d, quota)
 		return err
 	})
 	if err != nil {
@@ -329,62 +351,36 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 	return leased, notLeased, nil
 }
 
-// lease takes up to n due events, oldest due first.
-func (t *txn) lease(n int, d time.Duration) ([]Event, error) {
-	limit := orderedTime(t.now)
-	// One backing array for the copied index keys, and the result sized
-	// once: leasing runs for every event, and growing these by doubling
-	// was a tenth of the store's garbage.
-	keys := make([][]byte, 0, min(n, 256))
-	backing := make([]byte, 0, 16*cap(keys))
-	cur := t.ready.Cursor()
-	for k, _ := cur.First(); k != nil && len(keys) < n; k, _ = cur.Next() {
-		if len(k) == 16 && binary.BigEndian.Uint64(k) > limit {
-			break
-		}
-		// A key of another length is taken too: leaseOne sets it aside.
-		if len(backing)+len(k) > cap(backing) {
-			backing = make([]byte, 0, max(16*cap(keys), len(k)))
-		}
-		backing = append(backing, k...)
-		keys = append(keys, backing[len(backing)-len(k):len(backing):len(backing)])
-	}
-	out := make([]Event, 0, len(keys))
-	// Deleting under a live cursor makes bbolt skip keys, so the walk
-	// above only collects.
-	for _, k := range keys {
-		ev, ok, err := t.leaseOne(k, d)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			out = append(out, ev)
-		}
-	}
-	return out, nil
-}
-
-func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
-	if err := t.cReady.del(readyK); err != nil {
+// leaseOne leases the event of index key k, which the lease found in the
+// range of function f.
+func (t *txn) leaseOne(k []byte, f *fnTouch, d time.Duration) (Event, bool, error) {
+	if err := t.cReady.del(k); err != nil {
 		return Event{}, false, err
 	}
-	if len(readyK) != 16 {
-		return Event{}, false, t.setAside(0, fmt.Sprintf("ready index key of %d bytes", len(readyK)), nil)
+	if len(k) != fnReadyKeyLen {
+		return Event{}, false, t.setAside(0, fmt.Sprintf("ready index key of %d bytes", len(k)), nil, nil)
 	}
-	seq := binary.BigEndian.Uint64(readyK[8:])
-	k := seqKey(seq)
-	raw := t.cEvents.get(k)
+	seq := fnKeySeq(k)
+	sk := seqKey(seq)
+	raw := t.cEvents.get(sk)
 	if raw == nil {
 		t.s.log.Warn("dropped a ready-index entry without its event", "seq", seq)
 		return Event{}, false, nil
 	}
 	r, err := decodeRecord(raw)
 	if err != nil {
-		return Event{}, false, t.setAside(seq, err.Error(), raw)
+		return Event{}, false, t.setAside(seq, err.Error(), raw, f)
 	}
-	payload, err := checkPayload(t.cPayloads.get(k), seq, &r)
+	if f == nil || r.function != f.name {
+		// The key is in another function's range than its record's, or
+		// in none: damage. Leasing it here would charge the wrong
+		// function's quota; it goes where its record says, for a lease of
+		// its own function to take.
+		return Event{}, false, t.reindex(seq, &r)
+	}
+	payload, err := checkPayload(t.cPayloads.get(sk), seq, &r)
 	if err != nil {
-		return Event{}, false, t.setAside(seq, err.Error(), raw)
+		return Event{}, false, t.setAside(seq, err.Error(), raw, f)
 	}
 	r.state = stateLeased
 	if r.attempts < math.MaxUint32 {
@@ -396,22 +392,49 @@ func (t *txn) leaseOne(readyK []byte, d time.Duration) (Event, bool, error) {
 	prev := r.lastAttempt
 	r.lastAttempt = t.now
 	r.leaseUntil = t.now + int64(d)
-	if err := t.events.Put(k, r.encode(nil)); err != nil {
+	if err := t.events.Put(sk, r.encode(nil)); err != nil {
 		return Event{}, false, err
 	}
-	if err := putUint64(t.leases, k, r.leaseUntil); err != nil {
+	if err := putUint64(t.leases, sk, r.leaseUntil); err != nil {
 		return Event{}, false, err
 	}
 	t.c.leased++
+	f.leased++
 	t.tot.leases++
 	ev := r.event(seq, payload)
 	ev.PrevAttempt = fromUnixNano(prev)
 	return ev, true, nil
 }
 
+// reindex puts a ready event whose index key was found out of place (and
+// already deleted) back under its function's id. A function without a
+// record is registered, the event counted: no record, nothing counted it.
+func (t *txn) reindex(seq uint64, r *record) error {
+	t.s.log.Warn("moved a ready-index entry found under another function's id", "seq", seq, "function", r.function)
+	if r.state != stateReady {
+		return nil
+	}
+	if err := checkFunction(r.function); err != nil {
+		return t.setAside(seq, err.Error(), r.encode(nil), nil)
+	}
+	f := fnEntry(t, r.function)
+	if f == nil {
+		var err error
+		if f, err = t.fnFor(r.function); err != nil {
+			return err
+		}
+		f.events++
+		f.bytes += r.size()
+	}
+	return t.fnready.Put(fnReadyKey(f.id, r.due, seq), []byte{})
+}
+
 // setAside moves an unreadable event out of the queue into the corrupt
-// bucket, so that one bad record cannot stop every lease behind it.
-func (t *txn) setAside(seq uint64, why string, raw []byte) error {
+// bucket, so that one bad record cannot stop every lease behind it. f is
+// the function whose index range held it, when known; otherwise the
+// function the damaged record names is charged, if it has a record, as a
+// best guess. Either way the counts lose the size the record claims.
+func (t *txn) setAside(seq uint64, why string, raw []byte, f *fnTouch) error {
 	t.s.log.Error("set aside an unreadable event", "seq", seq, "error", why)
 	k := seqKey(seq)
 	v := append([]byte(why+"\x00"), raw...)
@@ -420,6 +443,10 @@ func (t *txn) setAside(seq uint64, why string, raw []byte) error {
 	}
 	if seq == 0 {
 		return nil
+	}
+	h, herr := skimLenient(raw)
+	if f == nil && herr == nil {
+		f = fnEntry(t, h.function)
 	}
 	if err := t.events.Delete(k); err != nil {
 		return err
@@ -432,9 +459,21 @@ func (t *txn) setAside(seq uint64, why string, raw []byte) error {
 			return err
 		}
 		t.c.leased--
+		if f != nil {
+			f.leased--
+		}
 	}
 	t.c.events--
 	t.c.corrupt++
+	if f != nil {
+		f.events--
+	}
+	if herr == nil {
+		t.c.bytes = max(t.c.bytes-h.size, 0)
+		if f != nil {
+			f.bytes -= h.size
+		}
+	}
 	return nil
 }
 
@@ -502,18 +541,30 @@ func (s *Store) Ack(ctx context.Context, seqs ...uint64) error {
 
 // delete removes an event from every bucket that holds it.
 func (t *txn) delete(seq uint64, r *record) error {
-	return t.remove(seq, recordHead{state: r.state, due: r.due, size: r.size()})
+	return t.remove(seq, recordHead{state: r.state, due: r.due, size: r.size(), function: []byte(r.function)})
 }
 
 func (t *txn) remove(seq uint64, r recordHead) error {
 	k := seqKey(seq)
+	// A function without a record (damage) leaves its key, if any, for a
+	// lease to drop: without the id there is no finding it.
+	f := fnEntry(t, r.function)
+	if f != nil {
+		f.events--
+		f.bytes -= r.size
+	}
 	if r.state == stateLeased {
 		if err := t.cLeases.del(k); err != nil {
 			return err
 		}
 		t.c.leased--
-	} else if err := t.cReady.del(readyKey(r.due, seq)); err != nil {
-		return err
+		if f != nil {
+			f.leased--
+		}
+	} else if f != nil {
+		if err := t.cReady.del(fnReadyKey(f.id, r.due, seq)); err != nil {
+			return err
+		}
 	}
 	if err := t.cEvents.del(k); err != nil {
 		return err
@@ -590,6 +641,20 @@ func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error 
 
 func (t *txn) unlease(seq uint64, r *record, due int64) error {
 	k := seqKey(seq)
+	f := fnEntry(t, r.function)
+	if f == nil {
+		// Held but counted nowhere (damage): register and count it, so
+		// that it can be indexed and is counted from now on.
+		if err := checkFunction(r.function); err != nil {
+			return t.setAside(seq, err.Error(), t.events.Get(k), nil)
+		}
+		var err error
+		if f, err = t.fnFor(r.function); err != nil {
+			return err
+		}
+		t.s.log.Warn("registered the function of a leased event it did not count", "seq", seq, "function", r.function)
+		f.events, f.leased, f.bytes = f.events+1, f.leased+1, f.bytes+r.size()
+	}
 	r.state = stateReady
 	r.leaseUntil = 0
 	r.due = due
@@ -599,10 +664,11 @@ func (t *txn) unlease(seq uint64, r *record, due int64) error {
 	if err := t.leases.Delete(k); err != nil {
 		return err
 	}
-	if err := t.ready.Put(readyKey(due, seq), []byte{}); err != nil {
+	if err := t.fnready.Put(fnReadyKey(f.id, due, seq), []byte{}); err != nil {
 		return err
 	}
 	t.c.leased--
+	f.leased--
 	t.readied = true
 	return nil
 }
@@ -711,7 +777,7 @@ func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 		}
 		var ce *CorruptError
 		if errors.As(err, &ce) {
-			if err := t.setAside(seq, ce.Err.Error(), t.events.Get(seqKey(seq))); err != nil {
+			if err := t.setAside(seq, ce.Err.Error(), t.events.Get(seqKey(seq)), nil); err != nil {
 				return 0, err
 			}
 			continue

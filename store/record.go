@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
@@ -189,20 +190,38 @@ func recordBody(b []byte) ([]byte, error) {
 
 // recordHead is what removing an event needs of its record.
 type recordHead struct {
-	state byte
-	due   int64
-	size  int64  // as record.size
-	key   []byte // aliases the record: valid only in its transaction
+	state    byte
+	due      int64
+	size     int64  // as record.size
+	function []byte // aliases the record: valid only in its transaction
+	key      []byte // likewise
 }
 
 // skimRecord reads the head of a record without building its strings: an
 // ack removes thousands of records a second and needs none of them.
 func skimRecord(b []byte) (recordHead, error) {
-	var h recordHead
 	body, err := recordBody(b)
 	if err != nil {
-		return h, err
+		return recordHead{}, err
 	}
+	return skimBody(body)
+}
+
+// skimLenient is skimRecord without the checksum, for a record already
+// found damaged: what it reads is a best guess at the function that
+// counted the event and the size it counted, never a reason to send it.
+func skimLenient(b []byte) (recordHead, error) {
+	switch {
+	case len(b) > recordSumSize && b[0] == recordVersion:
+		return skimBody(b[1 : len(b)-recordSumSize])
+	case len(b) > 0 && b[0] == recordV1:
+		return skimBody(b[1:])
+	}
+	return recordHead{}, errors.New("unknown record version")
+}
+
+func skimBody(body []byte) (recordHead, error) {
+	var h recordHead
 	d := decoder{b: body}
 	h.state = d.byte("state")
 	d.uvarint("attempts", math.MaxUint32)
@@ -211,16 +230,11 @@ func skimRecord(b []byte) (recordHead, error) {
 	for _, f := range []string{"first attempt time", "last attempt time", "lease expiry"} {
 		d.varint(f)
 	}
-	var strs uint64
-	for _, f := range []string{"function", "qualifier"} {
-		strs += d.skipString(f)
-	}
-	rest := d.b
-	n := d.skipString("key")
-	if d.err == nil && n > 0 {
-		h.key = rest[len(rest)-len(d.b)-int(n) : len(rest)-len(d.b)]
-	}
-	strs += n
+	h.function = d.stringBytes("function")
+	strs := uint64(len(h.function))
+	strs += d.skipString("qualifier")
+	h.key = d.stringBytes("key")
+	strs += uint64(len(h.key))
 	h.size = int64(d.uvarint("payload length", maxPayloadLen)) + int64(strs) + recordOverhead
 	if d.err == nil && h.state != stateReady && h.state != stateLeased {
 		d.fail("state", fmt.Sprintf("unknown state %d", h.state))
@@ -316,26 +330,83 @@ func (d *decoder) string(field string) string {
 
 // skipString steps over a string and returns its length.
 func (d *decoder) skipString(field string) uint64 {
+	return uint64(len(d.stringBytes(field)))
+}
+
+// stringBytes reads a string without copying it: the result aliases the
+// input, and is nil when empty.
+func (d *decoder) stringBytes(field string) []byte {
 	n := d.uvarint(field+" length", maxStringLen)
 	if d.err != nil {
-		return 0
+		return nil
 	}
 	if uint64(len(d.b)) < n {
 		d.fail(field, fmt.Sprintf("length %d but %d bytes left", n, len(d.b)))
-		return 0
+		return nil
 	}
+	s := d.b[:n:n]
 	d.b = d.b[n:]
-	return n
+	if n == 0 {
+		return nil
+	}
+	return s
 }
 
 func checksum(payload []byte) uint32 { return crc32.Checksum(payload, castagnoli) }
 
 // Keys. Sequence numbers are big-endian so that bbolt's byte order is their
-// numeric order; a ready-index key is the due time then the sequence, so a
-// cursor walks events due first, first-in first among equals.
+// numeric order. A key of the ready index (bucket fnready) is the
+// function's id, a priority byte, the due time, then the sequence: a
+// cursor from a function's first key walks its events due first, first-in
+// first among equals, and one function's backlog never lies between two
+// others' keys.
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), seq) }
 
+const (
+	fnReadyKeyLen = 4 + 1 + 8 + 8
+	// priorityNormal is the priority byte of every key written today. The
+	// byte is reserved for event priorities: a lower byte sorts, and so
+	// leases, first within a function, so a priority p is to be stored as
+	// 0xFF-p. Leasing and counting already step from one priority's keys
+	// to the next, so keys of other priorities need no format change.
+	priorityNormal = 0x80
+)
+
+func fnReadyKey(id uint32, due int64, seq uint64) []byte {
+	k := make([]byte, 0, fnReadyKeyLen)
+	k = binary.BigEndian.AppendUint32(k, id)
+	k = append(k, priorityNormal)
+	k = binary.BigEndian.AppendUint64(k, orderedTime(due))
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// fnPrefix is the first key any of function id's keys can be.
+func fnPrefix(id uint32) []byte { return binary.BigEndian.AppendUint32(make([]byte, 0, 4), id) }
+
+// fnPrioPrefix sorts before every key of function id at priority p.
+func fnPrioPrefix(id uint32, p byte) []byte { return append(fnPrefix(id), p) }
+
+// fnDueKey sorts before every key of function id at priority p due at or
+// after due (an ordered time), and after every one due before.
+func fnDueKey(id uint32, p byte, due uint64) []byte {
+	return binary.BigEndian.AppendUint64(fnPrioPrefix(id, p), due)
+}
+
+// ofFunction reports whether index key k is one of function id's.
+func ofFunction(k []byte, id uint32) bool {
+	return len(k) >= 4 && binary.BigEndian.Uint32(k) == id
+}
+
+// fnKeyDue is the ordered due time of a well-formed index key.
+func fnKeyDue(k []byte) uint64 { return binary.BigEndian.Uint64(k[5:]) }
+
+// fnKeySeq is the sequence number of a well-formed index key.
+func fnKeySeq(k []byte) uint64 { return binary.BigEndian.Uint64(k[13:]) }
+
+// readyKey is a key of format 1's ready index, bucket "ready": the due time
+// then the sequence. Only migration and the checks of a format 1 file use
+// it.
 func readyKey(due int64, seq uint64) []byte {
 	k := make([]byte, 0, 16)
 	k = binary.BigEndian.AppendUint64(k, orderedTime(due))

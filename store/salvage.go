@@ -61,10 +61,12 @@ type SalvageOptions struct {
 // that lost some keys, the sequence is recounted rather than copied.
 var countedBuckets = map[string]bool{"deadletters": true, "keys": true}
 
-// storeBuckets are rebuilt from the records rather than copied.
+// storeBuckets are rebuilt from the records rather than copied: the
+// indexes and the registry of either format, which dst has in format 2.
 var storeBuckets = map[string]bool{
 	string(bucketMeta): true, string(bucketEvents): true, string(bucketPayloads): true,
-	string(bucketReady): true, string(bucketLeases): true,
+	string(bucketReadyV1): true, string(bucketFnReady): true, string(bucketFunctions): true,
+	string(bucketLeases): true,
 }
 
 // maxSeq is the bound the counters hold the next sequence number to: a
@@ -90,8 +92,10 @@ const salvageBatch = 1000
 // attempts, enqueue and due time; events leased in src are ready in dst,
 // at their old place in line, as Open would return them. The buckets of
 // other packages (dead letters, keys) are copied key by key, raw. The
-// counters of dst are those of what was written, so Open and Stats on dst
-// agree with the report. dst must not exist.
+// counters of dst, and its function registry, are those of what was
+// written, so Open and Stats on dst agree with the report; functions
+// paused in src (whose registry record reads) stay paused. src may be of
+// either format; dst is of the current one. dst must not exist.
 //
 // Salvage reads only what a tree reaches. SalvageWith with ScanPages also
 // takes checked events from the pages no tree reaches, which recovers the
@@ -169,15 +173,21 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 	// file's there, or a source whose clock ran ahead of this machine's
 	// would have its ready events wait for this clock to catch up.
 	st.clock.anchor(st.now().UnixNano(), sv.clock)
-	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}}
+	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused}
 
+	var lost func(seq uint64, format string, a ...any)
 	write := func(seq uint64, r record, p []byte) {
+		if err := checkFunction(r.function); err != nil {
+			// No registry key can name it: the store refuses such events.
+			lost(seq, "%v", err)
+			return
+		}
 		if _, ok := sc.orphan(seq); ok {
 			rep.FromOrphanPages++
 		}
 		c.event(seq, r, p)
 	}
-	lost := func(seq uint64, format string, a ...any) {
+	lost = func(seq uint64, format string, a ...any) {
 		if _, ok := sc.orphan(seq); ok && !fromTree[seq] {
 			// Not a loss: a record on a freed page may be of an event
 			// long delivered, its payload page reused since.
@@ -265,7 +275,8 @@ type survey struct {
 	lost    int64           // records that did not decode
 	failed  map[uint64]bool // their sequence numbers
 	nextSeq uint64
-	clock   int64 // the source's queue time: its due times are on it
+	clock   int64    // the source's queue time: its due times are on it
+	paused  []string // functions paused in the source's registry
 	// events and values are what the tree would yield: records whose
 	// payload is in it and checks, and the other buckets' values.
 	events, values int64
@@ -303,6 +314,10 @@ func surveyTree(pf *pageFile) *survey {
 		case len(path) == 1 && bytes.Equal(path[0], bucketPayloads):
 			if len(k) == 8 {
 				s.pays[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}
+			}
+		case len(path) == 1 && bytes.Equal(path[0], bucketFunctions):
+			if r, err := decodeFnRecord(v); err == nil && r.paused {
+				s.paused = append(s.paused, string(k))
 			}
 		case len(path) == 1 && bytes.Equal(path[0], bucketMeta) && bytes.Equal(k, keyCounters):
 			if c, err := decodeCounts(v); err == nil {
@@ -350,6 +365,7 @@ type copier struct {
 	seqs    map[string]uint64 // bucket path → sequence in the source
 	counted map[string]int64  // bucket path → keys copied
 	nextSeq uint64
+	paused  []string
 
 	events, values int64
 }
@@ -439,6 +455,16 @@ func (c *copier) flush(last bool) error {
 		t.c.nextSeq = max(t.c.nextSeq, c.nextSeq)
 		// Records set aside in the source stay set aside, and counted.
 		t.c.corrupt = c.counted[string(bucketCorrupt)]
+		for _, name := range c.paused {
+			if checkFunction(name) != nil {
+				continue
+			}
+			f, err := t.fnFor(name)
+			if err != nil {
+				return err
+			}
+			f.paused = true
+		}
 		return nil
 	})
 	if err == nil {
@@ -478,9 +504,15 @@ func (t *txn) putSalvaged(seq uint64, r record, payload []byte) error {
 	if err := t.events.Put(k, r.encode(nil)); err != nil {
 		return err
 	}
-	if err := t.ready.Put(readyKey(r.due, seq), []byte{}); err != nil {
+	f, err := t.fnFor(r.function)
+	if err != nil {
 		return err
 	}
+	if err := t.fnready.Put(fnReadyKey(f.id, r.due, seq), []byte{}); err != nil {
+		return err
+	}
+	f.events++
+	f.bytes += r.size()
 	t.c.nextSeq = max(t.c.nextSeq, seq)
 	t.c.events++
 	t.c.bytes += r.size()

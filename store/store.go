@@ -48,20 +48,30 @@ func (e *CorruptError) Error() string { return fmt.Sprintf("store: corrupt %s: %
 func (e *CorruptError) Unwrap() error { return e.Err }
 
 // formatVersion is the layout of buckets and keys; recordVersion, the
-// encoding of one record. Either can move on its own.
-const formatVersion = 1
+// encoding of one record; countersVersion, that of the counters. Each can
+// move on its own. Format 2 replaced format 1's one ready index by one per
+// function and added the function registry (see the package doc).
+const (
+	formatVersion   = 2
+	countersVersion = 1
+)
 
 var (
-	bucketMeta     = []byte("meta")
-	bucketEvents   = []byte("events")
-	bucketPayloads = []byte("payloads")
-	bucketReady    = []byte("ready")
-	bucketLeases   = []byte("leases")
-	bucketCorrupt  = []byte("corrupt")
+	bucketMeta      = []byte("meta")
+	bucketEvents    = []byte("events")
+	bucketPayloads  = []byte("payloads")
+	bucketFunctions = []byte("functions")
+	bucketFnReady   = []byte("fnready")
+	bucketLeases    = []byte("leases")
+	bucketCorrupt   = []byte("corrupt")
 
 	keyFormat   = []byte("format")
 	keyCounters = []byte("counters")
 )
+
+// queueBuckets are the store's own buckets, which every file of the
+// current format has.
+var queueBuckets = [][]byte{bucketEvents, bucketPayloads, bucketFunctions, bucketFnReady, bucketLeases, bucketCorrupt}
 
 // recordOverhead is the fixed share of an event's logical size, so that
 // Bytes is a pure function of what was enqueued and never drifts as
@@ -168,7 +178,7 @@ type counts struct {
 }
 
 func (c counts) encode() []byte {
-	b := []byte{formatVersion}
+	b := []byte{countersVersion}
 	b = binary.AppendUvarint(b, c.nextSeq)
 	b = binary.AppendVarint(b, c.events)
 	b = binary.AppendVarint(b, c.bytes)
@@ -179,7 +189,7 @@ func (c counts) encode() []byte {
 
 func decodeCounts(b []byte) (counts, error) {
 	var c counts
-	if len(b) == 0 || b[0] != formatVersion {
+	if len(b) == 0 || b[0] != countersVersion {
 		return c, fmt.Errorf("unknown counters version")
 	}
 	d := decoder{b: b[1:]}
@@ -233,6 +243,18 @@ type Store struct {
 	statMu sync.Mutex
 	counts counts
 	totals totals
+	// The registry's mirror, by name and by id, published with counts.
+	fns     map[string]fnInfo
+	fnNames map[uint32]string
+
+	// leaseFrom is the id of the function the last lease started with:
+	// the next starts after it, so that no function is always first.
+	// Only the writer goroutine touches it.
+	leaseFrom uint32
+	// legacy is set on a format 1 file opened read-only: it cannot be
+	// migrated, so the calls that need the per-function index walk the
+	// events instead.
+	legacy bool
 }
 
 // Open opens or creates the queue file at path (mode 0600), returns leases
@@ -334,18 +356,21 @@ func (s *Store) openFile(path string) (*bolt.DB, error) {
 }
 
 // init creates the buckets of a new file, checks the format of an old one,
-// loads the counters and recovers leases, all in one transaction.
+// loads the counters and the registry and recovers leases, all in one
+// transaction. A format 1 file is migrated first, in transactions of its
+// own (see migrate).
 func (s *Store) init() error {
 	if s.opts.ReadOnly {
 		return s.initReadOnly()
 	}
 	var recovered int
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	var old bool
+	open := func(tx *bolt.Tx) error {
 		if err := initMarker(tx, queueFile, s.path); err != nil {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
-		for _, name := range [][]byte{bucketEvents, bucketPayloads, bucketReady, bucketLeases, bucketCorrupt} {
+		for _, name := range queueBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -358,16 +383,35 @@ func (s *Store) init() error {
 			s.counts = c
 		}
 		s.clock.anchor(s.now().UnixNano(), s.counts.clock)
+		if old = meta.Get(keyFormat)[0] < formatVersion; old {
+			// Leases are recovered once the index they return to exists.
+			return nil
+		}
+		if err := s.loadFunctions(tx); err != nil {
+			return err
+		}
 		t := s.newTxn(tx)
 		n, err := t.returnLeases(func(int64) bool { return true })
 		if err != nil {
 			return err
 		}
+		if err := t.putFunctions(); err != nil {
+			return err
+		}
 		recovered = n
+		s.statMu.Lock()
 		s.counts = t.c
+		s.publishFunctions(t)
+		s.statMu.Unlock()
 		s.totals.recovered += uint64(n)
 		return t.putCounts()
-	})
+	}
+	err := s.db.Update(open)
+	if err == nil && old {
+		if err = s.migrate(); err == nil {
+			err = s.db.Update(open)
+		}
+	}
 	if err != nil {
 		var ce *CorruptError
 		if errors.As(err, &ce) || errors.Is(err, ErrLocked) {
@@ -387,10 +431,17 @@ func (s *Store) initReadOnly() error {
 		if err := checkQueue(tx, s.path); err != nil {
 			return err
 		}
-		if err := checkMarker(tx.Bucket(bucketMeta), queueFile, s.path); err != nil {
+		meta := tx.Bucket(bucketMeta)
+		if err := checkMarker(meta, queueFile, s.path); err != nil {
 			return err
 		}
-		for _, name := range [][]byte{bucketEvents, bucketPayloads, bucketReady, bucketLeases, bucketCorrupt} {
+		buckets := queueBuckets
+		if s.legacy = meta.Get(keyFormat)[0] < formatVersion; s.legacy {
+			// Format 1, or one whose migration was cut short: the calls
+			// that need the ready index read the events instead.
+			buckets = [][]byte{bucketEvents, bucketPayloads, bucketLeases, bucketCorrupt}
+		}
+		for _, name := range buckets {
 			if tx.Bucket(name) == nil {
 				return &CorruptError{What: "file " + s.path, Err: fmt.Errorf("no %s bucket", name)}
 			}
@@ -403,7 +454,11 @@ func (s *Store) initReadOnly() error {
 			s.counts = c
 		}
 		s.clock.anchor(s.now().UnixNano(), s.counts.clock)
-		return nil
+		if s.legacy {
+			s.fns, s.fnNames = map[string]fnInfo{}, map[uint32]string{}
+			return nil
+		}
+		return s.loadFunctions(tx)
 	})
 	var ce *CorruptError
 	if err != nil && !errors.As(err, &ce) {
@@ -441,7 +496,8 @@ func (s *Store) Ready() <-chan struct{} { return s.ready }
 func (s *Store) Path() string { return s.path }
 
 // Stats returns counts by state and totals since Open. It reads the ready
-// index only from now on, so its cost is the number of scheduled events.
+// index only from now on: its cost is a few seeks per function with events
+// in the index, plus the number of scheduled events.
 func (s *Store) Stats() (Stats, error) {
 	s.statMu.Lock()
 	c, t := s.counts, s.totals
@@ -457,10 +513,15 @@ func (s *Store) Stats() (Stats, error) {
 		return st, ErrClosed
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		from := readyKey(s.clock.now()+1, 0)
-		cur := tx.Bucket(bucketReady).Cursor()
-		for k, _ := cur.Seek(from); k != nil; k, _ = cur.Next() {
-			st.Scheduled++
+		after := orderedTime(s.clock.now())
+		if s.legacy {
+			var err error
+			st.Scheduled, err = legacyScheduled(tx, after)
+			return err
+		}
+		cur := tx.Bucket(bucketFnReady).Cursor()
+		for id, ok := firstFunction(cur); ok; id, ok = nextFunction(cur, id) {
+			st.Scheduled += countAfter(cur, id, after)
 		}
 		return nil
 	})
@@ -477,19 +538,40 @@ func (s *Store) Stats() (Stats, error) {
 // scheduled.
 func (s *Store) Now() time.Time { return time.Unix(0, s.clock.now()) }
 
-// NextDue returns the due time of the first event in the ready index, and
-// false when the index is empty.
+// NextDue returns the earliest due time of an event waiting in the ready
+// index of a function that is not paused, and false when there is none.
+// It costs a seek or two per function with events in the index.
 func (s *Store) NextDue() (time.Time, bool, error) {
-	var due time.Time
+	var due uint64
 	var ok bool
 	err := s.view(func(tx *bolt.Tx) error {
-		k, _ := tx.Bucket(bucketReady).Cursor().First()
-		if len(k) == 16 {
-			due, ok = time.Unix(0, int64(binary.BigEndian.Uint64(k)^(1<<63))), true
+		if s.legacy {
+			due, ok = legacyNextDue(tx)
+			return nil
+		}
+		cur := tx.Bucket(bucketFnReady).Cursor()
+		for id, more := firstFunction(cur); more; id, more = nextFunction(cur, id) {
+			if s.pausedID(id) {
+				continue
+			}
+			if d, found := firstDue(cur, id); found && (!ok || d < due) {
+				due, ok = d, true
+			}
 		}
 		return nil
 	})
-	return due, ok, err
+	if !ok {
+		return time.Time{}, false, err
+	}
+	return time.Unix(0, int64(due^(1<<63))), true, err
+}
+
+// pausedID reports whether the function with id is paused, from memory.
+func (s *Store) pausedID(id uint32) bool {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	name, ok := s.fnNames[id]
+	return ok && s.fns[name].paused
 }
 
 func (s *Store) view(fn func(*bolt.Tx) error) error {

@@ -688,6 +688,10 @@ func runChild(mode, path string) {
 		compactChild(mode, path)
 		return
 	}
+	if strings.HasPrefix(mode, "migrate-") {
+		migrateChild(mode, path)
+		return
+	}
 	st, err := Open(path, Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -726,7 +730,7 @@ func TestAckAndLease(t *testing.T) {
 	require.NoError(t, err)
 	commits := stats(t, b.st).Commits
 
-	got, notLeased, err := b.st.AckAndLease(ctx, []uint64{seqs[0], seqs[1], seqs[4], 999}, 2, time.Minute, nil)
+	got, notLeased, err := b.st.AckAndLease(ctx, []uint64{seqs[0], seqs[1], seqs[4], 999}, 2, time.Minute, nil, nil)
 	require.NoError(t, err)
 	require.Equal(t, []uint64{seqs[2], seqs[3]}, seqsOf(got))
 	require.Equal(t, []uint64{seqs[4]}, notLeased, "not leased (ready) is reported, gone is skipped, neither is fatal")

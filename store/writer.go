@@ -130,6 +130,9 @@ func (s *Store) commit(ops []*op) error {
 				return err
 			}
 		}
+		if err := t.putFunctions(); err != nil {
+			return err
+		}
 		return t.putCounts()
 	})
 	if err != nil {
@@ -139,6 +142,7 @@ func (s *Store) commit(ops []*op) error {
 	s.statMu.Lock()
 	s.counts = t.c
 	s.totals.add(t.tot)
+	s.publishFunctions(t)
 	s.statMu.Unlock()
 	if t.readied {
 		select {
@@ -151,22 +155,31 @@ func (s *Store) commit(ops []*op) error {
 
 // txn is the state one write transaction carries between ops.
 type txn struct {
-	s        *Store
-	tx       *bolt.Tx
-	meta     *bolt.Bucket
-	events   *bolt.Bucket
-	payloads *bolt.Bucket
-	ready    *bolt.Bucket
-	leases   *bolt.Bucket
-	corrupt  *bolt.Bucket
-	public   *Tx   // tx as other packages' callbacks see it; see pub
-	now      int64 // queue time (Store.Now)
-	wall     int64 // wall clock, for enqueue times and key windows
+	s         *Store
+	tx        *bolt.Tx
+	meta      *bolt.Bucket
+	events    *bolt.Bucket
+	payloads  *bolt.Bucket
+	functions *bolt.Bucket
+	fnready   *bolt.Bucket
+	leases    *bolt.Bucket
+	corrupt   *bolt.Bucket
+	public    *Tx   // tx as other packages' callbacks see it; see pub
+	now       int64 // queue time (Store.Now)
+	wall      int64 // wall clock, for enqueue times and key windows
 	// Cursors reused by the hot paths: see reused.
 	cEvents, cPayloads, cReady, cLeases reused
 	c                                   counts // working copy, published on commit
 	tot                                 totals
 	readied                             bool // an event became ready: wake consumers
+
+	// The working copies of the functions the transaction touched (see
+	// fnTouch): the first few in place, the rest in a map, and the last
+	// one found, since runs of one function are the rule.
+	fnSmall [fnFew]fnTouch
+	fnN     int
+	fnMore  map[string]*fnTouch
+	fnLast  *fnTouch
 }
 
 func (s *Store) newTxn(tx *bolt.Tx) *txn {
@@ -175,19 +188,23 @@ func (s *Store) newTxn(tx *bolt.Tx) *txn {
 	s.statMu.Unlock()
 	t := &txn{
 		s: s, tx: tx, now: s.clock.now(), wall: s.now().UnixNano(), c: c,
-		meta:     tx.Bucket(bucketMeta),
-		events:   tx.Bucket(bucketEvents),
-		payloads: tx.Bucket(bucketPayloads),
-		ready:    tx.Bucket(bucketReady),
-		leases:   tx.Bucket(bucketLeases),
-		corrupt:  tx.Bucket(bucketCorrupt),
+		meta:      tx.Bucket(bucketMeta),
+		events:    tx.Bucket(bucketEvents),
+		payloads:  tx.Bucket(bucketPayloads),
+		functions: tx.Bucket(bucketFunctions),
+		fnready:   tx.Bucket(bucketFnReady),
+		leases:    tx.Bucket(bucketLeases),
+		corrupt:   tx.Bucket(bucketCorrupt),
 	}
 	// Keys only ever grow in these buckets, so full pages waste nothing;
 	// bbolt's default of half-full pages made the file a third larger.
+	// In fnready they grow within each function's range rather than at
+	// the end, but a split of a full page there leaves a full page and
+	// the tail the next keys of that function fill, as at the end.
 	t.payloads.FillPercent = 1.0
 	t.events.FillPercent = eventsFill
-	t.ready.FillPercent = 1.0
-	t.cEvents.b, t.cPayloads.b, t.cReady.b, t.cLeases.b = t.events, t.payloads, t.ready, t.leases
+	t.fnready.FillPercent = 1.0
+	t.cEvents.b, t.cPayloads.b, t.cReady.b, t.cLeases.b = t.events, t.payloads, t.fnready, t.leases
 	return t
 }
 

@@ -17,6 +17,8 @@
 //	compact  rewrite the file without its free pages
 //	check    verify the whole file, even one the other commands refuse
 //	salvage  copy what can be read of a damaged file into a new one
+//	pause    stop sending to one function, durably
+//	resume   send to a paused function again
 //
 // Run "dispatchctl <command> --help" for each one's flags.
 //
@@ -120,6 +122,8 @@ var commands = map[string]command{
 	"compact": {"rewrite the file without its free pages", (*cli).cmdCompact},
 	"check":   {"verify the whole file, even one the other commands refuse", (*cli).cmdCheck},
 	"salvage": {"copy what can be read of a damaged file into a new one", (*cli).cmdSalvage},
+	"pause":   {"stop sending to one function, durably", (*cli).cmdPause},
+	"resume":  {"send to a paused function again", (*cli).cmdResume},
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {

@@ -42,6 +42,10 @@ type Backend interface {
 	Redrive(ctx context.Context, ids []string, function, qualifier string) (int, error)
 	RedriveMatching(ctx context.Context, f LetterFilter, function, qualifier string) (int, error)
 	Purge(ctx context.Context, f LetterFilter) (int, error)
+	// Functions returns the figures of every function, as JSON.
+	Functions() (any, error)
+	// SetPaused pauses or resumes sending to function.
+	SetPaused(ctx context.Context, function string, paused bool) error
 	// Status maps an error of the calls above to an HTTP status.
 	Status(err error) int
 }
@@ -157,6 +161,31 @@ func routes(h handlers) []route {
 		{"GET /deadletters/{id}", h.getLetter},
 		{"POST /deadletters/redrive", h.redrive},
 		{"POST /deadletters/purge", h.purge},
+		{"GET /functions", h.functions},
+		{"POST /functions/{function}/pause", h.pause(true)},
+		{"POST /functions/{function}/resume", h.pause(false)},
+	}
+}
+
+func (h handlers) functions(w http.ResponseWriter, r *http.Request) {
+	fs, err := h.b.Functions()
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": fs})
+}
+
+// pause answers {"function": name, "paused": paused} once the change is
+// durable.
+func (h handlers) pause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		fn := r.PathValue("function")
+		if err := h.b.SetPaused(r.Context(), fn, paused); err != nil {
+			h.fail(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"function": fn, "paused": paused})
 	}
 }
 

@@ -60,7 +60,7 @@ func (r *runner) alreadyDelivered(ev store.Event) bool {
 // ackAndLease acks acks and leases up to n events into out. On failure the
 // acks go back to be tried again.
 func (r *runner) ackAndLease(ctx context.Context, acks []uint64, n int, out *[]store.Event) error {
-	evs, notLeased, err := r.st.AckAndLease(ctx, acks, n, r.cfg.LeaseDuration, r.markDelivered)
+	evs, notLeased, err := r.st.AckAndLease(ctx, acks, n, r.cfg.LeaseDuration, r.fns.quota, r.markDelivered)
 	if err != nil {
 		r.ackMu.Lock()
 		r.pending = append(r.pending, acks...)

@@ -42,6 +42,11 @@ type Config struct {
 	// Rate is the most invocations a second, across all workers; 0 means
 	// no limit.
 	Rate float64
+	// Limits are the flow control of named functions (keyed by the
+	// event's Function, exactly as enqueued); DefaultLimit that of every
+	// other function.
+	Limits       map[string]Limit
+	DefaultLimit Limit
 	// MetaField, when set, names the member added to JSON object payloads
 	// with the event's id, key, attempt and enqueue time.
 	MetaField string
@@ -56,7 +61,10 @@ type Invoker interface {
 
 // Queue is the part of *store.Store delivery uses.
 type Queue interface {
-	AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, onAck func(tx *store.Tx, seq uint64, key string) error) ([]store.Event, []uint64, error)
+	AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, quota store.Quota, onAck func(tx *store.Tx, seq uint64, key string) error) ([]store.Event, []uint64, error)
+	// Paused reports whether function is paused: its events are not
+	// leased, and one leased before the pause is released unsent.
+	Paused(function string) bool
 	Reschedule(ctx context.Context, seq uint64, due time.Time, lastErr store.ErrorInfo) error
 	Release(ctx context.Context, refund bool, seqs ...uint64) error
 	Remove(ctx context.Context, seq uint64, move func(tx *store.Tx, ev store.Event) error) (store.Event, error)
@@ -107,9 +115,14 @@ type Counters struct {
 	Deduplicated atomic.Uint64
 	// Paused is true while dispatch waits for Lambda to be reachable.
 	Paused atomic.Bool
+	// InFlightLimit is the account's in-flight limit during a Run: the
+	// most invocations of all functions together, lowered by throttles
+	// that name the account's limit.
+	InFlightLimit atomic.Int64
 
 	mu     sync.Mutex
 	deadBy map[deadletter.Reason]uint64
+	fns    map[string]*FunctionCounters
 }
 
 // DeadLetteredBy returns a copy of the count of dead letters by reason,

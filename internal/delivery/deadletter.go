@@ -41,6 +41,7 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 			}
 			r.log.Warn("dead-lettered an event", attrs...)
 			r.cfg.Counters.deadLettered(reason)
+			r.cfg.Counters.function(ev.Function).DeadLettered.Add(1)
 			r.cfg.Metrics.DeadLettered(string(reason))
 			r.record(ctx, ev, idempotency.DeadLettered)
 			return

@@ -36,19 +36,20 @@ func Run(ctx context.Context, cfg Config) {
 // runner is one Run: a leaser that keeps the in-flight limit filled, a pool
 // of workers, and the state they share.
 type runner struct {
-	cfg   Config
-	st    Queue
-	log   *slog.Logger
-	work  chan store.Event
+	cfg  Config
+	st   Queue
+	log  *slog.Logger
+	work chan job
+	// limit is the account's in-flight limit, over all functions: the
+	// number of workers that may invoke at once. Each function has a
+	// limit of its own besides, in fns.
 	limit *aimd
 	pace  *pacer
-
-	// held counts events leased and not yet settled: invoking, or waiting
-	// in work for a worker. The leaser keeps up to three times the
-	// in-flight limit held, so workers never wait for a lease commit.
-	mu    sync.Mutex
-	held  int
-	freed chan struct{} // held went down; one waiter (the leaser), one signal
+	// fns holds the events leased and not yet settled, by function. The
+	// leaser keeps up to three times the in-flight limit held, so workers
+	// never wait for a lease commit.
+	fns   *functions
+	freed chan struct{} // an event was settled; one waiter (the leaser), one signal
 	// flush is the leaser's ackGather timer, reused: the leaser waits once
 	// per finished invocation, and a timer each time is garbage.
 	flush *time.Timer
@@ -80,17 +81,20 @@ func newRunner(cfg Config) *runner {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &runner{
-		cfg:   cfg,
-		st:    cfg.Queue,
-		log:   cfg.Logger,
-		work:  make(chan store.Event, 3*cfg.Concurrency),
+	r := &runner{
+		cfg: cfg,
+		st:  cfg.Queue,
+		log: cfg.Logger,
+		// At most Concurrency invoking and as many admitted behind them.
+		work:  make(chan job, 2*cfg.Concurrency),
 		limit: newAIMD(cfg.Concurrency),
 		pace:  newPacer(cfg.Rate),
 		freed: make(chan struct{}, 1),
 		flush: stoppedTimer(),
 		stop:  make(chan struct{}),
 	}
+	r.fns = newFunctions(&r.cfg, r.work)
+	return r
 }
 
 func (r *runner) run(ctx context.Context) {
@@ -115,13 +119,21 @@ func (r *runner) run(ctx context.Context) {
 	defer stopStopping()
 	defer context.AfterFunc(ctx, stopStopping)()
 
-	r.cfg.Metrics.InFlightLimit(r.limit.current())
+	r.accountLimitMoved()
 	var workers sync.WaitGroup
 	for i := range r.cfg.Concurrency {
 		workers.Go(func() { r.worker(stopping, drain, i) })
 	}
 	r.lease(ctx)
 	close(r.stop)
+	if left := r.fns.drain(); len(left) > 0 {
+		// Leased, never admitted: never tried, so attempts are refunded.
+		seqs := make([]uint64, len(left))
+		for i, ev := range left {
+			seqs[i] = ev.Seq
+		}
+		r.settle(func(c context.Context) error { return r.st.Release(c, true, seqs...) })
+	}
 	close(r.work)
 	workers.Wait()
 	if acks := r.takeAcks(); len(acks) > 0 {
@@ -171,12 +183,7 @@ func (r *runner) lease(ctx context.Context) {
 			}
 			continue
 		}
-		r.mu.Lock()
-		r.held += len(evs)
-		r.mu.Unlock()
-		for _, ev := range evs {
-			r.work <- ev // never blocks: the channel holds the most ever held
-		}
+		r.fns.push(evs)
 	}
 }
 
@@ -189,9 +196,7 @@ func (r *runner) lease(ctx context.Context) {
 func (r *runner) acquire(ctx context.Context) int {
 	for {
 		limit := r.limit.current()
-		r.mu.Lock()
-		n := 3*limit - r.held
-		r.mu.Unlock()
+		n := 3*limit - r.fns.heldNow()
 		if n >= limit {
 			return n
 		}
@@ -238,10 +243,8 @@ func (r *runner) stopped() bool {
 }
 
 // done tells the leaser that an event it handed out is settled.
-func (r *runner) done() {
-	r.mu.Lock()
-	r.held--
-	r.mu.Unlock()
+func (r *runner) done(fn *fnState) {
+	r.fns.finish(fn)
 	select {
 	case r.freed <- struct{}{}:
 	default:

@@ -55,7 +55,7 @@ func (r *runner) worker(stopping, drain context.Context, i int) {
 			case <-r.stop:
 			}
 		}
-		ev, ok := <-r.work
+		j, ok := <-r.work
 		if !ok {
 			return
 		}
@@ -64,26 +64,28 @@ func (r *runner) worker(stopping, drain context.Context, i int) {
 		// only the leaser's stop, closes the gap before the leaser sees
 		// the end.
 		if err := r.pace.wait(stopping); err != nil || stopping.Err() != nil {
-			r.giveBack(ev)
+			r.giveBack(j)
 			continue
 		}
-		r.handle(drain, dl, ev)
+		r.handle(drain, dl, j)
 	}
 }
 
 // giveBack returns an event leased but never tried to the queue, its
 // attempt refunded.
-func (r *runner) giveBack(ev store.Event) {
-	defer r.done()
-	r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
+func (r *runner) giveBack(j job) {
+	defer r.done(j.fn)
+	r.settle(func(c context.Context) error { return r.st.Release(c, true, j.ev.Seq) })
 }
 
 // handle invokes one event and settles the outcome.
-func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
-	defer r.done()
-	if ctx.Err() != nil || r.stopped() {
-		// Leased but not started when Run was told to stop: never tried,
-		// so the attempt is given back.
+func (r *runner) handle(ctx context.Context, dl *callDeadline, j job) {
+	ev, fn := j.ev, j.fn
+	defer r.done(fn)
+	if ctx.Err() != nil || r.stopped() || r.st.Paused(ev.Function) {
+		// Leased but not started when Run was told to stop, or its
+		// function was paused meanwhile: never tried, so the attempt is
+		// given back.
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		return
 	}
@@ -115,13 +117,12 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 	decision, reason := r.cfg.Policy.Decide(class, ev.Attempts, ev.FirstAttempt, now)
 	switch decision {
 	case retry.Done:
-		if r.limit.succeeded() {
-			r.cfg.Metrics.InFlightLimit(r.limit.current())
-		}
+		r.succeeded(fn)
 		r.record(ctx, ev, idempotency.Delivered)
 		r.delivered(ev.Seq)
+		fn.counts.Delivered.Add(1)
 	case retry.Retry:
-		r.retry(ctx, ev, class, ie, started, now)
+		r.retry(ctx, fn, ev, class, ie, started, now)
 	case retry.Pause:
 		r.settle(func(c context.Context) error { return r.st.Release(c, true, ev.Seq) })
 		r.pause(ev.Function, ie)
@@ -130,14 +131,64 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, ev store.Event) {
 	}
 }
 
-// retry reschedules ev after a throttled or transient failure, lowering
-// the in-flight limit when Lambda throttled.
-func (r *runner) retry(ctx context.Context, ev store.Event, class retry.Class, ie *retry.InvokeError, started, now time.Time) {
-	r.cfg.Metrics.Retried(class.String())
-	if class == retry.Throttled && r.limit.throttled(started) {
+// succeeded raises the function's in-flight limit and the account's a
+// little after a success.
+func (r *runner) succeeded(fn *fnState) {
+	if fn.limit.succeeded() {
+		fn.counts.setLimit(fn.limit.current())
+		r.fns.limitChanged()
+	}
+	if r.limit.succeeded() {
+		r.accountLimitMoved()
+	}
+}
+
+// throttled lowers the limit that Lambda's throttle names: the account's
+// for a limit of the whole account, the function's otherwise, so that one
+// function at its reserved concurrency slows no other.
+func (r *runner) throttled(fn *fnState, ie *retry.InvokeError, started time.Time) {
+	if accountWide(ie.Reason) {
+		if r.limit.throttled(started) {
+			r.cfg.Counters.Throttled.Add(1)
+			r.accountLimitMoved()
+			r.log.Warn("throttled by Lambda at the account's limit: lowering the in-flight limit of every function", "function", fn.name, "limit", r.limit.current(), "reason", ie.Reason)
+		}
+		return
+	}
+	if fn.limit.throttled(started) {
 		r.cfg.Counters.Throttled.Add(1)
-		r.cfg.Metrics.InFlightLimit(r.limit.current())
-		r.log.Warn("throttled by Lambda: lowering the in-flight limit", "function", ev.Function, "limit", r.limit.current(), "reason", ie.Reason)
+		fn.counts.Throttled.Add(1)
+		fn.counts.setLimit(fn.limit.current())
+		r.log.Warn("throttled by Lambda: lowering the function's in-flight limit", "function", fn.name, "limit", fn.limit.current(), "reason", ie.Reason)
+	}
+}
+
+// accountLimitMoved reports the account's in-flight limit.
+func (r *runner) accountLimitMoved() {
+	n := r.limit.current()
+	r.cfg.Counters.InFlightLimit.Store(int64(n))
+	r.cfg.Metrics.InFlightLimit(n)
+}
+
+// accountWide reports whether a throttle's reason names a limit of the
+// whole account (its concurrency, or its callers' invoke rate) rather
+// than one of the function's own. A throttle without a reason, or with
+// one this version does not know, is taken as the function's: lowering
+// one function's limit too far costs that function only.
+func accountWide(reason string) bool {
+	switch types.ThrottleReason(reason) {
+	case types.ThrottleReasonConcurrentInvocationLimitExceeded, types.ThrottleReasonCallerRateLimitExceeded:
+		return true
+	}
+	return false
+}
+
+// retry reschedules ev after a throttled or transient failure, lowering
+// an in-flight limit when Lambda throttled.
+func (r *runner) retry(ctx context.Context, fn *fnState, ev store.Event, class retry.Class, ie *retry.InvokeError, started, now time.Time) {
+	r.cfg.Metrics.Retried(class.String())
+	if class == retry.Throttled {
+		r.throttled(fn, ie, started)
 	}
 	due := r.cfg.Policy.NextDue(ev.Attempts, now, ie.RetryAfter, rand.Float64())
 	if r.cfg.Policy.Expired(ev.FirstAttempt, due) {
