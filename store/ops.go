@@ -371,6 +371,13 @@ func (t *txn) leaseOne(k []byte, f *fnTouch, d time.Duration) (Event, bool, erro
 	if err != nil {
 		return Event{}, false, t.setAside(seq, err.Error(), raw, f)
 	}
+	if r.state != stateReady {
+		// An index key left for an event already leased: leasing it again
+		// would hand one event to two workers and count its lease twice.
+		// The key is gone now; the event keeps its lease.
+		t.s.log.Warn("dropped a ready-index entry of an event already leased", "seq", seq)
+		return Event{}, false, nil
+	}
 	if f == nil || r.function != f.name {
 		// The key is in another function's range than its record's, or
 		// in none: damage. Leasing it here would charge the wrong
