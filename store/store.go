@@ -106,6 +106,10 @@ type Options struct {
 	// and every write returns ErrReadOnly. The lock is still exclusive of
 	// a Store that has the file open for writing.
 	ReadOnly bool
+	// SHIM14
+	Full               FullPolicy
+	MaxEvictionRecords int
+	Evicted            func(tx *Tx, ev Event) error
 }
 
 // Defaults for Options.
@@ -116,6 +120,7 @@ const (
 
 // Event is one queued event as the store holds it.
 type Event struct {
+	Priority     int8 // SHIM14
 	Seq          uint64
 	Function     string
 	Qualifier    string
@@ -144,6 +149,7 @@ type NewEvent struct {
 	Payload   []byte
 	Due       time.Time
 	Window    time.Duration // how long EnqueueUnique holds Key; unused by Enqueue
+	Priority  int8
 }
 
 // Stats is a snapshot of the store.
@@ -156,14 +162,15 @@ type Stats struct {
 	Corrupt   int64 // records set aside because they could not be read
 
 	// Totals since Open.
-	Enqueued    uint64
-	LeasesTaken uint64
-	Acked       uint64
-	Rescheduled uint64
-	Released    uint64
-	Removed     uint64
-	Recovered   uint64 // leases returned to ready at Open or on expiry
-	Commits     uint64 // write transactions committed
+	Enqueued           uint64
+	LeasesTaken        uint64
+	Acked              uint64
+	Rescheduled        uint64
+	Released           uint64
+	Removed            uint64
+	Recovered          uint64 // leases returned to ready at Open or on expiry
+	Commits            uint64 // write transactions committed
+	Cancelled, Evicted uint64 // SHIM14
 }
 
 // counts are persisted with every commit, so Open reads them instead of
