@@ -28,6 +28,52 @@ type Metrics interface {
 	InFlightLimit(n int)
 }
 
+// AsyncMetrics is implemented by Metrics that also take, by function, the
+// figures Lambda itself reports for asynchronous invocation, measured on
+// the dispatcher's side of the queue. The dispatcher looks for it once, at
+// Open; package otelmetrics implements it.
+type AsyncMetrics interface {
+	// EventAge records how long an event had been queued (since Enqueue,
+	// on the wall clock) when an invoke hands it to Lambda, at every
+	// attempt, like Lambda's AsyncEventAge.
+	EventAge(function string, age time.Duration)
+	// Received counts an event Lambda accepted, like AsyncEventsReceived.
+	Received(function string)
+	// Dropped counts an event given up on, like AsyncEventsDropped: reason
+	// is a dead letter's ("retries exhausted", ...) or "evicted".
+	Dropped(function, reason string)
+}
+
+// deliveryMetrics is m as package delivery takes it: the AsyncMetrics
+// calls go nowhere unless m implements them.
+type deliveryMetrics struct {
+	Metrics
+	async AsyncMetrics
+}
+
+func newDeliveryMetrics(m Metrics) deliveryMetrics {
+	a, _ := m.(AsyncMetrics)
+	return deliveryMetrics{Metrics: m, async: a}
+}
+
+func (m deliveryMetrics) EventAge(function string, age time.Duration) {
+	if m.async != nil {
+		m.async.EventAge(function, age)
+	}
+}
+
+func (m deliveryMetrics) Received(function string) {
+	if m.async != nil {
+		m.async.Received(function)
+	}
+}
+
+func (m deliveryMetrics) Dropped(function, reason string) {
+	if m.async != nil {
+		m.async.Dropped(function, reason)
+	}
+}
+
 // WithMetrics sends measurements to m, for example otelmetrics.New(provider).
 // Without it, nothing is measured beyond Stats.
 func WithMetrics(m Metrics) Option {

@@ -88,7 +88,7 @@ func (d *Dispatcher) deliveryConfig() delivery.Config {
 		Keys:          deliveryKeys{st: d.st, keys: d.keys, now: d.opts.now},
 		Sinks:         d.sinks,
 		Counters:      &d.counts,
-		Metrics:       d.opts.metrics,
+		Metrics:       newDeliveryMetrics(d.opts.metrics),
 		Logger:        d.log,
 		Now:           d.opts.now,
 		Policy:        d.opts.policy,

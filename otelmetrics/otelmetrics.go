@@ -19,6 +19,9 @@
 //	dispatcher.inflight.limit     gauge, {invocation}: the in-flight limit now
 //	dispatcher.cancelled          counter, {event}: events cancelled since Open (Stats.Cancelled)
 //	dispatcher.evicted            counter, {event}: events evicted by DropOldest (Stats.Evicted)
+//	dispatcher.async.event_age    histogram, ms, by function: an event's age when handed to Lambda (like AsyncEventAge)
+//	dispatcher.async.received     counter, {event}, by function: events Lambda accepted (like AsyncEventsReceived)
+//	dispatcher.async.dropped      counter, {event}, by function and reason: dead-lettered or evicted (like AsyncEventsDropped)
 //	dispatcher.function.events    gauge, {event}, by function and state (ready, scheduled, inflight)
 //	dispatcher.function.limit     gauge, {invocation}, by function: its in-flight limit now
 //	dispatcher.function.paused    gauge, by function: 1 while paused
@@ -45,11 +48,17 @@ type Recorder struct {
 	retried      metric.Int64Counter
 	deadLettered metric.Int64Counter
 	deduplicated metric.Int64Counter
+	eventAge     metric.Float64Histogram
+	received     metric.Int64Counter
+	dropped      metric.Int64Counter
 	limit        atomic.Int64
 	stats        atomic.Pointer[func() dispatcher.Stats]
 }
 
-var _ dispatcher.Metrics = (*Recorder)(nil)
+var (
+	_ dispatcher.Metrics      = (*Recorder)(nil)
+	_ dispatcher.AsyncMetrics = (*Recorder)(nil)
+)
 
 // New creates the instruments on mp. A nil mp is an error: pass
 // otel.GetMeterProvider() for the global one.
@@ -73,6 +82,18 @@ func New(mp metric.MeterProvider) (*Recorder, error) {
 		return nil, err
 	}
 	if r.deduplicated, err = m.Int64Counter("dispatcher.deduplicated", metric.WithUnit("{event}"), metric.WithDescription("Duplicates dropped, at enqueue or at delivery.")); err != nil {
+		return nil, err
+	}
+	// Lambda reports AsyncEventAge in milliseconds; so do we. Buckets from
+	// a millisecond to a week: an edge device's backlog can be days old.
+	ageBuckets := []float64{1, 10, 100, 1e3, 1e4, 6e4, 3e5, 9e5, 3.6e6, 2.16e7, 8.64e7, 6.048e8}
+	if r.eventAge, err = m.Float64Histogram("dispatcher.async.event_age", metric.WithUnit("ms"), metric.WithDescription("Age of an event, from Enqueue, when an invoke hands it to Lambda."), metric.WithExplicitBucketBoundaries(ageBuckets...)); err != nil {
+		return nil, err
+	}
+	if r.received, err = m.Int64Counter("dispatcher.async.received", metric.WithUnit("{event}"), metric.WithDescription("Events Lambda accepted, by function.")); err != nil {
+		return nil, err
+	}
+	if r.dropped, err = m.Int64Counter("dispatcher.async.dropped", metric.WithUnit("{event}"), metric.WithDescription("Events given up on, dead-lettered or evicted, by function and reason.")); err != nil {
 		return nil, err
 	}
 	depth, err := m.Int64ObservableGauge("dispatcher.queue.depth", metric.WithUnit("{event}"), metric.WithDescription("Events held, by state."))
@@ -185,3 +206,18 @@ func (r *Recorder) Deduplicated(where string) {
 
 // InFlightLimit implements dispatcher.Metrics.
 func (r *Recorder) InFlightLimit(n int) { r.limit.Store(int64(n)) }
+
+// EventAge implements dispatcher.AsyncMetrics.
+func (r *Recorder) EventAge(function string, age time.Duration) {
+	r.eventAge.Record(context.Background(), float64(age)/float64(time.Millisecond), metric.WithAttributes(attribute.String("function", function)))
+}
+
+// Received implements dispatcher.AsyncMetrics.
+func (r *Recorder) Received(function string) {
+	r.received.Add(context.Background(), 1, metric.WithAttributes(attribute.String("function", function)))
+}
+
+// Dropped implements dispatcher.AsyncMetrics.
+func (r *Recorder) Dropped(function, reason string) {
+	r.dropped.Add(context.Background(), 1, metric.WithAttributes(attribute.String("function", function), attribute.String("reason", reason)))
+}

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -58,6 +60,31 @@ type ErrorInfo struct {
 
 // IsZero reports whether no error is recorded.
 func (e ErrorInfo) IsZero() bool { return e == ErrorInfo{} }
+
+// String returns the error as a line for people, such as
+// "ServiceException (HTTP 500, request 1f2e...): internal error", and ""
+// when none is recorded.
+func (e ErrorInfo) String() string {
+	if e.IsZero() {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(cmp.Or(e.Code, "error"))
+	var details []string
+	if e.StatusCode != 0 {
+		details = append(details, fmt.Sprintf("HTTP %d", e.StatusCode))
+	}
+	if e.RequestID != "" {
+		details = append(details, "request "+e.RequestID)
+	}
+	if len(details) > 0 {
+		b.WriteString(" (" + strings.Join(details, ", ") + ")")
+	}
+	if e.Message != "" {
+		b.WriteString(": " + e.Message)
+	}
+	return b.String()
+}
 
 // record is the mutable metadata of one event as stored in the events
 // bucket. The payload lives apart, in the payloads bucket, so that leasing

@@ -169,3 +169,10 @@ func TestFlippedFunctionIsSetAside(t *testing.T) {
 		return nil
 	}))
 }
+
+func TestErrorInfoString(t *testing.T) {
+	require.Equal(t, "", ErrorInfo{}.String())
+	require.Equal(t, "ServiceException (HTTP 500, request r-1): boom", ErrorInfo{Code: "ServiceException", StatusCode: 500, RequestID: "r-1", Message: "boom"}.String())
+	require.Equal(t, "error: dial tcp: connection refused", ErrorInfo{Message: "dial tcp: connection refused"}.String())
+	require.Equal(t, "ResourceNotFoundException (HTTP 404)", ErrorInfo{Code: "ResourceNotFoundException", StatusCode: 404}.String())
+}

@@ -64,6 +64,7 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 		return err
 	}
 	defer cleanup()
+	keep := c.path != ""
 	if c.path == "" {
 		dir, err := os.MkdirTemp("", "quickstart")
 		if err != nil {
@@ -80,6 +81,10 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 		return err
 	}
 	defer d.Close()
+	if c.endpoint == "" && !c.aws {
+		fmt.Fprintln(out, "checking each function with a DryRun invoke. The demo's endpoint throttles one function, fails")
+		fmt.Fprintln(out, "another and lacks a third, on purpose: those three checks fail below, and that is the demo:")
+	}
 	checked := map[string]bool{}
 	for _, fn := range functions {
 		if checked[fn] {
@@ -141,6 +146,12 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 	fmt.Fprintf(out, "  %-28s %d\n", "left in queue", st.Queued())
 	fmt.Fprintf(out, "  %-28s %v\n", "elapsed", elapsed.Round(time.Millisecond))
 	fmt.Fprintf(out, "  %-28s %.0f\n", "events/s (enqueue+dispatch)", float64(c.n)/elapsed.Seconds())
+	fmt.Fprintln(out)
+	if keep {
+		fmt.Fprintf(out, "the queue file is %s; look at its dead letters with\n  go run ./cmd/dispatchctl ls --state dead %s\n", c.path, c.path)
+	} else {
+		fmt.Fprintln(out, "run with -db events.db to keep the queue file, then look at it with go run ./cmd/dispatchctl stats events.db")
+	}
 	return nil
 }
 

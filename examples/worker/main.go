@@ -9,6 +9,7 @@
 //
 //	curl -i -d '{"id":"42","total":9.5}' http://ADDR/orders
 //	curl http://ADMIN/stats
+//	curl http://ADMIN/metrics                     # the dispatcher's metrics for Prometheus
 //
 // SIGINT or SIGTERM shuts it down gracefully: the HTTP servers stop
 // accepting and finish the requests in flight, Run is cancelled and drains,
@@ -38,8 +39,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/lambdatest"
+	"github.com/lambdadispatch/dispatcher/otelmetrics"
 	"github.com/lambdadispatch/dispatcher/retry"
 )
 
@@ -123,7 +130,11 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 	policy := retry.DefaultPolicy()
 	policy.InitialInterval = 50 * time.Millisecond
 	policy.MaxInterval = time.Second
-	d, err := dispatcher.Open(c.path, dispatcher.WithLambda(client), dispatcher.WithRetryPolicy(policy))
+	metrics, promHandler, err := prometheusMetrics()
+	if err != nil {
+		return err
+	}
+	d, err := dispatcher.Open(c.path, dispatcher.WithLambda(client), dispatcher.WithRetryPolicy(policy), dispatcher.WithMetrics(metrics))
 	if err != nil {
 		return err
 	}
@@ -144,7 +155,11 @@ func run(ctx context.Context, args []string, out io.Writer) (err error) {
 		return err
 	}
 	api := &http.Server{Handler: ordersAPI(d, c.function), ReadHeaderTimeout: 10 * time.Second}
-	admin := &http.Server{Handler: d.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	// The admin port also serves the metrics to Prometheus at /metrics.
+	adminMux := http.NewServeMux()
+	adminMux.Handle("/metrics", promHandler)
+	adminMux.Handle("/", d.AdminHandler())
+	admin := &http.Server{Handler: adminMux, ReadHeaderTimeout: 10 * time.Second}
 
 	// Everything started below is stopped, in order, before run returns.
 	runCtx, stopRun := context.WithCancel(context.Background())
@@ -361,4 +376,20 @@ func lambdaTarget(c settings) (dispatcher.LambdaInvoker, func()) {
 	srv := lambdatest.NewServer(lambdatest.WithRecordLimit(-1))
 	srv.Register(c.function, lambdatest.OK())
 	return srv.Client(), srv.Close
+}
+
+// prometheusMetrics exposes the dispatcher's OpenTelemetry instruments to
+// Prometheus: an OpenTelemetry MeterProvider whose reader is the Prometheus
+// exporter, on a registry of its own, served by promhttp.
+func prometheusMetrics() (*otelmetrics.Recorder, http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, nil, err
+	}
+	rec, err := otelmetrics.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter)))
+	if err != nil {
+		return nil, nil, err
+	}
+	return rec, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -117,6 +118,16 @@ func TestServe(t *testing.T) {
 	require.Equal(t, uint64(1), st.Enqueued)
 	require.Equal(t, uint64(1), st.DuplicatesRefused)
 	require.True(t, st.Running)
+
+	// The same port serves the metrics to Prometheus.
+	resp, err := hc.Get(admin + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Regexp(t, `(?m)^dispatcher_enqueued\S* 1$`, string(body))
+	require.Regexp(t, `(?m)^dispatcher_async_received\S*\{[^}]*function="orders"[^}]*\} 1$`, string(body))
 	tr.CloseIdleConnections()
 
 	cancel()

@@ -116,9 +116,7 @@ func show(e QueuedEvent, withPayload bool) Event {
 		ID: e.ID, State: e.State, Function: e.Function, Qualifier: e.Qualifier, Key: e.Key,
 		Attempts: e.Attempts, Enqueued: e.Enqueued, Due: e.Due, Size: e.Size,
 	}
-	if le := e.LastError; !le.IsZero() {
-		info.LastError = fmt.Sprintf("%s (HTTP %d, request %s): %s", le.Code, le.StatusCode, le.RequestID, le.Message)
-	}
+	info.LastError = e.LastError.String()
 	if withPayload && len(e.Payload) > 0 && jsonvalid.Valid(e.Payload) {
 		info.Payload = e.Payload
 	}

@@ -103,6 +103,12 @@ type Metrics interface {
 	DeadLettered(reason string)
 	Deduplicated(where string)
 	InFlightLimit(n int)
+	// The figures Lambda reports for asynchronous invocation, measured on
+	// this side: an event's age when it is handed to Lambda, each event
+	// Lambda accepted, and each given up on (dead-lettered or evicted).
+	EventAge(function string, age time.Duration)
+	Received(function string)
+	Dropped(function, reason string)
 }
 
 // Counters are what delivery counts for the root's Stats. The root owns

@@ -43,6 +43,7 @@ func (r *runner) deadLetter(ctx context.Context, ev store.Event, reason deadlett
 			r.cfg.Counters.deadLettered(reason)
 			r.cfg.Counters.function(ev.Function).DeadLettered.Add(1)
 			r.cfg.Metrics.DeadLettered(string(reason))
+			r.cfg.Metrics.Dropped(ev.Function, string(reason))
 			r.record(ctx, ev, idempotency.DeadLettered)
 			return
 		}

@@ -285,3 +285,6 @@ func (noMetrics) Retried(string)                        {}
 func (noMetrics) DeadLettered(string)                   {}
 func (noMetrics) Deduplicated(string)                   {}
 func (noMetrics) InFlightLimit(int)                     {}
+func (noMetrics) EventAge(string, time.Duration)        {}
+func (noMetrics) Received(string)                       {}
+func (noMetrics) Dropped(string, string)                {}

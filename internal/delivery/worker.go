@@ -100,6 +100,7 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, j job) {
 		return
 	}
 	started := time.Now()
+	r.cfg.Metrics.EventAge(ev.Function, r.cfg.Now().Sub(ev.Enqueued))
 	err := r.invoke(dl, ev)
 	if err != nil && ctx.Err() != nil {
 		// Cut off by the drain timeout: the invocation may have reached
@@ -121,6 +122,7 @@ func (r *runner) handle(ctx context.Context, dl *callDeadline, j job) {
 		r.record(ctx, ev, idempotency.Delivered)
 		r.delivered(ev.Seq)
 		fn.counts.Delivered.Add(1)
+		r.cfg.Metrics.Received(ev.Function)
 	case retry.Retry:
 		r.retry(ctx, fn, ev, class, ie, started, now)
 	case retry.Pause:
