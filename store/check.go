@@ -29,10 +29,11 @@ func (r Report) OK() bool { return len(r.Problems) == 0 }
 // Check reads the whole queue file at path, without bbolt and without
 // writing to it, and reports what is wrong: the page tree (as Open's
 // pre-check, but going on past damage), every record's and payload's
-// checksum, the ready and lease indexes against the records, the function
-// registry (ids unique, counts) and the counters Open trusts against what
-// the file holds. It works on files that Open refuses, and on format 1
-// files, whole or with their migration cut short.
+// checksum, the ready and lease indexes against the records (priorities
+// included), the function registry (ids unique, counts) and the counters
+// Open trusts against what the file holds. It works on files that Open
+// refuses, and on format 1 files, whole or with their migration cut
+// short.
 //
 // The returned error is for a file that cannot be read at all (missing,
 // or held by a running dispatcher: ErrLocked); damage is in the Report.
@@ -56,6 +57,7 @@ func Check(path string) (Report, error) {
 
 	type head struct {
 		state byte
+		prio  int8
 		fn    int32 // index in names: a backlog has few function names
 		due   int64
 		size  int64
@@ -64,8 +66,9 @@ func Check(path string) (Report, error) {
 	}
 	// indexed is an event's key in the ready index.
 	type indexed struct {
-		id  uint32
-		due int64
+		id   uint32
+		prio byte
+		due  int64
 	}
 	var (
 		heads    = map[uint64]head{}
@@ -125,7 +128,7 @@ func Check(path string) (Report, error) {
 				unreadable[seq] = true
 				return
 			}
-			heads[seq] = head{state: r.state, fn: intern(r.function), due: r.due, size: r.size(), plen: r.payloadLen, pcrc: r.payloadCRC}
+			heads[seq] = head{state: r.state, prio: r.priority, fn: intern(r.function), due: r.due, size: r.size(), plen: r.payloadLen, pcrc: r.payloadCRC}
 		case string(bucketPayloads):
 			if len(k) == 8 {
 				payloads[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}
@@ -141,7 +144,7 @@ func Check(path string) (Report, error) {
 		case string(bucketFnReady):
 			if len(k) == fnReadyKeyLen {
 				seq := fnKeySeq(k)
-				fnready[seq] = append(fnready[seq], indexed{id: binary.BigEndian.Uint32(k), due: int64(fnKeyDue(k) ^ (1 << 63))})
+				fnready[seq] = append(fnready[seq], indexed{id: binary.BigEndian.Uint32(k), prio: k[4], due: int64(fnKeyDue(k) ^ (1 << 63))})
 			} else {
 				w.fail("bucket fnready", "key of %d bytes", len(k))
 			}
@@ -215,6 +218,8 @@ func Check(path string) (Report, error) {
 			return fmt.Sprintf("indexed under function id %d, but %q has id %d", keys[0].id, names[h.fn], r.id)
 		case keys[0].due != h.due:
 			return "ready, but not in the ready index at its due time"
+		case keys[0].prio != readyPriority(h.prio):
+			return fmt.Sprintf("priority %d, but in the ready index under priority byte %#x", h.prio, keys[0].prio)
 		}
 		return ""
 	}

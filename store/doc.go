@@ -11,7 +11,8 @@
 //
 // Every bucket of the queue file, by owner:
 //
-//	meta          store      format marker, persisted counts and clock
+//	meta          store      format marker, persisted counts, totals and
+//	                         clock
 //	events        store      event records, by sequence number
 //	payloads      store      payloads, by sequence number
 //	functions     store      function name → id, paused flag, counts
@@ -58,10 +59,16 @@
 // Bucket "fnready" is the index of events waiting, 21-byte keys: the
 // function's id (4 bytes, big-endian), a priority byte, the due time
 // (8 bytes, ordered), the sequence number (8). Each function's events are
-// thus a range of their own, due first and, among equals, first in first
-// out, and a lease reaches the next function with one seek instead of
-// walking a backlog. The priority byte is 0x80 for every event today; it
-// is reserved for priorities, a lower byte sorting and leasing first.
+// thus a range of their own, and a lease reaches the next function with
+// one seek instead of walking a backlog. The priority byte is 0x80 minus
+// the event's priority (-3 to 3), so the most urgent sort first; priority
+// 0 is 0x80, the byte every key had before priorities, so files written
+// then keep their order. Within a function a lease takes the events due
+// now by priority, then due time, then sequence: it seeks each priority
+// in use in turn, and at the first key of one that is not due yet jumps
+// to the next, so a function whose urgent events are all scheduled later
+// still yields its due ones, at a seek per priority in use (seven at
+// most).
 //
 // # Format 2 and migration
 //
@@ -108,9 +115,11 @@
 // key order, no page reached twice. Whatever fails is a *CorruptError, and
 // the file is not written. The walk costs about 35 ms for 100,000 events.
 //
-// Each event record ends with a CRC-32C of itself (record version 2), as
-// each payload has one in its record. Records of version 1, written before,
-// still read, unchecked. A record or payload that fails its checksum is set
+// Each event record ends with a CRC-32C of itself (record versions 2 and
+// 3), as each payload has one in its record. Version 3 adds the priority
+// and a flags byte (cancelled) after the state. Records of version 1,
+// written before checksums, still read, unchecked; those of versions 1 and
+// 2 read as priority 0. A record or payload that fails its checksum is set
 // aside into the corrupt bucket at its next lease and counted in
 // Stats.Corrupt, so that a flipped bit never sends an event to another
 // function.

@@ -23,12 +23,14 @@ type pending struct {
 	function string
 	due      int64
 	size     int64
+	priority int8
 }
 
 // Enqueue writes events in one transaction, all or nothing, and returns
 // their sequence numbers once the transaction is durable. It returns an
 // error wrapping ErrFull, having written nothing, when the events would
-// take the store past MaxEvents or MaxBytes.
+// take the store past MaxEvents or MaxBytes. An event whose priority is
+// out of range is an error, and nothing is written.
 func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -160,21 +162,24 @@ func (s *Store) prepare(evs []NewEvent) ([]pending, int64, error) {
 		if err := checkFunction(e.Function); err != nil {
 			return nil, 0, err
 		}
+		if err := checkPriority(e.Priority); err != nil {
+			return nil, 0, err
+		}
 		// The payload is copied: bbolt keeps the slice until the commit, and
 		// a caller whose context ends may reuse its own before then.
 		payload := append([]byte(nil), e.Payload...)
 		due := now
 		if !e.Due.IsZero() {
-			// Due is a wall-clock instant: what is left of it runs on the
-			// queue's clock.
-			due = now + max(e.Due.UnixNano()-wall, 0)
+			// On the queue's clock, as Store.Now and Reschedule's due:
+			// a time the caller read from Now stays what it meant.
+			due = max(e.Due.UnixNano(), now)
 		}
 		r := record{
-			state: stateReady, enqueued: wall, due: due,
+			state: stateReady, priority: e.Priority, enqueued: wall, due: due,
 			function: e.Function, qualifier: e.Qualifier, key: e.Key,
 			payloadLen: uint32(len(payload)), payloadCRC: checksum(payload),
 		}
-		ps[i] = pending{rec: r.encode(nil), payload: payload, function: e.Function, due: due, size: r.size()}
+		ps[i] = pending{rec: r.encode(nil), payload: payload, function: e.Function, due: due, size: r.size(), priority: e.Priority}
 		size += ps[i].size
 	}
 	return ps, size, nil
@@ -207,7 +212,7 @@ func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := t.fnready.Put(fnReadyKey(f.id, ps[i].due, seq), []byte{}); err != nil {
+		if err := t.fnready.Put(fnReadyKey(f.id, ps[i].priority, ps[i].due, seq), []byte{}); err != nil {
 			return nil, err
 		}
 		f.events++
@@ -426,7 +431,7 @@ func (t *txn) reindex(seq uint64, r *record) error {
 		f.events++
 		f.bytes += r.size()
 	}
-	return t.fnready.Put(fnReadyKey(f.id, r.due, seq), []byte{})
+	return t.fnready.Put(fnReadyKey(f.id, r.priority, r.due, seq), []byte{})
 }
 
 // setAside moves an unreadable event out of the queue into the corrupt
@@ -541,7 +546,7 @@ func (s *Store) Ack(ctx context.Context, seqs ...uint64) error {
 
 // delete removes an event from every bucket that holds it.
 func (t *txn) delete(seq uint64, r *record) error {
-	return t.remove(seq, recordHead{state: r.state, due: r.due, size: r.size(), function: []byte(r.function)})
+	return t.remove(seq, recordHead{state: r.state, priority: r.priority, due: r.due, size: r.size(), function: []byte(r.function)})
 }
 
 func (t *txn) remove(seq uint64, r recordHead) error {
@@ -562,7 +567,7 @@ func (t *txn) remove(seq uint64, r recordHead) error {
 			f.leased--
 		}
 	} else if f != nil {
-		if err := t.cReady.del(fnReadyKey(f.id, r.due, seq)); err != nil {
+		if err := t.cReady.del(fnReadyKey(f.id, r.priority, r.due, seq)); err != nil {
 			return err
 		}
 	}
@@ -664,7 +669,7 @@ func (t *txn) unlease(seq uint64, r *record, due int64) error {
 	if err := t.leases.Delete(k); err != nil {
 		return err
 	}
-	if err := t.fnready.Put(fnReadyKey(f.id, due, seq), []byte{}); err != nil {
+	if err := t.fnready.Put(fnReadyKey(f.id, r.priority, due, seq), []byte{}); err != nil {
 		return err
 	}
 	t.c.leased--

@@ -37,11 +37,11 @@ type SalvageReport struct {
 type SalvageOptions struct {
 	// ScanPages reads every page inside the file, not only those the tree
 	// reaches, and takes from leaf pages no tree reaches the events that
-	// prove themselves: an 8-byte key whose value is a version 2 record
-	// with a valid checksum, whose payload (same key, on any leaf page)
-	// has the record's length and checksum. It recovers the events of a
-	// file whose tree is cut off (a truncated file loses the pages near
-	// its end, where the bucket roots tend to lie). A sequence number
+	// prove themselves: an 8-byte key whose value is a version 2 or 3
+	// record with a valid checksum, whose payload (same key, on any leaf
+	// page) has the record's length and checksum. It recovers the events
+	// of a file whose tree is cut off (a truncated file loses the pages
+	// near its end, where the bucket roots tend to lie). A sequence number
 	// found more than once is taken from the tree if it holds it; among
 	// orphan copies, from the one with more attempts, then the later.
 	//
@@ -89,11 +89,11 @@ const salvageBatch = 1000
 // more events (then values), and says so in SalvageReport.OlderMeta.
 //
 // Events keep their sequence number, function, qualifier, key, payload,
-// attempts, enqueue and due time; events leased in src are ready in dst,
-// at their old place in line, as Open would return them. The buckets of
-// other packages (dead letters, keys) are copied key by key, raw. The
-// counters of dst, and its function registry, are those of what was
-// written, so Open and Stats on dst agree with the report; functions
+// attempts, priority, enqueue and due time; events leased in src are ready
+// in dst, at their old place in line, as Open would return them. The
+// buckets of other packages (dead letters, keys) are copied key by key,
+// raw. The counters of dst, and its function registry, are those of what
+// was written, so Open and Stats on dst agree with the report; functions
 // paused in src (whose registry record reads) stay paused. src may be of
 // either format; dst is of the current one. dst must not exist.
 //
@@ -508,7 +508,7 @@ func (t *txn) putSalvaged(seq uint64, r record, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := t.fnready.Put(fnReadyKey(f.id, r.due, seq), []byte{}); err != nil {
+	if err := t.fnready.Put(fnReadyKey(f.id, r.priority, r.due, seq), []byte{}); err != nil {
 		return err
 	}
 	f.events++
@@ -621,7 +621,7 @@ func (s *orphanScan) leaf(id uint64, p []byte, inner int) {
 		s.pays[seq] = append(s.pays[seq], at)
 		// Version 1 records carry no checksum: on a page no tree vouches
 		// for, stale or torn bytes could pass for one.
-		if len(e.value) == 0 || e.value[0] != recordVersion {
+		if len(e.value) == 0 || e.value[0] != recordV2 && e.value[0] != recordVersion {
 			continue
 		}
 		r, err := decodeRecord(e.value)

@@ -134,16 +134,24 @@ type Event struct {
 	Leased      bool
 	LeaseUntil  time.Time // zero unless Leased
 	LastError   ErrorInfo
+	Priority    int8 // MinPriority to MaxPriority; higher is leased first
 }
 
-// NewEvent is what Enqueue takes. A zero Due means now.
+// NewEvent is what Enqueue takes.
 type NewEvent struct {
 	Function  string
 	Qualifier string
 	Key       string
 	Payload   []byte
-	Due       time.Time
-	Window    time.Duration // how long EnqueueUnique holds Key; unused by Enqueue
+	// Due is when the event may first be leased, on the queue's clock
+	// (Store.Now). Zero, or a time already past, means now; a later one
+	// makes the event scheduled until then, as a retry is.
+	Due time.Time
+	// Priority orders a function's events due: higher first, and among
+	// equals first in first out. MinPriority to MaxPriority; 0 is normal.
+	// It does not change the turns taken between functions.
+	Priority int8
+	Window   time.Duration // how long EnqueueUnique holds Key; unused by Enqueue
 }
 
 // Stats is a snapshot of the store.
@@ -688,6 +696,7 @@ func (r *record) event(seq uint64, payload []byte) Event {
 		Enqueued: fromUnixNano(r.enqueued), Due: time.Unix(0, r.due), Attempts: int(r.attempts),
 		FirstAttempt: fromUnixNano(r.firstAttempt), LastAttempt: fromUnixNano(r.lastAttempt),
 		Leased: r.state == stateLeased, LeaseUntil: fromUnixNano(r.leaseUntil), LastError: r.lastErr,
+		Priority: r.priority,
 	}
 }
 
