@@ -19,7 +19,9 @@ type Report struct {
 	Format   int    `json:"format"`  // the layout the file's marker names
 	// Functions is the number of records in the function registry
 	// (format 2).
-	Functions int       `json:"functions"`
+	Functions int `json:"functions"`
+	// Cancelled counts the leased events marked cancelled (of Leased).
+	Cancelled int64     `json:"cancelled"`
 	Problems  []Problem `json:"problems"` // empty for a sound file
 }
 
@@ -30,10 +32,10 @@ func (r Report) OK() bool { return len(r.Problems) == 0 }
 // writing to it, and reports what is wrong: the page tree (as Open's
 // pre-check, but going on past damage), every record's and payload's
 // checksum, the ready and lease indexes against the records (priorities
-// included), the function registry (ids unique, counts) and the counters
-// Open trusts against what the file holds. It works on files that Open
-// refuses, and on format 1 files, whole or with their migration cut
-// short.
+// included, and the cancelled mark only on leased events), the function
+// registry (ids unique, counts) and the counters Open trusts against what
+// the file holds. It works on files that Open refuses, and on format 1
+// files, whole or with their migration cut short.
 //
 // The returned error is for a file that cannot be read at all (missing,
 // or held by a running dispatcher: ErrLocked); damage is in the Report.
@@ -129,6 +131,12 @@ func Check(path string) (Report, error) {
 				return
 			}
 			heads[seq] = head{state: r.state, prio: r.priority, fn: intern(r.function), due: r.due, size: r.size(), plen: r.payloadLen, pcrc: r.payloadCRC}
+			switch {
+			case r.cancelled && r.state != stateLeased:
+				w.fail(fmt.Sprintf("event %d", seq), "marked cancelled, but not leased")
+			case r.cancelled:
+				rep.Cancelled++
+			}
 		case string(bucketPayloads):
 			if len(k) == 8 {
 				payloads[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}

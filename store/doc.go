@@ -70,6 +70,15 @@
 // still yields its due ones, at a seek per priority in use (seven at
 // most).
 //
+// # Cancel
+//
+// Cancel removes an event waiting at once. A leased event it cannot take
+// back from its delivery: it sets the cancelled flag in its record, in
+// the same transaction, and whatever ends the lease (Reschedule, Release,
+// Remove, an expired lease's Reclaim, ReleaseAll, the recovery at Open)
+// removes the event instead of returning it; an Ack removes it as always.
+// The flag is in the record, so it holds across a crash.
+//
 // # Format 2 and migration
 //
 // Format 1 had one ready index, bucket "ready", keyed by due time then
@@ -96,10 +105,10 @@
 // # Writes
 //
 // One goroutine owns every write transaction. Concurrent calls (Enqueue,
-// Lease, Ack, Reschedule, Release, Remove, Reclaim, SetPaused) wait in a
-// channel; the writer takes all that are waiting, applies them in one
-// transaction and one fsync, and answers each. A call whose context ends
-// before the writer takes it is dropped unwritten. When a shared
+// Lease, Ack, Reschedule, Release, Remove, Reclaim, Cancel, SetPaused)
+// wait in a channel; the writer takes all that are waiting, applies them
+// in one transaction and one fsync, and answers each. A call whose context
+// ends before the writer takes it is dropped unwritten. When a shared
 // transaction fails, each call in it is run again alone, so one failing
 // call cannot fail its neighbours.
 //
@@ -138,5 +147,6 @@
 //
 // Open holds bbolt's file lock for the life of the Store, so every lease
 // found at Open belongs to a process that is gone: each returns to the ready
-// index at its old place, with its attempts kept.
+// index at its old place, with its attempts kept, except that of an event
+// cancelled while leased, which is removed.
 package store

@@ -318,7 +318,8 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 // before another's first event.
 //
 // onAck, when not nil, runs in the same transaction for each acked event
-// that has a key, so that marking the key delivered commits with the ack.
+// that has a key, so that marking the key delivered commits with the ack;
+// not for an event cancelled while leased, whose key Cancel handed back.
 func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, quota Quota, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
 	var leased []Event
 	var notLeased []uint64
@@ -333,7 +334,9 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 				notLeased = append(notLeased, seq)
 				continue
 			}
-			if onAck != nil && len(h.key) > 0 {
+			// A cancelled event's key was handed back when it was
+			// cancelled: marking it delivered would claim it again.
+			if onAck != nil && len(h.key) > 0 && !h.cancelled {
 				if err := onAck(t.pub(), seq, string(h.key)); err != nil {
 					return err
 				}
@@ -583,7 +586,8 @@ func (t *txn) remove(seq uint64, r recordHead) error {
 }
 
 // Reschedule returns a leased event to the ready index, due at due, with
-// the error of its failed attempt recorded. The attempt stays counted.
+// the error of its failed attempt recorded. The attempt stays counted. An
+// event cancelled while leased is removed instead.
 func (s *Store) Reschedule(ctx context.Context, seq uint64, due time.Time, lastErr ErrorInfo) error {
 	if len(lastErr.Message) > maxErrorMessage {
 		lastErr.Message = lastErr.Message[:maxErrorMessage]
@@ -593,6 +597,9 @@ func (s *Store) Reschedule(ctx context.Context, seq uint64, due time.Time, lastE
 		r, err := t.leased(seq)
 		if bad = err; bad != nil {
 			return nil
+		}
+		if r.cancelled {
+			return t.delete(seq, &r)
 		}
 		r.lastErr = lastErr
 		t.tot.rescheduled++
@@ -607,7 +614,8 @@ func (s *Store) Reschedule(ctx context.Context, seq uint64, due time.Time, lastE
 // Release returns leased events to the ready index at their old place in
 // line. With refund, the attempt their lease counted is given back: the
 // dispatcher does so when the fault was its own (Lambda unreachable, bad
-// credentials) and not the event's.
+// credentials) and not the event's. Events cancelled while leased are
+// removed instead.
 func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error {
 	var bad error
 	err := s.do(ctx, func(t *txn) error {
@@ -621,8 +629,16 @@ func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error 
 			}
 			recs[i] = r
 		}
+		var released uint64
 		for i, seq := range seqs {
 			r := &recs[i]
+			if r.cancelled {
+				if err := t.delete(seq, r); err != nil {
+					return err
+				}
+				continue
+			}
+			released++
 			if refund && r.attempts > 0 {
 				r.attempts--
 				if r.attempts == 0 {
@@ -635,7 +651,7 @@ func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error 
 				return err
 			}
 		}
-		t.tot.released += uint64(len(seqs))
+		t.tot.released += released
 		return nil
 	})
 	if err != nil {
@@ -682,7 +698,8 @@ func (t *txn) unlease(seq uint64, r *record, due int64) error {
 // lettering. move, when not nil, runs in the same transaction with the
 // event as it was, so a letter written there and the removal commit
 // together or not at all. If move fails, the event stays queued and the
-// error is returned.
+// error is returned. An event cancelled while leased is removed without
+// move (it is not a dead letter): the event returned says Cancelled.
 func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *Tx, ev Event) error) (Event, error) {
 	var ev Event
 	var bad error
@@ -705,6 +722,9 @@ func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *Tx, ev Eve
 			return nil
 		}
 		ev = r.event(seq, payload)
+		if r.cancelled && r.state == stateLeased {
+			return t.delete(seq, &r)
+		}
 		if move != nil {
 			if err := move(t.pub(), ev); err != nil {
 				return fmt.Errorf("store: moving event %d: %w", seq, err)
@@ -728,6 +748,7 @@ func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *Tx, ev Eve
 // Reclaim returns to the ready index every lease that expired before now,
 // attempts kept, and reports how many it returned. A worker that hung past
 // its lease thereby loses the event to another, which at-least-once allows.
+// An expired lease of an event cancelled meanwhile removes the event.
 func (s *Store) Reclaim(ctx context.Context) (int, error) {
 	var n int
 	err := s.do(ctx, func(t *txn) error {
@@ -741,10 +762,10 @@ func (s *Store) Reclaim(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// ReleaseAll returns every lease to the ready index, attempts kept. The
-// dispatcher calls it when Run ends: it holds the file alone, so a lease
-// still held then was taken by a lease call whose caller had already
-// given up on it.
+// ReleaseAll returns every lease to the ready index, attempts kept, and
+// removes the events cancelled while leased. The dispatcher calls it when
+// Run ends: it holds the file alone, so a lease still held then was taken
+// by a lease call whose caller had already given up on it.
 func (s *Store) ReleaseAll(ctx context.Context) (int, error) {
 	var n int
 	err := s.do(ctx, func(t *txn) error {
@@ -758,7 +779,9 @@ func (s *Store) ReleaseAll(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// returnLeases puts back every lease for which expired says so.
+// returnLeases puts back every lease for which expired says so, and
+// removes the events of those that were cancelled. It returns how many it
+// put back (a stale lease entry counts as one, as it always did).
 func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 	var seqs []uint64
 	cur := t.leases.Cursor()
@@ -770,6 +793,7 @@ func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 			seqs = append(seqs, binary.BigEndian.Uint64(k))
 		}
 	}
+	returned := len(seqs)
 	for _, seq := range seqs {
 		r, err := t.leased(seq)
 		if errors.Is(err, ErrNotFound) {
@@ -790,12 +814,68 @@ func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		if r.cancelled {
+			if err := t.delete(seq, &r); err != nil {
+				return 0, err
+			}
+			returned--
+			continue
+		}
 		if err := t.unlease(seq, &r, r.due); err != nil {
 			return 0, err
 		}
 	}
-	t.tot.recovered += uint64(len(seqs))
-	return len(seqs), nil
+	t.tot.recovered += uint64(returned)
+	return returned, nil
+}
+
+// Cancel cancels the events seqs name, in one transaction, and returns
+// those it cancelled. An event ready or scheduled is removed now. A leased
+// event is marked cancelled in its record, durably, and removed when its
+// lease ends: Ack removes it as usual, and Reschedule, Release and Remove
+// remove it rather than keep it (Remove without calling its move), as do
+// Reclaim, ReleaseAll and the recovery of leases at Open. Its delivery
+// may still be under way: Cancel cannot call it back.
+//
+// keep, when not nil, runs in the transaction for each event cancelled,
+// with the event as it was (without its payload), so that its caller's
+// record of the event (its key) goes in the same commit; an error from
+// it cancels nothing and is returned. Sequence numbers that name no event,
+// or an event already cancelled, are skipped, as are records that cannot
+// be read: a lease sets those aside. Each event cancelled counts in
+// Stats.Cancelled.
+func (s *Store) Cancel(ctx context.Context, seqs []uint64, keep func(tx *Tx, ev Event) error) ([]uint64, error) {
+	var cancelled []uint64
+	err := s.do(ctx, func(t *txn) error {
+		cancelled = nil
+		for _, seq := range seqs {
+			k := seqKey(seq)
+			r, err := decodeRecord(t.events.Get(k))
+			if err != nil || r.cancelled {
+				continue
+			}
+			if keep != nil {
+				if err := keep(t.pub(), r.event(seq, nil)); err != nil {
+					return fmt.Errorf("store: cancelling event %d: %w", seq, err)
+				}
+			}
+			if r.state == stateLeased {
+				r.cancelled = true
+				if err := t.events.Put(k, r.encode(nil)); err != nil {
+					return err
+				}
+			} else if err := t.delete(seq, &r); err != nil {
+				return err
+			}
+			t.c.cancelled++
+			cancelled = append(cancelled, seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cancelled, nil
 }
 
 // Update runs fn in a write transaction of the writer, shared with other

@@ -27,10 +27,13 @@ type SalvageReport struct {
 	// whose record came from one of them (a freed page can hold events
 	// already delivered: they will be sent again); OrphanRecordsUnmatched,
 	// records found there whose payload was not found, not written.
-	OrphanPages            int       `json:"orphan_pages,omitempty"`
-	FromOrphanPages        int64     `json:"from_orphan_pages,omitempty"`
-	OrphanRecordsUnmatched int64     `json:"orphan_records_unmatched,omitempty"`
-	Problems               []Problem `json:"problems"`
+	OrphanPages            int   `json:"orphan_pages,omitempty"`
+	FromOrphanPages        int64 `json:"from_orphan_pages,omitempty"`
+	OrphanRecordsUnmatched int64 `json:"orphan_records_unmatched,omitempty"`
+	// Cancelled counts the events not copied because they were cancelled
+	// while leased: Open would have removed them rather than return them.
+	Cancelled int64     `json:"cancelled,omitempty"`
+	Problems  []Problem `json:"problems"`
 }
 
 // SalvageOptions are the choices of SalvageWith.
@@ -90,12 +93,14 @@ const salvageBatch = 1000
 //
 // Events keep their sequence number, function, qualifier, key, payload,
 // attempts, priority, enqueue and due time; events leased in src are ready
-// in dst, at their old place in line, as Open would return them. The
-// buckets of other packages (dead letters, keys) are copied key by key,
-// raw. The counters of dst, and its function registry, are those of what
-// was written, so Open and Stats on dst agree with the report; functions
-// paused in src (whose registry record reads) stay paused. src may be of
-// either format; dst is of the current one. dst must not exist.
+// in dst, at their old place in line, as Open would return them, but those
+// cancelled while leased are not copied, as Open would remove them; the
+// total of cancelled events carries over. The buckets of other packages
+// (dead letters, keys) are copied key by key, raw. The counters of dst,
+// and its function registry, are those of what was written, so Open and
+// Stats on dst agree with the report; functions paused in src (whose
+// registry record reads) stay paused. src may be of either format; dst is
+// of the current one. dst must not exist.
 //
 // Salvage reads only what a tree reaches. SalvageWith with ScanPages also
 // takes checked events from the pages no tree reaches, which recovers the
@@ -173,13 +178,17 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 	// file's there, or a source whose clock ran ahead of this machine's
 	// would have its ready events wait for this clock to catch up.
 	st.clock.anchor(st.now().UnixNano(), sv.clock)
-	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused}
+	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused, cancelled: sv.cancelled}
 
 	var lost func(seq uint64, format string, a ...any)
 	write := func(seq uint64, r record, p []byte) {
 		if err := checkFunction(r.function); err != nil {
 			// No registry key can name it: the store refuses such events.
 			lost(seq, "%v", err)
+			return
+		}
+		if r.cancelled && r.state == stateLeased {
+			rep.Cancelled++
 			return
 		}
 		if _, ok := sc.orphan(seq); ok {
@@ -277,6 +286,8 @@ type survey struct {
 	nextSeq uint64
 	clock   int64    // the source's queue time: its due times are on it
 	paused  []string // functions paused in the source's registry
+	// The source's total of events cancelled.
+	cancelled uint64
 	// events and values are what the tree would yield: records whose
 	// payload is in it and checks, and the other buckets' values.
 	events, values int64
@@ -323,6 +334,7 @@ func surveyTree(pf *pageFile) *survey {
 			if c, err := decodeCounts(v); err == nil {
 				s.nextSeq = max(s.nextSeq, c.nextSeq)
 				s.clock = max(s.clock, c.clock)
+				s.cancelled = c.cancelled
 			}
 		case !storeBuckets[string(path[0])]:
 			s.values++
@@ -367,6 +379,7 @@ type copier struct {
 	nextSeq uint64
 	paused  []string
 
+	cancelled      uint64
 	events, values int64
 }
 
@@ -455,6 +468,7 @@ func (c *copier) flush(last bool) error {
 		t.c.nextSeq = max(t.c.nextSeq, c.nextSeq)
 		// Records set aside in the source stay set aside, and counted.
 		t.c.corrupt = c.counted[string(bucketCorrupt)]
+		t.c.cancelled = c.cancelled
 		for _, name := range c.paused {
 			if checkFunction(name) != nil {
 				continue
@@ -493,7 +507,7 @@ func bucketAt(tx *bolt.Tx, path [][]byte) (*bolt.Bucket, error) {
 // putSalvaged writes a salvaged event under its old sequence number, ready
 // at its old due time, its attempts and history kept.
 func (t *txn) putSalvaged(seq uint64, r record, payload []byte) error {
-	r.state, r.leaseUntil = stateReady, 0
+	r.state, r.leaseUntil, r.cancelled = stateReady, 0, false
 	k := seqKey(seq)
 	if t.events.Get(k) != nil {
 		return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -135,6 +136,9 @@ type Event struct {
 	LeaseUntil  time.Time // zero unless Leased
 	LastError   ErrorInfo
 	Priority    int8 // MinPriority to MaxPriority; higher is leased first
+	// Cancelled is set on a leased event that Cancel marked: it is
+	// removed, not kept, when its lease ends.
+	Cancelled bool
 }
 
 // NewEvent is what Enqueue takes.
@@ -167,11 +171,15 @@ type Stats struct {
 	Enqueued    uint64
 	LeasesTaken uint64
 	Acked       uint64
-	Rescheduled uint64
-	Released    uint64
-	Removed     uint64
+	Rescheduled uint64 // leased events rescheduled (not those cancelled)
+	Released    uint64 // leased events released (not those cancelled)
+	Removed     uint64 // events removed by Remove (not those cancelled)
 	Recovered   uint64 // leases returned to ready at Open or on expiry
 	Commits     uint64 // write transactions committed
+
+	// Totals kept in the file, across restarts (and copied by Compact and
+	// Salvage): events cancelled by Cancel.
+	Cancelled uint64
 }
 
 // counts are persisted with every commit, so Open reads them instead of
@@ -183,6 +191,8 @@ type counts struct {
 	leased  int64
 	corrupt int64
 	clock   int64 // the latest queue time committed: Store.Now never starts before it
+	// Totals that outlive a restart.
+	cancelled uint64
 }
 
 func (c counts) encode() []byte {
@@ -192,7 +202,8 @@ func (c counts) encode() []byte {
 	b = binary.AppendVarint(b, c.bytes)
 	b = binary.AppendVarint(b, c.leased)
 	b = binary.AppendVarint(b, c.corrupt)
-	return binary.AppendVarint(b, c.clock)
+	b = binary.AppendVarint(b, c.clock)
+	return binary.AppendUvarint(b, c.cancelled)
 }
 
 func decodeCounts(b []byte) (counts, error) {
@@ -206,9 +217,15 @@ func decodeCounts(b []byte) (counts, error) {
 	c.bytes = d.varint("bytes")
 	c.leased = d.varint("leased")
 	c.corrupt = d.varint("corrupt")
+	// Files written before the queue clock, or before cancel, end
+	// earlier. Bytes after the fields known are a later
+	// version's, which this one drops at its next commit: a file stays
+	// readable both ways.
 	if d.err == nil && len(d.b) > 0 {
-		// Files written before the queue clock have no such field.
 		c.clock = d.varint("queue clock")
+	}
+	if d.err == nil && len(d.b) > 0 {
+		c.cancelled = d.uvarint("cancelled", math.MaxUint64)
 	}
 	if d.err == nil && (c.events < 0 || c.bytes < 0 || c.leased < 0 || c.leased > c.events) {
 		d.fail("counts", "negative or inconsistent")
@@ -514,6 +531,7 @@ func (s *Store) Stats() (Stats, error) {
 		Events: c.events, Leased: c.leased, Bytes: c.bytes, Corrupt: c.corrupt,
 		Enqueued: t.enqueued, LeasesTaken: t.leases, Acked: t.acked, Rescheduled: t.rescheduled,
 		Released: t.released, Removed: t.removed, Recovered: t.recovered, Commits: t.commits,
+		Cancelled: c.cancelled,
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -696,7 +714,7 @@ func (r *record) event(seq uint64, payload []byte) Event {
 		Enqueued: fromUnixNano(r.enqueued), Due: time.Unix(0, r.due), Attempts: int(r.attempts),
 		FirstAttempt: fromUnixNano(r.firstAttempt), LastAttempt: fromUnixNano(r.lastAttempt),
 		Leased: r.state == stateLeased, LeaseUntil: fromUnixNano(r.leaseUntil), LastError: r.lastErr,
-		Priority: r.priority,
+		Priority: r.priority, Cancelled: r.cancelled && r.state == stateLeased,
 	}
 }
 
