@@ -47,7 +47,7 @@ func heldKeys(t *testing.T, st *Store) []string {
 	return out
 }
 
-// forget is a keep callback that releases the event's key in
+// forget is a keep or Evicted callback that releases the event's key in
 // the transaction, and notes the event in *seen.
 func forget(seen *[]Event) func(tx *Tx, ev Event) error {
 	return func(tx *Tx, ev Event) error {

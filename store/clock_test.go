@@ -59,19 +59,19 @@ func TestCountsWithoutClock(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, c, got)
 
-	// Before cancel the counters ended after the clock, and before the
-	// queue clock, before it: each field zero is one byte.
-	b = c.encode()
-	got, err = decodeCounts(b[:len(b)-1])
-	require.NoError(t, err)
-	require.Equal(t, c, got)
-	c.clock = 0
+	// Before cancel and eviction the counters ended after the clock, and
+	// before the queue clock, before it: each field zero is one byte.
 	b = c.encode()
 	got, err = decodeCounts(b[:len(b)-2])
 	require.NoError(t, err)
 	require.Equal(t, c, got)
+	c.clock = 0
+	b = c.encode()
+	got, err = decodeCounts(b[:len(b)-3])
+	require.NoError(t, err)
+	require.Equal(t, c, got)
 
-	c.cancelled = 5
+	c.cancelled, c.evicted = 5, 6
 	b = c.encode()
 	got, err = decodeCounts(b)
 	require.NoError(t, err)

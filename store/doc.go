@@ -12,7 +12,7 @@
 // Every bucket of the queue file, by owner:
 //
 //	meta          store      format marker, persisted counts, totals and
-//	                         clock
+//	                         clock, the eviction index's complete mark
 //	events        store      event records, by sequence number
 //	payloads      store      payloads, by sequence number
 //	functions     store      function name → id, paused flag, counts
@@ -20,6 +20,9 @@
 //	                         of events waiting
 //	leases        store      sequence → lease expiry of leased events
 //	corrupt       store      records set aside as unreadable
+//	evictable     store      (priority, sequence) of events waiting, the
+//	                         least urgent first; only under FullDropOldest
+//	evicted       store      eviction ledger: sequence → what was evicted
 //	deadletters   Letters        package deadletter's Bolt sink
 //	keys          Keys           package idempotency's Index: key → entry
 //	keyexp        KeyExpiry      its expiry index, (expiry, key)
@@ -78,6 +81,39 @@
 // Remove, an expired lease's Reclaim, ReleaseAll, the recovery at Open)
 // removes the event instead of returning it; an Ack removes it as always.
 // The flag is in the record, so it holds across a crash.
+//
+// # Eviction
+//
+// Under Options.Full = FullDropOldest, an enqueue that would pass
+// MaxEvents or MaxBytes evicts events waiting (never leased ones), the
+// lowest priority first and among equals the lowest sequence number,
+// until the batch fits. Bucket "evictable" finds them without walking
+// every function's index: 9-byte keys, a priority byte (0x80 plus the
+// priority, so the least urgent sort first) and the sequence number,
+// exactly the events waiting. Every write that moves an event in or out
+// of the ready index moves it there too, but only while the store is
+// opened with FullDropOldest: an Open without it deletes the bucket, and
+// an Open with it, finding none (or one whose build did not finish),
+// builds it in batches from the events before it returns, the last batch
+// writing the mark "evictable" in meta. A stale index is thus never
+// trusted: the mark is only ever written over a complete build, and every
+// Open that will not keep the index up to date removes the mark with it.
+// (A library from before eviction would leave both; eviction reads each
+// victim's record, so a key such a library left stale is skipped, never
+// obeyed.)
+//
+// Each eviction writes a record to bucket "evicted", the ledger, under
+// the event's sequence number: version byte (1), reason (1: full),
+// priority, enqueue and eviction times, payload size, function and key,
+// and a CRC-32C. The bucket's sequence is its number of records; past
+// Options.MaxEvictionRecords the lowest sequence numbers go first.
+//
+// Eviction is crash-safe because it is part of the enqueue: the events
+// chosen, their payloads, index keys and counts, their ledger records,
+// the callback's release of their keys (Options.Evicted) and the batch
+// itself commit in one transaction, or none of it does. A crash leaves
+// either the queue before the enqueue or after it, never an event gone
+// without its ledger record, nor a batch written over events still held.
 //
 // # Format 2 and migration
 //

@@ -144,6 +144,20 @@ func TestFormat2FileFromBefore(t *testing.T) {
 		checkFile(t, path)
 	})
 
+	t.Run("DropOldest", func(t *testing.T) {
+		t.Parallel()
+		path, m, clk := fixture2(t)
+		st, err := Open(path, Options{Full: FullDropOldest, MaxEvents: 72, Now: clk.Now, Elapsed: clk.Elapsed})
+		require.NoError(t, err)
+		requireIndexed(t, st, "built over version 2 records")
+		enqueue(t, st, NewEvent{Function: "orders"})
+		got := evictions(t, st)
+		require.Len(t, got, 1)
+		require.Equal(t, m.Events[0].Seq, got[0].Seq, "the oldest")
+		require.NoError(t, st.Close())
+		checkFile(t, path)
+	})
+
 	t.Run("RecordsOfEveryVersion", func(t *testing.T) {
 		t.Parallel()
 		path, _, clk := fixture2(t)
@@ -165,8 +179,9 @@ func TestFormat2FileFromBefore(t *testing.T) {
 		records, _ := rawVersions(t, path)
 		require.Equal(t, 3, records[recordV1])
 		checkFile(t, path)
-		st, err := Open(path, Options{Now: clk.Now, Elapsed: clk.Elapsed})
+		st, err := Open(path, Options{Full: FullDropOldest, Now: clk.Now, Elapsed: clk.Elapsed})
 		require.NoError(t, err)
+		requireIndexed(t, st, "over version 1 records too")
 		clk.Add(48 * time.Hour)
 		for {
 			got, err := st.Lease(ctx, 10, time.Minute)

@@ -27,10 +27,12 @@ type pending struct {
 }
 
 // Enqueue writes events in one transaction, all or nothing, and returns
-// their sequence numbers once the transaction is durable. It returns an
-// error wrapping ErrFull, having written nothing, when the events would
-// take the store past MaxEvents or MaxBytes. An event whose priority is
-// out of range is an error, and nothing is written.
+// their sequence numbers once the transaction is durable. When the events
+// would take the store past MaxEvents or MaxBytes it returns an error
+// wrapping ErrFull, having written nothing; or, under FullDropOldest,
+// evicts events waiting in the same transaction to make room (see
+// FullPolicy). An event whose priority is out of range is an error, and
+// nothing is written.
 func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -43,10 +45,10 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	var full error
 	err = s.do(ctx, func(t *txn) error {
 		seqs, full = nil, nil
-		if full = t.checkRoom(len(ps), size); full != nil {
-			return nil
-		}
 		var err error
+		if full, err = t.makeRoom(len(ps), size, nil); full != nil || err != nil {
+			return err
+		}
 		seqs, err = t.put(ps, size)
 		return err
 	})
@@ -79,7 +81,9 @@ type Result struct {
 // call has, is not written and comes back as a Duplicate with the holder's
 // sequence number; every other keyed event claims its key as it is
 // written. Concurrent calls with the same key are serialised by the writer,
-// so exactly one wins. The caps count only the events written.
+// so exactly one wins. The caps count only the events written; under
+// FullDropOldest the events holding the keys of its duplicates are not
+// evicted to make room, so that no duplicate names an event gone.
 func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) ([]Result, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -95,6 +99,7 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 		now := time.Unix(0, t.wall)
 		first := map[string]int{} // key → the event of this call that claims it
 		dupOf := map[int]int{}
+		var holders map[uint64]bool
 		var fresh []pending
 		var freshIdx []int
 		var size int64
@@ -110,6 +115,10 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 				}
 				if held {
 					results[i] = Result{Seq: seq, Duplicate: true}
+					if holders == nil {
+						holders = map[uint64]bool{}
+					}
+					holders[seq] = true
 					continue
 				}
 				first[e.Key] = i
@@ -119,8 +128,9 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 			size += ps[i].size
 		}
 		if len(fresh) > 0 {
-			if full = t.checkRoom(len(fresh), size); full != nil {
-				return nil
+			var err error
+			if full, err = t.makeRoom(len(fresh), size, holders); full != nil || err != nil {
+				return err
 			}
 			seqs, err := t.put(fresh, size)
 			if err != nil {
@@ -215,6 +225,9 @@ func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
 		if err := t.fnready.Put(fnReadyKey(f.id, ps[i].priority, ps[i].due, seq), []byte{}); err != nil {
 			return nil, err
 		}
+		if err := t.indexWaiting(ps[i].priority, seq); err != nil {
+			return nil, err
+		}
 		f.events++
 		f.bytes += ps[i].size
 		t.c.nextSeq = seq
@@ -231,7 +244,8 @@ func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
 // a redrive reads and removes dead letters there, so that each is either
 // back in the queue or still a letter, never both and never neither. The
 // caps apply as in Enqueue: past them nothing is written and the error
-// wraps ErrFull. fn may run more than once and must not keep state.
+// wraps ErrFull, or under FullDropOldest events waiting are evicted to
+// make room. fn may run more than once and must not keep state.
 //
 // With w not nil, every keyed event written claims its key in w for its
 // Window, replacing whoever held it: a redrive sends the event again under
@@ -249,8 +263,11 @@ func (s *Store) Insert(ctx context.Context, fn func(tx *Tx) ([]NewEvent, error),
 		if err != nil {
 			return err
 		}
-		if full = t.checkRoom(len(ps), size); full != nil {
+		if full, err = t.makeRoom(len(ps), size, nil); full != nil {
 			return errRollback
+		}
+		if err != nil {
+			return err
 		}
 		seqs, err = t.put(ps, size)
 		if err != nil || w == nil {
@@ -390,6 +407,9 @@ func (t *txn) leaseOne(k []byte, f *fnTouch, d time.Duration) (Event, bool, erro
 	if err != nil {
 		return Event{}, false, t.setAside(seq, err.Error(), raw, f)
 	}
+	if err := t.unindexWaiting(r.priority, seq); err != nil {
+		return Event{}, false, err
+	}
 	r.state = stateLeased
 	if r.attempts < math.MaxUint32 {
 		r.attempts++
@@ -461,6 +481,14 @@ func (t *txn) setAside(seq uint64, why string, raw []byte, f *fnTouch) error {
 	}
 	if err := t.payloads.Delete(k); err != nil {
 		return err
+	}
+	if t.evictable != nil {
+		// Its priority may be what is damaged: every level's key goes.
+		for p := int8(MinPriority); p <= MaxPriority; p++ {
+			if err := t.unindexWaiting(p, seq); err != nil {
+				return err
+			}
+		}
 	}
 	if t.leases.Get(k) != nil {
 		if err := t.leases.Delete(k); err != nil {
@@ -569,8 +597,13 @@ func (t *txn) remove(seq uint64, r recordHead) error {
 		if f != nil {
 			f.leased--
 		}
-	} else if f != nil {
-		if err := t.cReady.del(fnReadyKey(f.id, r.priority, r.due, seq)); err != nil {
+	} else {
+		if f != nil {
+			if err := t.cReady.del(fnReadyKey(f.id, r.priority, r.due, seq)); err != nil {
+				return err
+			}
+		}
+		if err := t.unindexWaiting(r.priority, seq); err != nil {
 			return err
 		}
 	}
@@ -686,6 +719,9 @@ func (t *txn) unlease(seq uint64, r *record, due int64) error {
 		return err
 	}
 	if err := t.fnready.Put(fnReadyKey(f.id, r.priority, due, seq), []byte{}); err != nil {
+		return err
+	}
+	if err := t.indexWaiting(r.priority, seq); err != nil {
 		return err
 	}
 	t.c.leased--

@@ -62,14 +62,16 @@ type SalvageOptions struct {
 // countedBuckets keep their number of keys in the bucket's sequence
 // (package deadletter's letters, package idempotency's keys): in a copy
 // that lost some keys, the sequence is recounted rather than copied.
-var countedBuckets = map[string]bool{"deadletters": true, "keys": true}
+var countedBuckets = map[string]bool{"deadletters": true, "keys": true, string(bucketEvicted): true}
 
 // storeBuckets are rebuilt from the records rather than copied: the
 // indexes and the registry of either format, which dst has in format 2.
+// The eviction index is not copied at all: dst is opened without
+// FullDropOldest, and the first Open with it builds it.
 var storeBuckets = map[string]bool{
 	string(bucketMeta): true, string(bucketEvents): true, string(bucketPayloads): true,
 	string(bucketReadyV1): true, string(bucketFnReady): true, string(bucketFunctions): true,
-	string(bucketLeases): true,
+	string(bucketLeases): true, string(bucketEvictable): true,
 }
 
 // maxSeq is the bound the counters hold the next sequence number to: a
@@ -94,13 +96,14 @@ const salvageBatch = 1000
 // Events keep their sequence number, function, qualifier, key, payload,
 // attempts, priority, enqueue and due time; events leased in src are ready
 // in dst, at their old place in line, as Open would return them, but those
-// cancelled while leased are not copied, as Open would remove them; the
-// total of cancelled events carries over. The buckets of other packages
-// (dead letters, keys) are copied key by key, raw. The counters of dst,
-// and its function registry, are those of what was written, so Open and
-// Stats on dst agree with the report; functions paused in src (whose
-// registry record reads) stay paused. src may be of either format; dst is
-// of the current one. dst must not exist.
+// cancelled while leased are not copied, as Open would remove them. The
+// eviction ledger is copied, each record checked; the totals of cancelled
+// and evicted events carry over. The buckets of other packages (dead
+// letters, keys) are copied key by key, raw. The counters of dst, and its
+// function registry, are those of what was written, so Open and Stats on
+// dst agree with the report; functions paused in src (whose registry
+// record reads) stay paused. src may be of either format; dst is of the
+// current one. dst must not exist.
 //
 // Salvage reads only what a tree reaches. SalvageWith with ScanPages also
 // takes checked events from the pages no tree reaches, which recovers the
@@ -178,7 +181,7 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 	// file's there, or a source whose clock ran ahead of this machine's
 	// would have its ready events wait for this clock to catch up.
 	st.clock.anchor(st.now().UnixNano(), sv.clock)
-	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused, cancelled: sv.cancelled}
+	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused, cancelled: sv.cancelled, evicted: sv.evicted}
 
 	var lost func(seq uint64, format string, a ...any)
 	write := func(seq uint64, r record, p []byte) {
@@ -240,6 +243,16 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 			}
 			delete(recs, seq)
 			write(seq, r, p)
+		case len(path) == 1 && bytes.Equal(path[0], bucketEvicted):
+			if len(k) != 8 {
+				return
+			}
+			seq := binary.BigEndian.Uint64(k)
+			if _, err := decodeEviction(seq, v); err != nil {
+				rep.Problems = append(rep.Problems, Problem{Where: fmt.Sprintf("eviction record %d", seq), What: err.Error() + ": not copied"})
+				return
+			}
+			c.value(path, k, v)
 		case !storeBuckets[string(path[0])]:
 			c.value(path, k, v)
 		}
@@ -286,8 +299,8 @@ type survey struct {
 	nextSeq uint64
 	clock   int64    // the source's queue time: its due times are on it
 	paused  []string // functions paused in the source's registry
-	// The source's total of events cancelled.
-	cancelled uint64
+	// The source's totals of events cancelled and evicted.
+	cancelled, evicted uint64
 	// events and values are what the tree would yield: records whose
 	// payload is in it and checks, and the other buckets' values.
 	events, values int64
@@ -334,7 +347,7 @@ func surveyTree(pf *pageFile) *survey {
 			if c, err := decodeCounts(v); err == nil {
 				s.nextSeq = max(s.nextSeq, c.nextSeq)
 				s.clock = max(s.clock, c.clock)
-				s.cancelled = c.cancelled
+				s.cancelled, s.evicted = c.cancelled, c.evicted
 			}
 		case !storeBuckets[string(path[0])]:
 			s.values++
@@ -379,8 +392,8 @@ type copier struct {
 	nextSeq uint64
 	paused  []string
 
-	cancelled      uint64
-	events, values int64
+	cancelled, evicted uint64
+	events, values     int64
 }
 
 type salvaged struct {
@@ -468,7 +481,7 @@ func (c *copier) flush(last bool) error {
 		t.c.nextSeq = max(t.c.nextSeq, c.nextSeq)
 		// Records set aside in the source stay set aside, and counted.
 		t.c.corrupt = c.counted[string(bucketCorrupt)]
-		t.c.cancelled = c.cancelled
+		t.c.cancelled, t.c.evicted = c.cancelled, c.evicted
 		for _, name := range c.paused {
 			if checkFunction(name) != nil {
 				continue
@@ -523,6 +536,9 @@ func (t *txn) putSalvaged(seq uint64, r record, payload []byte) error {
 		return err
 	}
 	if err := t.fnready.Put(fnReadyKey(f.id, r.priority, r.due, seq), []byte{}); err != nil {
+		return err
+	}
+	if err := t.indexWaiting(r.priority, seq); err != nil {
 		return err
 	}
 	f.events++

@@ -22,7 +22,8 @@ var (
 	// another, holds the file beyond Options.LockTimeout.
 	ErrLocked = errors.New("store: file is in use by another process")
 	// ErrFull is returned by Enqueue when the events would take the store
-	// past Options.MaxEvents or Options.MaxBytes. Nothing is written.
+	// past Options.MaxEvents or Options.MaxBytes (under FullDropOldest:
+	// even once every event waiting was evicted). Nothing is written.
 	ErrFull = errors.New("store: full")
 	// ErrNotFound is returned for a sequence number that names no event.
 	ErrNotFound = errors.New("store: no such event")
@@ -87,6 +88,23 @@ type Options struct {
 	// MaxEvents and MaxBytes cap what the store holds; zero means no cap.
 	MaxEvents int64
 	MaxBytes  int64
+	// Full says what an enqueue past a cap does: FullReject (the zero
+	// value) refuses it with ErrFull, FullDropOldest evicts events
+	// waiting to make room. The store keeps an index for eviction only
+	// while it is opened with FullDropOldest: the first such Open builds
+	// it (a walk of the events), and an Open without it deletes it.
+	Full FullPolicy
+	// Evicted, when not nil, runs in the enqueue's transaction for each
+	// event evicted, with the event as it was (without its payload), so
+	// that its caller's record of the event (its key) goes in the same
+	// commit. An error from it fails the enqueue, and nothing is evicted.
+	// It may run more than once for an event, in transactions that are
+	// rolled back: it must keep no state of its own.
+	Evicted func(tx *Tx, ev Event) error
+	// MaxEvictionRecords bounds the eviction ledger (see Evictions): past
+	// it, the records of the events enqueued first go. Zero means
+	// DefaultMaxEvictionRecords; less than zero, no ledger is kept.
+	MaxEvictionRecords int
 	// MaxBatch caps the operations shared by one transaction. Zero means
 	// DefaultMaxBatch.
 	MaxBatch int
@@ -178,8 +196,10 @@ type Stats struct {
 	Commits     uint64 // write transactions committed
 
 	// Totals kept in the file, across restarts (and copied by Compact and
-	// Salvage): events cancelled by Cancel.
+	// Salvage): events cancelled by Cancel, and evicted under
+	// FullDropOldest.
 	Cancelled uint64
+	Evicted   uint64
 }
 
 // counts are persisted with every commit, so Open reads them instead of
@@ -193,6 +213,7 @@ type counts struct {
 	clock   int64 // the latest queue time committed: Store.Now never starts before it
 	// Totals that outlive a restart.
 	cancelled uint64
+	evicted   uint64
 }
 
 func (c counts) encode() []byte {
@@ -203,7 +224,8 @@ func (c counts) encode() []byte {
 	b = binary.AppendVarint(b, c.leased)
 	b = binary.AppendVarint(b, c.corrupt)
 	b = binary.AppendVarint(b, c.clock)
-	return binary.AppendUvarint(b, c.cancelled)
+	b = binary.AppendUvarint(b, c.cancelled)
+	return binary.AppendUvarint(b, c.evicted)
 }
 
 func decodeCounts(b []byte) (counts, error) {
@@ -217,8 +239,8 @@ func decodeCounts(b []byte) (counts, error) {
 	c.bytes = d.varint("bytes")
 	c.leased = d.varint("leased")
 	c.corrupt = d.varint("corrupt")
-	// Files written before the queue clock, or before cancel, end
-	// earlier. Bytes after the fields known are a later
+	// Files written before the queue clock, or before cancel and
+	// eviction, end earlier. Bytes after the fields known are a later
 	// version's, which this one drops at its next commit: a file stays
 	// readable both ways.
 	if d.err == nil && len(d.b) > 0 {
@@ -226,6 +248,7 @@ func decodeCounts(b []byte) (counts, error) {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		c.cancelled = d.uvarint("cancelled", math.MaxUint64)
+		c.evicted = d.uvarint("evicted", math.MaxUint64)
 	}
 	if d.err == nil && (c.events < 0 || c.bytes < 0 || c.leased < 0 || c.leased > c.events) {
 		d.fail("counts", "negative or inconsistent")
@@ -280,6 +303,9 @@ type Store struct {
 	// migrated, so the calls that need the per-function index walk the
 	// events instead.
 	legacy bool
+	// evictOn says the writer keeps the eviction index: set at Open
+	// before the writer starts, under FullDropOldest.
+	evictOn bool
 }
 
 // Open opens or creates the queue file at path (mode 0600), returns leases
@@ -415,6 +441,16 @@ func (s *Store) init() error {
 		if err := s.loadFunctions(tx); err != nil {
 			return err
 		}
+		// The eviction index is trusted only when its build finished and
+		// every write since kept it: a store opened without
+		// FullDropOldest does not, so it deletes it, and one with it
+		// builds it afresh below if it is not whole.
+		s.evictOn = s.opts.Full == FullDropOldest && meta.Get(keyEvictable) != nil && tx.Bucket(bucketEvictable) != nil
+		if !s.evictOn {
+			if err := dropEvictable(tx); err != nil {
+				return err
+			}
+		}
 		t := s.newTxn(tx)
 		n, err := t.returnLeases(func(int64) bool { return true })
 		if err != nil {
@@ -435,6 +471,13 @@ func (s *Store) init() error {
 	if err == nil && old {
 		if err = s.migrate(); err == nil {
 			err = s.db.Update(open)
+		}
+	}
+	if err == nil && s.opts.Full == FullDropOldest && !s.evictOn {
+		began := time.Now()
+		if err = s.buildEvictable(); err == nil {
+			s.evictOn = true
+			s.log.Info("built the eviction index", "path", s.path, "took", time.Since(began))
 		}
 	}
 	if err != nil {
@@ -531,7 +574,7 @@ func (s *Store) Stats() (Stats, error) {
 		Events: c.events, Leased: c.leased, Bytes: c.bytes, Corrupt: c.corrupt,
 		Enqueued: t.enqueued, LeasesTaken: t.leases, Acked: t.acked, Rescheduled: t.rescheduled,
 		Released: t.released, Removed: t.removed, Recovered: t.recovered, Commits: t.commits,
-		Cancelled: c.cancelled,
+		Cancelled: c.cancelled, Evicted: c.evicted,
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
