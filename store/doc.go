@@ -146,7 +146,9 @@
 // in one transaction and one fsync, and answers each. A call whose context
 // ends before the writer takes it is dropped unwritten. When a shared
 // transaction fails, each call in it is run again alone, so one failing
-// call cannot fail its neighbours.
+// call cannot fail its neighbours. Each commit closes the channel Changed
+// last handed out, if any: a caller draining the queue waits on it
+// rather than polling.
 //
 // # Integrity
 //

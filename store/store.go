@@ -306,6 +306,9 @@ type Store struct {
 	// evictOn says the writer keeps the eviction index: set at Open
 	// before the writer starts, under FullDropOldest.
 	evictOn bool
+	// changed is the channel Changed handed out, closed by the next
+	// commit; nil when nobody asked since. Guarded by statMu.
+	changed chan struct{}
 }
 
 // Open opens or creates the queue file at path (mode 0600), returns leases
@@ -550,9 +553,32 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.writerW.Wait()
+	// No commit is to come: whoever waits on Changed is told now, and
+	// every call after gets a closed channel.
+	s.statMu.Lock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	close(s.changed)
+	s.statMu.Unlock()
 	err := s.db.Close()
 	s.forget()
 	return err
+}
+
+// Changed returns a channel that is closed when the next write
+// transaction commits (any write: enqueue, lease, ack, cancel, ...), or
+// when the store closes. It fires once: a caller waiting for the store to
+// drain calls it again after each wake, before it looks, so that no
+// commit between the look and the wait is missed. The channel is made
+// only when asked for, so a store nobody watches pays nothing.
+func (s *Store) Changed() <-chan struct{} {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
 }
 
 // Ready returns a channel that receives when events become ready: after an

@@ -143,7 +143,12 @@ func (s *Store) commit(ops []*op) error {
 	s.counts = t.c
 	s.totals.add(t.tot)
 	s.publishFunctions(t)
+	changed := s.changed
+	s.changed = nil
 	s.statMu.Unlock()
+	if changed != nil {
+		close(changed)
+	}
 	if t.readied {
 		select {
 		case s.ready <- struct{}{}:
