@@ -99,7 +99,8 @@ type Eviction struct {
 	Enqueued time.Time
 	Size     int64 // the payload's bytes
 	Priority int
-	Reason   string // why: "full"
+	Reason   string    // why: "full"
+	Evicted  time.Time // when
 }
 
 // Evictions returns up to limit records of the eviction ledger, oldest
@@ -122,7 +123,7 @@ func (e *Events) Evictions(ctx context.Context, after string, limit int) ([]Evic
 	}
 	out := make([]Eviction, len(recs))
 	for i, r := range recs {
-		out[i] = Eviction{ID: formatID(r.Seq), Function: r.Function, Key: r.Key, Enqueued: r.Enqueued, Size: r.Size, Priority: int(r.Priority), Reason: r.Reason}
+		out[i] = Eviction{ID: formatID(r.Seq), Function: r.Function, Key: r.Key, Enqueued: r.Enqueued, Size: int64(r.PayloadSize), Priority: int(r.Priority), Reason: r.Reason, Evicted: r.Evicted}
 	}
 	cursor := ""
 	if next != 0 {

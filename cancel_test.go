@@ -124,16 +124,10 @@ func TestCancel(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, withServer())
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	b.srv.Register("slow", func(ctx context.Context, _ lambdatest.Invocation) ([]byte, error) {
-		entered <- struct{}{}
-		select {
-		case <-release:
-		case <-ctx.Done():
-		}
-		return nil, nil
-	})
-	b.srv.Fail("slow", lambdatest.ServerError(1)) // its one invocation fails: it would be retried
+	b.srv.Register("slow", lambdatest.OK())
+	// Its invocation waits at the server until the server goes offline,
+	// and then fails: a failure that would be retried.
+	b.srv.Fail("slow", lambdatest.Latency(time.Hour))
 	r1, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "idle", Key: "ready-key"})
 	require.NoError(t, err)
 	r2, err := b.d.Enqueue(ctx, dispatcher.Event{Function: "idle", Delay: time.Hour, Key: "sched-key"})
@@ -159,12 +153,13 @@ func TestCancel(t *testing.T) {
 	require.NoError(t, err)
 	leased := b.enqueue(t, "slow", 1)[0]
 	b.start(t)
-	<-entered
+	require.NoError(t, b.srv.WaitFor(ctx, func(s *lambdatest.Server) bool { return s.Count("slow") == 1 }))
 	n, err = b.d.Events().Cancel(ctx, []string{leased}, dispatcher.CancelOptions{})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	close(release)
+	b.srv.Offline() // the invocation under way fails now
 	st := waitStats(t, b.d, "the leased one gone", func(s dispatcher.Stats) bool { return s.Queued() == 0 })
+	require.NoError(t, b.srv.Online())
 	require.Zero(t, st.Retried, "a cancelled event is never retried")
 	require.Zero(t, st.DeadLettered)
 	require.Equal(t, 1, b.srv.Count("slow"))

@@ -286,7 +286,7 @@ func TestCheckRegistry(t *testing.T) {
 			return tx.Bucket(bucketFnReady).Put(k, nil)
 		}, []Problem{{Where: "event 2", What: "in the ready index 2 times"}}},
 		{"KeyWithoutEvent", func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketFnReady).Put(fnReadyKey(ids["A"], 0, 999), nil)
+			return tx.Bucket(bucketFnReady).Put(fnReadyKey(ids["A"], 0, 0, 999), nil)
 		}, []Problem{{Where: "ready index", What: "key of event 999, which the file does not hold"}}},
 		{"KeyUnderAnotherID", func(tx *bolt.Tx) error {
 			k := keyOf(tx, seqOfA)

@@ -222,6 +222,7 @@ type evictionJSON struct {
 	Size     int64     `json:"size"`
 	Priority int       `json:"priority"`
 	Reason   string    `json:"reason"`
+	Evicted  time.Time `json:"evicted"`
 }
 
 func (c *cli) lsEvicted(path, after string, limit int) error {
