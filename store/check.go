@@ -226,7 +226,7 @@ func Check(path string) (Report, error) {
 	}
 	// Format 1 (or 2 with a migration's leftovers): a ready event may be
 	// in either index, as a migration cut short leaves it.
-	legacy := rep.Format < formatVersion
+	legacy := rep.Format < fnLayoutVersion
 	if hasV1 && !legacy {
 		w.fail("bucket ready", "format 1's ready index, left in a format %d file", rep.Format)
 	}

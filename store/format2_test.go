@@ -200,3 +200,27 @@ func TestFormat2FileFromBefore(t *testing.T) {
 		checkFile(t, path)
 	})
 }
+
+// TestFormat2FileMovesToFormat3: a format-2 file opened for writing gets
+// the format-3 marker, so that a library of format 2, which would set
+// version-3 records aside, refuses it instead; read-only, it stays 2.
+func TestFormat2FileMovesToFormat3(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("testdata/format2.bolt")
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "f2.db")
+	require.NoError(t, os.WriteFile(path, raw, 0o600))
+	ro, err := Open(path, Options{ReadOnly: true})
+	require.NoError(t, err)
+	require.NoError(t, ro.Close())
+	rep, err := Check(path)
+	require.NoError(t, err)
+	require.Equal(t, 2, rep.Format, "read-only writes nothing")
+	st, err := Open(path, Options{})
+	require.NoError(t, err)
+	require.NoError(t, st.Close())
+	rep, err = Check(path)
+	require.NoError(t, err)
+	require.Equal(t, 3, rep.Format)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+}

@@ -54,7 +54,14 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // move on its own. Format 2 replaced format 1's one ready index by one per
 // function and added the function registry (see the package doc).
 const (
-	formatVersion   = 2
+	// formatVersion 3 has format 2's layout; its records may be version
+	// 3 (priority, cancel mark), which a library of format 2 would set
+	// aside as unreadable: the marker makes that library refuse the file
+	// ("upgrade the library") instead of losing events.
+	formatVersion = 3
+	// fnLayoutVersion is the first format with a ready index per
+	// function; files below it are migrated.
+	fnLayoutVersion = 2
 	countersVersion = 1
 )
 
@@ -437,9 +444,17 @@ func (s *Store) init() error {
 			s.counts = c
 		}
 		s.clock.anchor(s.now().UnixNano(), s.counts.clock)
-		if old = meta.Get(keyFormat)[0] < formatVersion; old {
+		if old = meta.Get(keyFormat)[0] < fnLayoutVersion; old {
 			// Leases are recovered once the index they return to exists.
 			return nil
+		}
+		if meta.Get(keyFormat)[0] < formatVersion {
+			// Format 2: the same layout; the marker moves so that the
+			// records written from now on are never read by a library
+			// that would set them aside.
+			if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
+				return err
+			}
 		}
 		if err := s.loadFunctions(tx); err != nil {
 			return err
@@ -507,7 +522,7 @@ func (s *Store) initReadOnly() error {
 			return err
 		}
 		buckets := queueBuckets
-		if s.legacy = meta.Get(keyFormat)[0] < formatVersion; s.legacy {
+		if s.legacy = meta.Get(keyFormat)[0] < fnLayoutVersion; s.legacy {
 			// Format 1, or one whose migration was cut short: the calls
 			// that need the ready index read the events instead.
 			buckets = [][]byte{bucketEvents, bucketPayloads, bucketLeases, bucketCorrupt}
