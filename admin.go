@@ -24,6 +24,8 @@ type EventInfo = admin.Event
 //	GET  /deadletters/{id}           one letter
 //	POST /deadletters/redrive        {"ids":[...]} or {"filter":{...}} or {"all":true}; "to", "qualifier"
 //	POST /deadletters/purge          {"filter":{...}} or {"all":true}
+//	POST /events/cancel              {"ids":[...]} or {"filter":{"function":..,"state":..}} or {"all":true}; "keepKey"
+//	GET  /evictions?after=&limit=    the eviction ledger (WithFullPolicy(DropOldest))
 //	GET  /functions                  every function's figures (FunctionStats)
 //	POST /functions/{name}/pause     pause sending to a function, durably
 //	POST /functions/{name}/resume    send to it again
@@ -86,6 +88,22 @@ func (b adminBackend) Purge(ctx context.Context, f admin.LetterFilter) (int, err
 }
 
 func (b adminBackend) Functions() (any, error) { return b.d.Functions().All() }
+
+func (b adminBackend) Cancel(ctx context.Context, ids []string, keepKey bool) (int, error) {
+	return b.d.Events().Cancel(ctx, ids, CancelOptions{KeepKey: keepKey})
+}
+
+func (b adminBackend) CancelMatching(ctx context.Context, f admin.EventFilter, keepKey bool) (int, error) {
+	return b.d.Events().CancelMatching(ctx, EventFilter{Function: f.Function, State: EventState(f.State)}, CancelOptions{KeepKey: keepKey})
+}
+
+func (b adminBackend) Evictions(ctx context.Context, after string, limit int) (any, string, error) {
+	evs, next, err := b.d.Events().Evictions(ctx, after, limit)
+	if evs == nil {
+		evs = []Eviction{}
+	}
+	return evs, next, err
+}
 
 func (b adminBackend) SetPaused(ctx context.Context, function string, paused bool) error {
 	return b.d.Functions().setPaused(ctx, function, paused)

@@ -131,3 +131,41 @@ func TestAdminFunctions(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, fs.Paused)
 }
+
+func TestAdminCancelAndEvictions(t *testing.T) {
+	t.Parallel()
+	b := setup(t, with(dispatcher.WithMaxEvents(2), dispatcher.WithFullPolicy(dispatcher.DropOldest)))
+	ids := b.enqueue(t, "orders", 3) // the first is evicted
+	h := httptest.NewServer(b.d.AdminHandler())
+	t.Cleanup(h.Close)
+	post := func(body string, v any) int {
+		t.Helper()
+		resp, err := h.Client().Post(h.URL+"/events/cancel", "application/json", bytes.NewBufferString(body))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+		return resp.StatusCode
+	}
+	var ev struct {
+		Items []dispatcher.Eviction
+		Next  string
+	}
+	resp, err := h.Client().Get(h.URL + "/evictions")
+	require.NoError(t, err)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&ev))
+	resp.Body.Close()
+	require.Len(t, ev.Items, 1)
+	require.Equal(t, ids[0], ev.Items[0].ID)
+
+	var e struct{ Error string }
+	require.Equal(t, 400, post(`{}`, &e), "nothing selected")
+	require.Equal(t, 400, post(`{"ids":["`+ids[1]+`"],"all":true}`, &e))
+	require.Equal(t, 400, post(`{"filter":{"state":"gone"}}`, &e))
+	var got struct{ Cancelled int }
+	require.Equal(t, 200, post(`{"ids":["`+ids[1]+`"]}`, &got))
+	require.Equal(t, 1, got.Cancelled)
+	require.Equal(t, 200, post(`{"all":true}`, &got))
+	require.Equal(t, 1, got.Cancelled)
+	require.Zero(t, b.d.Stats().Queued())
+	require.Equal(t, uint64(2), b.d.Stats().Cancelled)
+}

@@ -154,6 +154,49 @@ func (w *baselineWriter) close() {
 	w.db.Close()
 }
 
+// BenchmarkEnqueueFull measures Enqueue at 64 producers into a queue
+// already at its cap under WithFullPolicy(DropOldest), where each event
+// evicts one and writes its ledger record, next to the same cap with room.
+func BenchmarkEnqueueFull(b *testing.B) {
+	const capEvents = 10_000
+	for _, full := range []bool{false, true} {
+		name := "empty"
+		if full {
+			name = "full-dropoldest"
+		}
+		b.Run(name, func(b *testing.B) {
+			// The same policy both ways, so both keep the eviction index;
+			// with room, a cap the loop never reaches.
+			limit := int64(capEvents)
+			if !full {
+				limit = 1 << 40
+			}
+			d, err := dispatcher.Open(filepath.Join(b.TempDir(), "events.db"),
+				dispatcher.WithMaxEvents(limit), dispatcher.WithFullPolicy(dispatcher.DropOldest))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			ctx := context.Background()
+			if full {
+				batch := make([]dispatcher.Event, 1000)
+				for i := range batch {
+					batch[i] = dispatcher.Event{Function: "bench", Payload: benchPayload}
+				}
+				for range capEvents / len(batch) {
+					if _, err := d.EnqueueBatch(ctx, batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			runProducers(b, 64, func(int) error {
+				_, err := d.Enqueue(ctx, dispatcher.Event{Function: "bench", Payload: benchPayload})
+				return err
+			})
+		})
+	}
+}
+
 // BenchmarkEnqueueKeys measures Enqueue at 64 producers with a distinct
 // key on every event, next to the same without keys.
 func BenchmarkEnqueueKeys(b *testing.B) {

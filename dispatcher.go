@@ -67,14 +67,20 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 	if o.leaseDuration <= o.invokeTimeout {
 		return nil, fmt.Errorf("dispatcher: lease duration %v must exceed the invoke timeout %v", o.leaseDuration, o.invokeTimeout)
 	}
+	var d *Dispatcher // the store's eviction callback needs it; set below
 	st, err := store.Open(path, store.Options{
-		LockTimeout: o.lockTimeout,
-		MaxEvents:   o.maxEvents,
-		MaxBytes:    o.maxBytes,
-		Now:         o.now,
-		Elapsed:     o.elapsed,
-		Logger:      o.logger,
-		ReadOnly:    o.readOnly,
+		LockTimeout:        o.lockTimeout,
+		MaxEvents:          o.maxEvents,
+		MaxBytes:           o.maxBytes,
+		Now:                o.now,
+		Elapsed:            o.elapsed,
+		Logger:             o.logger,
+		ReadOnly:           o.readOnly,
+		Full:               store.FullPolicy(o.full),
+		MaxEvictionRecords: o.maxEvictionRecords,
+		// An evicted event's key goes with it, in the enqueue transaction
+		// that evicts it: the event is gone, so a replay is not a duplicate.
+		Evicted: func(tx *store.Tx, ev store.Event) error { return d.releaseKey(CancelOptions{})(tx, ev) },
 	})
 	if err != nil {
 		var ce *store.CorruptError
@@ -83,7 +89,7 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		}
 		return nil, translate(err)
 	}
-	d := &Dispatcher{st: st, opts: o, lim: limits{maxPayload: o.maxPayload}, log: o.logger}
+	d = &Dispatcher{st: st, opts: o, lim: limits{maxPayload: o.maxPayload}, log: o.logger}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -158,6 +164,10 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 		if err := validateEvent(i, &e, d.lim); err != nil {
 			return nil, err
 		}
+		after, err := validateSchedule(i, &e, d.opts.now())
+		if err != nil {
+			return nil, err
+		}
 		if e.Window < 0 {
 			return nil, &ValidationError{Index: i, Field: "Window", Reason: fmt.Sprintf("window %v is negative", e.Window)}
 		}
@@ -172,8 +182,12 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 		if e.Window == 0 {
 			e.Window = d.opts.keyWindow
 		}
+		// A delayed event's key is held at least until it is due: a replay
+		// before then is still a duplicate of the event waiting.
+		e.Window = max(e.Window, after)
 		keyed = keyed || e.Key != ""
-		news[i] = store.NewEvent{Function: e.Function, Qualifier: e.Qualifier, Key: e.Key, Payload: e.Payload, Window: e.Window}
+		news[i] = store.NewEvent{Function: e.Function, Qualifier: e.Qualifier, Key: e.Key, Payload: e.Payload, Window: e.Window,
+			Due: dueAt(d.st.Now(), after), Priority: int8(e.Priority)}
 	}
 	rs := make([]Receipt, len(news))
 	if !keyed {
@@ -206,6 +220,15 @@ func (d *Dispatcher) enqueue(ctx context.Context, events []Event) ([]Receipt, er
 	}
 	d.opts.metrics.Enqueued(written)
 	return rs, nil
+}
+
+// dueAt is the queue-clock due time of an event due after from now; zero
+// for at once.
+func dueAt(queueNow time.Time, after time.Duration) time.Time {
+	if after <= 0 {
+		return time.Time{}
+	}
+	return queueNow.Add(after)
 }
 
 // checkWindow refuses a key window whose end, from now, is past what the

@@ -28,7 +28,34 @@ type Event struct {
 	// expiries are Unix nanoseconds), is refused with a *ValidationError
 	// whose Field is "Window".
 	Window time.Duration
+	// NotBefore, when set, makes the event due at that time instead of at
+	// once; Delay does the same relative to Enqueue. Give one or neither.
+	// The event is kept durably until then (counted in Stats.Scheduled),
+	// at most MaxDelay ahead. Its due time is held on the queue's clock,
+	// so a wall clock stepped meanwhile moves it no more than it moves
+	// retries. Its key window starts at Enqueue and lasts at least until
+	// it is due; its age for the retry policy's MaxEventAge starts at its
+	// first attempt, as for any event.
+	NotBefore time.Time
+	Delay     time.Duration
+	// Priority orders the due events of one function: higher first,
+	// first in, first out among equals. It ranges from MinPriority to
+	// MaxPriority; 0, the zero value, is normal. Functions still take
+	// turns (see WithFunctionLimit), and under WithFullPolicy(DropOldest)
+	// the lowest priority is evicted first.
+	Priority int
 }
+
+// Bounds of Event.Priority and of how far ahead an event may be
+// scheduled.
+const (
+	MinPriority = -3
+	MaxPriority = 3
+	// MaxDelay bounds NotBefore and Delay: an event due more than a year
+	// ahead is more likely a unit mistake (a timestamp in seconds read as
+	// milliseconds, say) than a plan, and is refused.
+	MaxDelay = 365 * 24 * time.Hour
+)
 
 // Receipt reports the outcome of an Enqueue.
 type Receipt struct {

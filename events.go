@@ -68,6 +68,8 @@ type QueuedEvent struct {
 	LastError deadletter.ErrorInfo
 	// Size is the payload's length in bytes.
 	Size int
+	// Priority is the event's, MinPriority to MaxPriority.
+	Priority int
 }
 
 // EventFilter selects queued events. Zero fields match everything.
@@ -205,6 +207,6 @@ func (d *Dispatcher) queuedEvent(ev store.Event) QueuedEvent {
 		ID: formatID(ev.Seq), Function: ev.Function, Qualifier: ev.Qualifier, Key: ev.Key, Payload: ev.Payload,
 		State: state, Attempts: ev.Attempts, Enqueued: ev.Enqueued, Due: ev.Due,
 		FirstAttempt: ev.FirstAttempt, LastAttempt: ev.LastAttempt, LeaseUntil: ev.LeaseUntil,
-		LastError: ev.LastError, Size: len(ev.Payload),
+		LastError: ev.LastError, Size: len(ev.Payload), Priority: int(ev.Priority),
 	}
 }

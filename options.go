@@ -26,18 +26,20 @@ type options struct {
 	elapsed     func() time.Duration // the queue clock's monotonic source; nil: the process's
 	readOnly    bool
 
-	lambda        LambdaInvoker
-	policy        retry.Policy
-	concurrency   int
-	sink          deadletter.Sink // nil: the bbolt sink in the queue's file
-	noFallback    bool
-	drainTimeout  time.Duration
-	invokeTimeout time.Duration
-	leaseDuration time.Duration
-	rate          float64
-	limits        map[string]delivery.Limit // WithFunctionLimit, by function
-	defaultLimit  delivery.Limit
-	metaField     string
+	lambda             LambdaInvoker
+	policy             retry.Policy
+	concurrency        int
+	sink               deadletter.Sink // nil: the bbolt sink in the queue's file
+	noFallback         bool
+	drainTimeout       time.Duration
+	invokeTimeout      time.Duration
+	leaseDuration      time.Duration
+	rate               float64
+	full               FullPolicy
+	maxEvictionRecords int
+	limits             map[string]delivery.Limit // WithFunctionLimit, by function
+	defaultLimit       delivery.Limit
+	metaField          string
 
 	logSizes   bool
 	metrics    Metrics
@@ -75,17 +77,18 @@ const (
 
 func defaultOptions() options {
 	return options{
-		lockTimeout:   DefaultLockTimeout,
-		maxPayload:    DefaultMaxPayload,
-		now:           time.Now,
-		policy:        retry.DefaultPolicy(),
-		concurrency:   DefaultConcurrency,
-		drainTimeout:  DefaultDrainTimeout,
-		invokeTimeout: DefaultInvokeTimeout,
-		leaseDuration: DefaultLeaseDuration,
-		keyWindow:     DefaultKeyWindow,
-		claimLease:    DefaultClaimLease,
-		sweepEvery:    DefaultKeySweep,
+		lockTimeout:        DefaultLockTimeout,
+		maxPayload:         DefaultMaxPayload,
+		now:                time.Now,
+		policy:             retry.DefaultPolicy(),
+		concurrency:        DefaultConcurrency,
+		drainTimeout:       DefaultDrainTimeout,
+		invokeTimeout:      DefaultInvokeTimeout,
+		leaseDuration:      DefaultLeaseDuration,
+		keyWindow:          DefaultKeyWindow,
+		claimLease:         DefaultClaimLease,
+		maxEvictionRecords: DefaultMaxEvictionRecords,
+		sweepEvery:         DefaultKeySweep,
 	}
 }
 
@@ -426,6 +429,57 @@ func WithClaimLease(d time.Duration) Option {
 			return fmt.Errorf("dispatcher: WithClaimLease(%v): must be at least 1s", d)
 		}
 		o.claimLease = d
+		return nil
+	}
+}
+
+// FullPolicy says what Enqueue does when the queue is at WithMaxEvents or
+// WithMaxBytes.
+type FullPolicy int
+
+const (
+	// Reject refuses the new events with ErrQueueFull; nothing changes.
+	// The default.
+	Reject FullPolicy = iota
+	// DropOldest evicts queued events to make room, in the transaction
+	// that writes the new ones: the lowest priority first, then the
+	// oldest, and only events waiting (ready or scheduled), never one in
+	// flight nor one of the batch being written. Each eviction leaves a
+	// record in the file's eviction ledger (Events().Evictions), is
+	// counted in Stats.Evicted, and releases the event's key. When
+	// evicting everything that may be evicted would still not make room,
+	// the batch is refused with ErrQueueFull as under Reject.
+	DropOldest
+)
+
+// DefaultMaxEvictionRecords bounds the eviction ledger unless
+// WithMaxEvictionRecords says otherwise.
+const DefaultMaxEvictionRecords = 10_000
+
+// WithFullPolicy sets what Enqueue does when the queue is full: Reject (the
+// default) or DropOldest. An edge device that buffers while offline keeps
+// its newest readings, and its alarms (give them a higher Priority) over
+// its telemetry, instead of refusing the newest reading for as long as the
+// outage lasts.
+func WithFullPolicy(p FullPolicy) Option {
+	return func(o *options) error {
+		if p != Reject && p != DropOldest {
+			return fmt.Errorf("dispatcher: WithFullPolicy(%d): want Reject or DropOldest", p)
+		}
+		o.full = p
+		return nil
+	}
+}
+
+// WithMaxEvictionRecords bounds the eviction ledger (default
+// DefaultMaxEvictionRecords): past it, the oldest records go. It must be
+// positive.
+func WithMaxEvictionRecords(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("dispatcher: WithMaxEvictionRecords(%d): must be positive", n)
+		}
+		o.maxEvictionRecords = n
 		return nil
 	}
 }

@@ -16,6 +16,8 @@ type Stats struct {
 	Retried      uint64
 	DeadLettered uint64
 	Recovered    uint64 // leases of a dead process, or expired ones, returned to the queue
+	Cancelled    uint64 // events cancelled (Events().Cancel)
+	Evicted      uint64 // events evicted under WithFullPolicy(DropOldest), each in the ledger
 	Commits      uint64 // write transactions: Enqueued/Commits is the group-commit factor
 
 	// DeadLetteredBy splits DeadLettered by reason.
@@ -77,7 +79,7 @@ func (d *Dispatcher) Stats() Stats {
 	s, err := d.st.Stats()
 	st := Stats{
 		Enqueued: s.Enqueued, Delivered: s.Acked, Retried: s.Rescheduled,
-		Recovered: s.Recovered, Commits: s.Commits,
+		Recovered: s.Recovered, Commits: s.Commits, Cancelled: s.Cancelled, Evicted: s.Evicted,
 		Throttled: d.counts.Throttled.Load(), InFlightLimit: int(d.counts.InFlightLimit.Load()), Paused: d.counts.Paused.Load(), DeadLetteredBy: d.counts.DeadLetteredBy(),
 	}
 	d.runMu.Lock()

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/lambdadispatch/dispatcher/internal/jsonvalid"
@@ -20,11 +21,18 @@ type limits struct {
 // dispatcher opened WithMaxPayload may accept larger payloads), and returns
 // nil or a *ValidationError naming the field at fault. It reads no file:
 // a tool can check its input before it opens one.
-func ValidateEvent(e Event) error { return validateEvent(0, &e, limits{}) }
+func ValidateEvent(e Event) error {
+	if err := validateEvent(0, &e, limits{}); err != nil {
+		return err
+	}
+	_, err := validateSchedule(0, &e, time.Now())
+	return err
+}
 
 // validateEvent returns nil or a *ValidationError (never a typed nil inside
 // a non-nil error) with Index set to index and Field one of "Function",
-// "Qualifier", "Payload", "Key".
+// "Qualifier", "Payload", "Key", "Delay", "NotBefore" or "Priority".
+// Delay and NotBefore are checked by validateSchedule, against a clock.
 //
 // The checks are loose enough never to refuse what Lambda's Invoke accepts
 // and strict enough to refuse, at Enqueue, what Lambda would refuse on every
@@ -46,7 +54,42 @@ func validateEvent(index int, e *Event, l limits) error {
 	if reason := checkKey(e.Key); reason != "" {
 		return &ValidationError{Index: index, Field: "Key", Reason: reason}
 	}
+	if e.Priority < MinPriority || e.Priority > MaxPriority {
+		return &ValidationError{Index: index, Field: "Priority", Reason: fmt.Sprintf("priority %d is outside %d to %d", e.Priority, MinPriority, MaxPriority)}
+	}
 	return nil
+}
+
+// validateSchedule checks e's Delay and NotBefore against now, the wall
+// clock's, and returns how long after now e is due (0: at once).
+func validateSchedule(index int, e *Event, now time.Time) (time.Duration, error) {
+	after, field, reason := schedule(e, now)
+	if reason != "" {
+		return 0, &ValidationError{Index: index, Field: field, Reason: reason}
+	}
+	return after, nil
+}
+
+// schedule returns how long after now e is due (0: at once), or the field
+// at fault and why.
+func schedule(e *Event, now time.Time) (after time.Duration, field, reason string) {
+	switch {
+	case e.Delay < 0:
+		return 0, "Delay", fmt.Sprintf("delay %v is negative", e.Delay)
+	case e.Delay > 0 && !e.NotBefore.IsZero():
+		return 0, "Delay", "give Delay or NotBefore, not both"
+	case e.Delay > MaxDelay:
+		return 0, "Delay", fmt.Sprintf("delay %v is past MaxDelay (%v)", e.Delay, MaxDelay)
+	case e.Delay > 0:
+		return e.Delay, "", ""
+	case e.NotBefore.IsZero():
+		return 0, "", ""
+	}
+	after = e.NotBefore.Sub(now)
+	if after > MaxDelay {
+		return 0, "NotBefore", fmt.Sprintf("%s is more than MaxDelay (%v) ahead", e.NotBefore.UTC().Format(time.RFC3339), MaxDelay)
+	}
+	return max(after, 0), "", ""
 }
 
 func checkPayload(p []byte, limit int) string {

@@ -228,6 +228,25 @@ func expiresAt(now time.Time, window time.Duration) int64 {
 	return n + int64(window)
 }
 
+// Release removes key from the window if the event seq holds it: a
+// cancelled or evicted event lets its key go, and a key already taken
+// over by a later event stays that event's.
+func (x *Index) Release(tx *store.Tx, key string, seq uint64) error {
+	keys, err := tx.Bucket(store.Keys)
+	if err != nil {
+		return err
+	}
+	v := keys.Get([]byte(key))
+	if v == nil {
+		return nil
+	}
+	e, err := decodeEntry(key, v)
+	if err != nil || e.Seq != seq {
+		return err
+	}
+	return x.Forget(tx, key)
+}
+
 // Forget removes key from the window, whoever holds it: a redrive clears
 // the mark of the event it sends again.
 func (x *Index) Forget(tx *store.Tx, key string) error {

@@ -17,6 +17,8 @@
 //	dispatcher.dead_lettered      counter, {event}, by reason
 //	dispatcher.deduplicated       counter, {event}, by where (enqueue, delivery)
 //	dispatcher.inflight.limit     gauge, {invocation}: the in-flight limit now
+//	dispatcher.cancelled          counter, {event}: events cancelled since Open (Stats.Cancelled)
+//	dispatcher.evicted            counter, {event}: events evicted by DropOldest (Stats.Evicted)
 //	dispatcher.async.event_age    histogram, ms, by function: an event's age when handed to Lambda (like AsyncEventAge)
 //	dispatcher.async.received     counter, {event}, by function: events Lambda accepted (like AsyncEventsReceived)
 //	dispatcher.async.dropped      counter, {event}, by function and reason: dead-lettered or evicted (like AsyncEventsDropped)
@@ -110,6 +112,14 @@ func New(mp metric.MeterProvider) (*Recorder, error) {
 	if err != nil {
 		return nil, err
 	}
+	cancelled, err := m.Int64ObservableCounter("dispatcher.cancelled", metric.WithUnit("{event}"), metric.WithDescription("Events cancelled."))
+	if err != nil {
+		return nil, err
+	}
+	evicted, err := m.Int64ObservableCounter("dispatcher.evicted", metric.WithUnit("{event}"), metric.WithDescription("Events evicted to make room under DropOldest, each in the eviction ledger."))
+	if err != nil {
+		return nil, err
+	}
 	fnEvents, err := m.Int64ObservableGauge("dispatcher.function.events", metric.WithUnit("{event}"), metric.WithDescription("Events of one function, by state."))
 	if err != nil {
 		return nil, err
@@ -139,6 +149,8 @@ func New(mp metric.MeterProvider) (*Recorder, error) {
 		o.ObserveInt64(depth, int64(st.DeadLettered), metric.WithAttributes(attribute.String("state", "dead")))
 		o.ObserveInt64(keys, int64(st.Keys))
 		o.ObserveInt64(delivered, int64(st.Delivered))
+		o.ObserveInt64(cancelled, int64(st.Cancelled))
+		o.ObserveInt64(evicted, int64(st.Evicted))
 		for _, f := range st.Functions {
 			fn := attribute.String("function", f.Function)
 			for state, n := range map[string]int64{"ready": f.Ready, "scheduled": f.Scheduled, "inflight": f.InFlight} {
@@ -153,7 +165,7 @@ func New(mp metric.MeterProvider) (*Recorder, error) {
 			o.ObserveInt64(fnThrottled, int64(f.Throttled), metric.WithAttributes(fn))
 		}
 		return nil
-	}, depth, keys, delivered, limit, fnEvents, fnLimit, fnPaused, fnThrottled)
+	}, depth, keys, delivered, limit, cancelled, evicted, fnEvents, fnLimit, fnPaused, fnThrottled)
 	if err != nil {
 		return nil, err
 	}

@@ -31,10 +31,18 @@ func fill(b *testing.B, st *Store, n int) {
 // BenchmarkLeaseAck measures the worker cycle, lease one event then ack it,
 // with w workers at once. Each step is its own call; the writer folds the
 // concurrent calls into shared transactions.
+//
+// The "/dropoldest" runs keep the eviction index (FullDropOldest, no cap
+// reached): the cost it adds to a lease and an ack.
 func BenchmarkLeaseAck(b *testing.B) {
-	for _, w := range []int{1, 64} {
-		b.Run(fmt.Sprintf("workers=%d", w), func(b *testing.B) {
-			st, err := Open(filepath.Join(b.TempDir(), "q.db"), Options{})
+	for _, run := range []struct {
+		w    int
+		name string
+		o    Options
+	}{{1, "", Options{}}, {64, "", Options{}}, {1, "/dropoldest", Options{Full: FullDropOldest}}, {64, "/dropoldest", Options{Full: FullDropOldest}}} {
+		w := run.w
+		b.Run(fmt.Sprintf("workers=%d%s", w, run.name), func(b *testing.B) {
+			st, err := Open(filepath.Join(b.TempDir(), "q.db"), run.o)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -141,4 +149,55 @@ func BenchmarkLeaseAckPipelined(b *testing.B) {
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
 	s, _ := st.Stats()
 	b.ReportMetric(float64(s.Acked)/float64(s.Commits), "events/commit")
+}
+
+// BenchmarkEnqueueFull measures Enqueue into a queue that is full under
+// FullDropOldest (each batch evicts as many events as it brings, the
+// oldest of 10,000) next to one that is not (the index kept, nothing
+// evicted) and, as the baseline, one under FullReject, which keeps no
+// index. "noledger" is the full queue with MaxEvictionRecords < 0. One op
+// is one call of batch events of 1 KiB.
+func BenchmarkEnqueueFull(b *testing.B) {
+	const held = 10000
+	for _, batch := range []int{1, 100} {
+		for _, tc := range []struct {
+			name string
+			o    Options
+			fill bool
+		}{
+			{"empty/reject", Options{}, false},
+			{"empty/dropoldest", Options{Full: FullDropOldest}, false},
+			{"full/dropoldest", Options{Full: FullDropOldest, MaxEvents: held}, true},
+			{"full/dropoldest/noledger", Options{Full: FullDropOldest, MaxEvents: held, MaxEvictionRecords: -1}, true},
+		} {
+			b.Run(fmt.Sprintf("batch=%d/%s", batch, tc.name), func(b *testing.B) {
+				st, err := Open(filepath.Join(b.TempDir(), "q.db"), tc.o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				if tc.fill {
+					fill(b, st, held)
+				}
+				evs := make([]NewEvent, batch)
+				for i := range evs {
+					evs[i] = NewEvent{Function: "bench", Payload: benchPayload}
+				}
+				ctx := context.Background()
+				b.ResetTimer()
+				start := time.Now()
+				for range b.N {
+					if _, err := st.Enqueue(ctx, evs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(b.N*batch)/time.Since(start).Seconds(), "events/s")
+				s, _ := st.Stats()
+				if tc.fill && s.Evicted != uint64(b.N*batch) {
+					b.Fatalf("evicted %d, want %d", s.Evicted, b.N*batch)
+				}
+			})
+		}
+	}
 }

@@ -19,7 +19,11 @@ type Report struct {
 	Format   int    `json:"format"`  // the layout the file's marker names
 	// Functions is the number of records in the function registry
 	// (format 2).
-	Functions int       `json:"functions"`
+	Functions int `json:"functions"`
+	// Cancelled counts the leased events marked cancelled (of Leased).
+	Cancelled int64 `json:"cancelled"`
+	// Evictions is the number of records in the eviction ledger.
+	Evictions int       `json:"evictions"`
 	Problems  []Problem `json:"problems"` // empty for a sound file
 }
 
@@ -29,10 +33,13 @@ func (r Report) OK() bool { return len(r.Problems) == 0 }
 // Check reads the whole queue file at path, without bbolt and without
 // writing to it, and reports what is wrong: the page tree (as Open's
 // pre-check, but going on past damage), every record's and payload's
-// checksum, the ready and lease indexes against the records, the function
-// registry (ids unique, counts) and the counters Open trusts against what
-// the file holds. It works on files that Open refuses, and on format 1
-// files, whole or with their migration cut short.
+// checksum, the ready and lease indexes against the records (priorities
+// included, and the cancelled mark only on leased events), the eviction
+// index when there is one (exactly the events waiting, once marked
+// complete), the eviction ledger's records, the function registry (ids
+// unique, counts) and the counters Open trusts against what the file
+// holds. It works on files that Open refuses, and on format 1 files,
+// whole or with their migration cut short.
 //
 // The returned error is for a file that cannot be read at all (missing,
 // or held by a running dispatcher: ErrLocked); damage is in the Report.
@@ -56,6 +63,7 @@ func Check(path string) (Report, error) {
 
 	type head struct {
 		state byte
+		prio  int8
 		fn    int32 // index in names: a backlog has few function names
 		due   int64
 		size  int64
@@ -64,8 +72,9 @@ func Check(path string) (Report, error) {
 	}
 	// indexed is an event's key in the ready index.
 	type indexed struct {
-		id  uint32
-		due int64
+		id   uint32
+		prio byte
+		due  int64
 	}
 	var (
 		heads    = map[uint64]head{}
@@ -84,6 +93,15 @@ func Check(path string) (Report, error) {
 		unreadable = map[uint64]bool{}
 		names      []string
 		nameIdx    = map[string]int32{}
+
+		// The eviction index, seq → the priorities of its keys, whether
+		// it is there and marked complete; and the ledger's bucket
+		// sequence (its count of records).
+		evictable     = map[uint64][]int8{}
+		hasEvictable  bool
+		evictComplete bool
+		ledgerSeq     uint64
+		hasLedger     bool
 	)
 	intern := func(name string) int32 {
 		i, ok := nameIdx[name]
@@ -94,9 +112,15 @@ func Check(path string) (Report, error) {
 		}
 		return i
 	}
-	w.bucket = func(path [][]byte, _ uint64) {
-		if len(path) == 1 && bytes.Equal(path[0], bucketReadyV1) {
+	w.bucket = func(path [][]byte, seq uint64) {
+		switch {
+		case len(path) != 1:
+		case bytes.Equal(path[0], bucketReadyV1):
 			hasV1 = true
+		case bytes.Equal(path[0], bucketEvictable):
+			hasEvictable = true
+		case bytes.Equal(path[0], bucketEvicted):
+			hasLedger, ledgerSeq = true, seq
 		}
 	}
 	w.kv = func(path [][]byte, k, v []byte) {
@@ -111,6 +135,8 @@ func Check(path string) (Report, error) {
 				counters = bytes.Clone(v)
 			case bytes.Equal(k, keyFormat):
 				format = bytes.Clone(v)
+			case bytes.Equal(k, keyEvictable):
+				evictComplete = true
 			}
 		case string(bucketEvents):
 			if len(k) != 8 {
@@ -125,7 +151,13 @@ func Check(path string) (Report, error) {
 				unreadable[seq] = true
 				return
 			}
-			heads[seq] = head{state: r.state, fn: intern(r.function), due: r.due, size: r.size(), plen: r.payloadLen, pcrc: r.payloadCRC}
+			heads[seq] = head{state: r.state, prio: r.priority, fn: intern(r.function), due: r.due, size: r.size(), plen: r.payloadLen, pcrc: r.payloadCRC}
+			switch {
+			case r.cancelled && r.state != stateLeased:
+				w.fail(fmt.Sprintf("event %d", seq), "marked cancelled, but not leased")
+			case r.cancelled:
+				rep.Cancelled++
+			}
 		case string(bucketPayloads):
 			if len(k) == 8 {
 				payloads[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}
@@ -141,7 +173,7 @@ func Check(path string) (Report, error) {
 		case string(bucketFnReady):
 			if len(k) == fnReadyKeyLen {
 				seq := fnKeySeq(k)
-				fnready[seq] = append(fnready[seq], indexed{id: binary.BigEndian.Uint32(k), due: int64(fnKeyDue(k) ^ (1 << 63))})
+				fnready[seq] = append(fnready[seq], indexed{id: binary.BigEndian.Uint32(k), prio: k[4], due: int64(fnKeyDue(k) ^ (1 << 63))})
 			} else {
 				w.fail("bucket fnready", "key of %d bytes", len(k))
 			}
@@ -160,6 +192,24 @@ func Check(path string) (Report, error) {
 			}
 		case string(bucketCorrupt):
 			rep.Corrupt++
+		case string(bucketEvictable):
+			p, ok := evictKeyPriority(k)
+			if !ok {
+				w.fail("eviction index", "key %x: not a priority and a sequence number", k)
+				return
+			}
+			seq := binary.BigEndian.Uint64(k[1:])
+			evictable[seq] = append(evictable[seq], p)
+		case string(bucketEvicted):
+			rep.Evictions++
+			if len(k) != 8 {
+				w.fail("eviction ledger", "key of %d bytes", len(k))
+				return
+			}
+			seq := binary.BigEndian.Uint64(k)
+			if _, err := decodeEviction(seq, v); err != nil {
+				w.fail(fmt.Sprintf("eviction record %d", seq), "%v", err)
+			}
 		}
 	}
 	w.walk()
@@ -176,7 +226,7 @@ func Check(path string) (Report, error) {
 	}
 	// Format 1 (or 2 with a migration's leftovers): a ready event may be
 	// in either index, as a migration cut short leaves it.
-	legacy := rep.Format < formatVersion
+	legacy := rep.Format < fnLayoutVersion
 	if hasV1 && !legacy {
 		w.fail("bucket ready", "format 1's ready index, left in a format %d file", rep.Format)
 	}
@@ -215,6 +265,8 @@ func Check(path string) (Report, error) {
 			return fmt.Sprintf("indexed under function id %d, but %q has id %d", keys[0].id, names[h.fn], r.id)
 		case keys[0].due != h.due:
 			return "ready, but not in the ready index at its due time"
+		case keys[0].prio != readyPriority(h.prio):
+			return fmt.Sprintf("priority %d, but in the ready index under priority byte %#x", h.prio, keys[0].prio)
 		}
 		return ""
 	}
@@ -265,6 +317,40 @@ func Check(path string) (Report, error) {
 		case ok && h.state == stateLeased:
 			w.fail(fmt.Sprintf("event %d", seq), "leased, and in the ready index too")
 		}
+	}
+	checkEvictable := func() {
+		for seq, ps := range evictable {
+			h, ok := heads[seq]
+			where := fmt.Sprintf("event %d", seq)
+			switch {
+			case !ok && !unreadable[seq]:
+				w.fail("eviction index", "key of event %d, which the file does not hold", seq)
+			case !ok:
+			case h.state == stateLeased:
+				w.fail(where, "leased, and in the eviction index too")
+			case len(ps) > 1:
+				w.fail(where, "in the eviction index %d times", len(ps))
+			case ps[0] != h.prio:
+				w.fail(where, "priority %d, but in the eviction index under priority %d", h.prio, ps[0])
+			}
+		}
+		if !evictComplete {
+			return // a build cut short: the next Open builds it again
+		}
+		for seq, h := range heads {
+			if h.state == stateReady && evictable[seq] == nil {
+				w.fail(fmt.Sprintf("event %d", seq), "waiting, but not in the eviction index")
+			}
+		}
+	}
+	switch {
+	case hasEvictable:
+		checkEvictable()
+	case evictComplete:
+		w.fail("meta", "marks the eviction index complete, but there is none")
+	}
+	if hasLedger && w.lostPages == 0 && w.lostValues == 0 && ledgerSeq != uint64(rep.Evictions) {
+		w.fail("eviction ledger", "counts %d records, but holds %d", ledgerSeq, rep.Evictions)
 	}
 	if !legacy && w.lostPages == 0 && w.lostValues == 0 {
 		// The registry against the events, when every page was read and

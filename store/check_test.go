@@ -267,7 +267,7 @@ func TestCheckRegistry(t *testing.T) {
 		rep, err := Check(base)
 		require.NoError(t, err)
 		require.True(t, rep.OK(), "%v", rep.Problems)
-		require.Equal(t, 2, rep.Format)
+		require.Equal(t, formatVersion, rep.Format)
 		require.Equal(t, 3, rep.Functions)
 		require.Equal(t, int64(8), rep.Events)
 	})
@@ -286,7 +286,7 @@ func TestCheckRegistry(t *testing.T) {
 			return tx.Bucket(bucketFnReady).Put(k, nil)
 		}, []Problem{{Where: "event 2", What: "in the ready index 2 times"}}},
 		{"KeyWithoutEvent", func(tx *bolt.Tx) error {
-			return tx.Bucket(bucketFnReady).Put(fnReadyKey(ids["A"], 0, 999), nil)
+			return tx.Bucket(bucketFnReady).Put(fnReadyKey(ids["A"], 0, 0, 999), nil)
 		}, []Problem{{Where: "ready index", What: "key of event 999, which the file does not hold"}}},
 		{"KeyUnderAnotherID", func(tx *bolt.Tx) error {
 			k := keyOf(tx, seqOfA)
@@ -323,7 +323,7 @@ func TestCheckRegistry(t *testing.T) {
 		{"Format1IndexLeft", func(tx *bolt.Tx) error {
 			_, err := tx.CreateBucket(bucketReadyV1)
 			return err
-		}, []Problem{{Where: "bucket ready", What: "format 1's ready index, left in a format 2 file"}}},
+		}, []Problem{{Where: "bucket ready", What: "format 1's ready index, left in a format 3 file"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -59,10 +59,25 @@ func TestCountsWithoutClock(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, c, got)
 
+	// Before cancel and eviction the counters ended after the clock, and
+	// before the queue clock, before it: each field zero is one byte.
+	b = c.encode()
+	got, err = decodeCounts(b[:len(b)-2])
+	require.NoError(t, err)
+	require.Equal(t, c, got)
 	c.clock = 0
 	b = c.encode()
-	old := b[:len(b)-1] // the counters ended there before the queue clock
-	got, err = decodeCounts(old)
+	got, err = decodeCounts(b[:len(b)-3])
+	require.NoError(t, err)
+	require.Equal(t, c, got)
+
+	c.cancelled, c.evicted = 5, 6
+	b = c.encode()
+	got, err = decodeCounts(b)
+	require.NoError(t, err)
+	require.Equal(t, c, got)
+	// A later version's fields are dropped, not refused.
+	got, err = decodeCounts(append(b, 1, 2, 3))
 	require.NoError(t, err)
 	require.Equal(t, c, got)
 }

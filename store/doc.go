@@ -11,7 +11,8 @@
 //
 // Every bucket of the queue file, by owner:
 //
-//	meta          store      format marker, persisted counts and clock
+//	meta          store      format marker, persisted counts, totals and
+//	                         clock, the eviction index's complete mark
 //	events        store      event records, by sequence number
 //	payloads      store      payloads, by sequence number
 //	functions     store      function name → id, paused flag, counts
@@ -19,6 +20,9 @@
 //	                         of events waiting
 //	leases        store      sequence → lease expiry of leased events
 //	corrupt       store      records set aside as unreadable
+//	evictable     store      (priority, sequence) of events waiting, the
+//	                         least urgent first; only under FullDropOldest
+//	evicted       store      eviction ledger: sequence → what was evicted
 //	deadletters   Letters        package deadletter's Bolt sink
 //	keys          Keys           package idempotency's Index: key → entry
 //	keyexp        KeyExpiry      its expiry index, (expiry, key)
@@ -58,10 +62,58 @@
 // Bucket "fnready" is the index of events waiting, 21-byte keys: the
 // function's id (4 bytes, big-endian), a priority byte, the due time
 // (8 bytes, ordered), the sequence number (8). Each function's events are
-// thus a range of their own, due first and, among equals, first in first
-// out, and a lease reaches the next function with one seek instead of
-// walking a backlog. The priority byte is 0x80 for every event today; it
-// is reserved for priorities, a lower byte sorting and leasing first.
+// thus a range of their own, and a lease reaches the next function with
+// one seek instead of walking a backlog. The priority byte is 0x80 minus
+// the event's priority (-3 to 3), so the most urgent sort first; priority
+// 0 is 0x80, the byte every key had before priorities, so files written
+// then keep their order. Within a function a lease takes the events due
+// now by priority, then due time, then sequence: it seeks each priority
+// in use in turn, and at the first key of one that is not due yet jumps
+// to the next, so a function whose urgent events are all scheduled later
+// still yields its due ones, at a seek per priority in use (seven at
+// most).
+//
+// # Cancel
+//
+// Cancel removes an event waiting at once. A leased event it cannot take
+// back from its delivery: it sets the cancelled flag in its record, in
+// the same transaction, and whatever ends the lease (Reschedule, Release,
+// Remove, an expired lease's Reclaim, ReleaseAll, the recovery at Open)
+// removes the event instead of returning it; an Ack removes it as always.
+// The flag is in the record, so it holds across a crash.
+//
+// # Eviction
+//
+// Under Options.Full = FullDropOldest, an enqueue that would pass
+// MaxEvents or MaxBytes evicts events waiting (never leased ones), the
+// lowest priority first and among equals the lowest sequence number,
+// until the batch fits. Bucket "evictable" finds them without walking
+// every function's index: 9-byte keys, a priority byte (0x80 plus the
+// priority, so the least urgent sort first) and the sequence number,
+// exactly the events waiting. Every write that moves an event in or out
+// of the ready index moves it there too, but only while the store is
+// opened with FullDropOldest: an Open without it deletes the bucket, and
+// an Open with it, finding none (or one whose build did not finish),
+// builds it in batches from the events before it returns, the last batch
+// writing the mark "evictable" in meta. A stale index is thus never
+// trusted: the mark is only ever written over a complete build, and every
+// Open that will not keep the index up to date removes the mark with it.
+// (A library from before eviction would leave both; eviction reads each
+// victim's record, so a key such a library left stale is skipped, never
+// obeyed.)
+//
+// Each eviction writes a record to bucket "evicted", the ledger, under
+// the event's sequence number: version byte (1), reason (1: full),
+// priority, enqueue and eviction times, payload size, function and key,
+// and a CRC-32C. The bucket's sequence is its number of records; past
+// Options.MaxEvictionRecords the lowest sequence numbers go first.
+//
+// Eviction is crash-safe because it is part of the enqueue: the events
+// chosen, their payloads, index keys and counts, their ledger records,
+// the callback's release of their keys (Options.Evicted) and the batch
+// itself commit in one transaction, or none of it does. A crash leaves
+// either the queue before the enqueue or after it, never an event gone
+// without its ledger record, nor a batch written over events still held.
 //
 // # Format 2 and migration
 //
@@ -89,12 +141,14 @@
 // # Writes
 //
 // One goroutine owns every write transaction. Concurrent calls (Enqueue,
-// Lease, Ack, Reschedule, Release, Remove, Reclaim, SetPaused) wait in a
-// channel; the writer takes all that are waiting, applies them in one
-// transaction and one fsync, and answers each. A call whose context ends
-// before the writer takes it is dropped unwritten. When a shared
+// Lease, Ack, Reschedule, Release, Remove, Reclaim, Cancel, SetPaused)
+// wait in a channel; the writer takes all that are waiting, applies them
+// in one transaction and one fsync, and answers each. A call whose context
+// ends before the writer takes it is dropped unwritten. When a shared
 // transaction fails, each call in it is run again alone, so one failing
-// call cannot fail its neighbours.
+// call cannot fail its neighbours. Each commit closes the channel Changed
+// last handed out, if any: a caller draining the queue waits on it
+// rather than polling.
 //
 // # Integrity
 //
@@ -108,9 +162,11 @@
 // key order, no page reached twice. Whatever fails is a *CorruptError, and
 // the file is not written. The walk costs about 35 ms for 100,000 events.
 //
-// Each event record ends with a CRC-32C of itself (record version 2), as
-// each payload has one in its record. Records of version 1, written before,
-// still read, unchecked. A record or payload that fails its checksum is set
+// Each event record ends with a CRC-32C of itself (record versions 2 and
+// 3), as each payload has one in its record. Version 3 adds the priority
+// and a flags byte (cancelled) after the state. Records of version 1,
+// written before checksums, still read, unchecked; those of versions 1 and
+// 2 read as priority 0. A record or payload that fails its checksum is set
 // aside into the corrupt bucket at its next lease and counted in
 // Stats.Corrupt, so that a flipped bit never sends an event to another
 // function.
@@ -129,5 +185,6 @@
 //
 // Open holds bbolt's file lock for the life of the Store, so every lease
 // found at Open belongs to a process that is gone: each returns to the ready
-// index at its old place, with its attempts kept.
+// index at its old place, with its attempts kept, except that of an event
+// cancelled while leased, which is removed.
 package store

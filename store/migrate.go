@@ -185,7 +185,7 @@ func (t *txn) migrateBatch(after uint64, ids map[string]uint32, local map[string
 					return 0, false, err
 				}
 			}
-			if err := t.fnready.Put(fnReadyKey(id, r.due, m.seq), []byte{}); err != nil {
+			if err := t.fnready.Put(fnReadyKey(id, r.priority, r.due, m.seq), []byte{}); err != nil {
 				return 0, false, err
 			}
 		}

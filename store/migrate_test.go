@@ -131,7 +131,7 @@ func TestFormat1File(t *testing.T) {
 		rep, err := Check(path)
 		require.NoError(t, err)
 		require.True(t, rep.OK(), "%v", rep.Problems)
-		require.Equal(t, 2, rep.Format)
+		require.Equal(t, formatVersion, rep.Format)
 		require.Equal(t, 4, rep.Functions)
 
 		st, err = Open(path, Options{Now: clk.Now, Elapsed: clk.Elapsed})
@@ -176,7 +176,7 @@ func TestFormat1File(t *testing.T) {
 		check, err := Check(dst)
 		require.NoError(t, err)
 		require.True(t, check.OK(), "%v", check.Problems)
-		require.Equal(t, 2, check.Format)
+		require.Equal(t, formatVersion, check.Format)
 		st, err := Open(dst, Options{Now: clk.Now, Elapsed: clk.Elapsed})
 		require.NoError(t, err)
 		defer st.Close()
@@ -351,7 +351,7 @@ func TestMigrationResumes(t *testing.T) {
 			rep, err = Check(path)
 			require.NoError(t, err)
 			require.True(t, rep.OK(), "%v", rep.Problems)
-			require.Equal(t, 2, rep.Format)
+			require.Equal(t, formatVersion, rep.Format)
 		})
 	}
 }

@@ -23,12 +23,16 @@ type pending struct {
 	function string
 	due      int64
 	size     int64
+	priority int8
 }
 
 // Enqueue writes events in one transaction, all or nothing, and returns
-// their sequence numbers once the transaction is durable. It returns an
-// error wrapping ErrFull, having written nothing, when the events would
-// take the store past MaxEvents or MaxBytes.
+// their sequence numbers once the transaction is durable. When the events
+// would take the store past MaxEvents or MaxBytes it returns an error
+// wrapping ErrFull, having written nothing; or, under FullDropOldest,
+// evicts events waiting in the same transaction to make room (see
+// FullPolicy). An event whose priority is out of range is an error, and
+// nothing is written.
 func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -41,10 +45,10 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	var full error
 	err = s.do(ctx, func(t *txn) error {
 		seqs, full = nil, nil
-		if full = t.checkRoom(len(ps), size); full != nil {
-			return nil
-		}
 		var err error
+		if full, err = t.makeRoom(len(ps), size, nil); full != nil || err != nil {
+			return err
+		}
 		seqs, err = t.put(ps, size)
 		return err
 	})
@@ -77,7 +81,9 @@ type Result struct {
 // call has, is not written and comes back as a Duplicate with the holder's
 // sequence number; every other keyed event claims its key as it is
 // written. Concurrent calls with the same key are serialised by the writer,
-// so exactly one wins. The caps count only the events written.
+// so exactly one wins. The caps count only the events written; under
+// FullDropOldest the events holding the keys of its duplicates are not
+// evicted to make room, so that no duplicate names an event gone.
 func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) ([]Result, error) {
 	if len(evs) == 0 {
 		return nil, nil
@@ -93,6 +99,7 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 		now := time.Unix(0, t.wall)
 		first := map[string]int{} // key → the event of this call that claims it
 		dupOf := map[int]int{}
+		var holders map[uint64]bool
 		var fresh []pending
 		var freshIdx []int
 		var size int64
@@ -108,6 +115,10 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 				}
 				if held {
 					results[i] = Result{Seq: seq, Duplicate: true}
+					if holders == nil {
+						holders = map[uint64]bool{}
+					}
+					holders[seq] = true
 					continue
 				}
 				first[e.Key] = i
@@ -117,8 +128,9 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 			size += ps[i].size
 		}
 		if len(fresh) > 0 {
-			if full = t.checkRoom(len(fresh), size); full != nil {
-				return nil
+			var err error
+			if full, err = t.makeRoom(len(fresh), size, holders); full != nil || err != nil {
+				return err
 			}
 			seqs, err := t.put(fresh, size)
 			if err != nil {
@@ -160,21 +172,24 @@ func (s *Store) prepare(evs []NewEvent) ([]pending, int64, error) {
 		if err := checkFunction(e.Function); err != nil {
 			return nil, 0, err
 		}
+		if err := checkPriority(e.Priority); err != nil {
+			return nil, 0, err
+		}
 		// The payload is copied: bbolt keeps the slice until the commit, and
 		// a caller whose context ends may reuse its own before then.
 		payload := append([]byte(nil), e.Payload...)
 		due := now
 		if !e.Due.IsZero() {
-			// Due is a wall-clock instant: what is left of it runs on the
-			// queue's clock.
-			due = now + max(e.Due.UnixNano()-wall, 0)
+			// On the queue's clock, as Store.Now and Reschedule's due:
+			// a time the caller read from Now stays what it meant.
+			due = max(e.Due.UnixNano(), now)
 		}
 		r := record{
-			state: stateReady, enqueued: wall, due: due,
+			state: stateReady, priority: e.Priority, enqueued: wall, due: due,
 			function: e.Function, qualifier: e.Qualifier, key: e.Key,
 			payloadLen: uint32(len(payload)), payloadCRC: checksum(payload),
 		}
-		ps[i] = pending{rec: r.encode(nil), payload: payload, function: e.Function, due: due, size: r.size()}
+		ps[i] = pending{rec: r.encode(nil), payload: payload, function: e.Function, due: due, size: r.size(), priority: e.Priority}
 		size += ps[i].size
 	}
 	return ps, size, nil
@@ -207,7 +222,10 @@ func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := t.fnready.Put(fnReadyKey(f.id, ps[i].due, seq), []byte{}); err != nil {
+		if err := t.fnready.Put(fnReadyKey(f.id, ps[i].priority, ps[i].due, seq), []byte{}); err != nil {
+			return nil, err
+		}
+		if err := t.indexWaiting(ps[i].priority, seq); err != nil {
 			return nil, err
 		}
 		f.events++
@@ -226,7 +244,8 @@ func (t *txn) put(ps []pending, size int64) ([]uint64, error) {
 // a redrive reads and removes dead letters there, so that each is either
 // back in the queue or still a letter, never both and never neither. The
 // caps apply as in Enqueue: past them nothing is written and the error
-// wraps ErrFull. fn may run more than once and must not keep state.
+// wraps ErrFull, or under FullDropOldest events waiting are evicted to
+// make room. fn may run more than once and must not keep state.
 //
 // With w not nil, every keyed event written claims its key in w for its
 // Window, replacing whoever held it: a redrive sends the event again under
@@ -244,8 +263,11 @@ func (s *Store) Insert(ctx context.Context, fn func(tx *Tx) ([]NewEvent, error),
 		if err != nil {
 			return err
 		}
-		if full = t.checkRoom(len(ps), size); full != nil {
+		if full, err = t.makeRoom(len(ps), size, nil); full != nil {
 			return errRollback
+		}
+		if err != nil {
+			return err
 		}
 		seqs, err = t.put(ps, size)
 		if err != nil || w == nil {
@@ -313,7 +335,8 @@ func (s *Store) Lease(ctx context.Context, n int, d time.Duration) ([]Event, err
 // before another's first event.
 //
 // onAck, when not nil, runs in the same transaction for each acked event
-// that has a key, so that marking the key delivered commits with the ack.
+// that has a key, so that marking the key delivered commits with the ack;
+// not for an event cancelled while leased, whose key Cancel handed back.
 func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Duration, quota Quota, onAck func(tx *Tx, seq uint64, key string) error) ([]Event, []uint64, error) {
 	var leased []Event
 	var notLeased []uint64
@@ -328,7 +351,9 @@ func (s *Store) AckAndLease(ctx context.Context, acks []uint64, n int, d time.Du
 				notLeased = append(notLeased, seq)
 				continue
 			}
-			if onAck != nil && len(h.key) > 0 {
+			// A cancelled event's key was handed back when it was
+			// cancelled: marking it delivered would claim it again.
+			if onAck != nil && len(h.key) > 0 && !h.cancelled {
 				if err := onAck(t.pub(), seq, string(h.key)); err != nil {
 					return err
 				}
@@ -389,6 +414,9 @@ func (t *txn) leaseOne(k []byte, f *fnTouch, d time.Duration) (Event, bool, erro
 	if err != nil {
 		return Event{}, false, t.setAside(seq, err.Error(), raw, f)
 	}
+	if err := t.unindexWaiting(r.priority, seq); err != nil {
+		return Event{}, false, err
+	}
 	r.state = stateLeased
 	if r.attempts < math.MaxUint32 {
 		r.attempts++
@@ -433,7 +461,7 @@ func (t *txn) reindex(seq uint64, r *record) error {
 		f.events++
 		f.bytes += r.size()
 	}
-	return t.fnready.Put(fnReadyKey(f.id, r.due, seq), []byte{})
+	return t.fnready.Put(fnReadyKey(f.id, r.priority, r.due, seq), []byte{})
 }
 
 // setAside moves an unreadable event out of the queue into the corrupt
@@ -460,6 +488,14 @@ func (t *txn) setAside(seq uint64, why string, raw []byte, f *fnTouch) error {
 	}
 	if err := t.payloads.Delete(k); err != nil {
 		return err
+	}
+	if t.evictable != nil {
+		// Its priority may be what is damaged: every level's key goes.
+		for p := int8(MinPriority); p <= MaxPriority; p++ {
+			if err := t.unindexWaiting(p, seq); err != nil {
+				return err
+			}
+		}
 	}
 	if t.leases.Get(k) != nil {
 		if err := t.leases.Delete(k); err != nil {
@@ -548,7 +584,7 @@ func (s *Store) Ack(ctx context.Context, seqs ...uint64) error {
 
 // delete removes an event from every bucket that holds it.
 func (t *txn) delete(seq uint64, r *record) error {
-	return t.remove(seq, recordHead{state: r.state, due: r.due, size: r.size(), function: []byte(r.function)})
+	return t.remove(seq, recordHead{state: r.state, priority: r.priority, due: r.due, size: r.size(), function: []byte(r.function)})
 }
 
 func (t *txn) remove(seq uint64, r recordHead) error {
@@ -568,8 +604,13 @@ func (t *txn) remove(seq uint64, r recordHead) error {
 		if f != nil {
 			f.leased--
 		}
-	} else if f != nil {
-		if err := t.cReady.del(fnReadyKey(f.id, r.due, seq)); err != nil {
+	} else {
+		if f != nil {
+			if err := t.cReady.del(fnReadyKey(f.id, r.priority, r.due, seq)); err != nil {
+				return err
+			}
+		}
+		if err := t.unindexWaiting(r.priority, seq); err != nil {
 			return err
 		}
 	}
@@ -585,7 +626,8 @@ func (t *txn) remove(seq uint64, r recordHead) error {
 }
 
 // Reschedule returns a leased event to the ready index, due at due, with
-// the error of its failed attempt recorded. The attempt stays counted.
+// the error of its failed attempt recorded. The attempt stays counted. An
+// event cancelled while leased is removed instead.
 func (s *Store) Reschedule(ctx context.Context, seq uint64, due time.Time, lastErr ErrorInfo) error {
 	if len(lastErr.Message) > maxErrorMessage {
 		lastErr.Message = lastErr.Message[:maxErrorMessage]
@@ -595,6 +637,9 @@ func (s *Store) Reschedule(ctx context.Context, seq uint64, due time.Time, lastE
 		r, err := t.leased(seq)
 		if bad = err; bad != nil {
 			return nil
+		}
+		if r.cancelled {
+			return t.delete(seq, &r)
 		}
 		r.lastErr = lastErr
 		t.tot.rescheduled++
@@ -609,7 +654,8 @@ func (s *Store) Reschedule(ctx context.Context, seq uint64, due time.Time, lastE
 // Release returns leased events to the ready index at their old place in
 // line. With refund, the attempt their lease counted is given back: the
 // dispatcher does so when the fault was its own (Lambda unreachable, bad
-// credentials) and not the event's.
+// credentials) and not the event's. Events cancelled while leased are
+// removed instead.
 func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error {
 	var bad error
 	err := s.do(ctx, func(t *txn) error {
@@ -623,8 +669,16 @@ func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error 
 			}
 			recs[i] = r
 		}
+		var released uint64
 		for i, seq := range seqs {
 			r := &recs[i]
+			if r.cancelled {
+				if err := t.delete(seq, r); err != nil {
+					return err
+				}
+				continue
+			}
+			released++
 			if refund && r.attempts > 0 {
 				r.attempts--
 				if r.attempts == 0 {
@@ -637,7 +691,7 @@ func (s *Store) Release(ctx context.Context, refund bool, seqs ...uint64) error 
 				return err
 			}
 		}
-		t.tot.released += uint64(len(seqs))
+		t.tot.released += released
 		return nil
 	})
 	if err != nil {
@@ -671,7 +725,10 @@ func (t *txn) unlease(seq uint64, r *record, due int64) error {
 	if err := t.leases.Delete(k); err != nil {
 		return err
 	}
-	if err := t.fnready.Put(fnReadyKey(f.id, due, seq), []byte{}); err != nil {
+	if err := t.fnready.Put(fnReadyKey(f.id, r.priority, due, seq), []byte{}); err != nil {
+		return err
+	}
+	if err := t.indexWaiting(r.priority, seq); err != nil {
 		return err
 	}
 	t.c.leased--
@@ -684,7 +741,8 @@ func (t *txn) unlease(seq uint64, r *record, due int64) error {
 // lettering. move, when not nil, runs in the same transaction with the
 // event as it was, so a letter written there and the removal commit
 // together or not at all. If move fails, the event stays queued and the
-// error is returned.
+// error is returned. An event cancelled while leased is removed without
+// move (it is not a dead letter): the event returned says Cancelled.
 func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *Tx, ev Event) error) (Event, error) {
 	var ev Event
 	var bad error
@@ -707,6 +765,9 @@ func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *Tx, ev Eve
 			return nil
 		}
 		ev = r.event(seq, payload)
+		if r.cancelled && r.state == stateLeased {
+			return t.delete(seq, &r)
+		}
 		if move != nil {
 			if err := move(t.pub(), ev); err != nil {
 				return fmt.Errorf("store: moving event %d: %w", seq, err)
@@ -730,6 +791,7 @@ func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *Tx, ev Eve
 // Reclaim returns to the ready index every lease that expired before now,
 // attempts kept, and reports how many it returned. A worker that hung past
 // its lease thereby loses the event to another, which at-least-once allows.
+// An expired lease of an event cancelled meanwhile removes the event.
 func (s *Store) Reclaim(ctx context.Context) (int, error) {
 	var n int
 	err := s.do(ctx, func(t *txn) error {
@@ -743,10 +805,10 @@ func (s *Store) Reclaim(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// ReleaseAll returns every lease to the ready index, attempts kept. The
-// dispatcher calls it when Run ends: it holds the file alone, so a lease
-// still held then was taken by a lease call whose caller had already
-// given up on it.
+// ReleaseAll returns every lease to the ready index, attempts kept, and
+// removes the events cancelled while leased. The dispatcher calls it when
+// Run ends: it holds the file alone, so a lease still held then was taken
+// by a lease call whose caller had already given up on it.
 func (s *Store) ReleaseAll(ctx context.Context) (int, error) {
 	var n int
 	err := s.do(ctx, func(t *txn) error {
@@ -760,7 +822,9 @@ func (s *Store) ReleaseAll(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// returnLeases puts back every lease for which expired says so.
+// returnLeases puts back every lease for which expired says so, and
+// removes the events of those that were cancelled. It returns how many it
+// put back (a stale lease entry counts as one, as it always did).
 func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 	var seqs []uint64
 	cur := t.leases.Cursor()
@@ -772,6 +836,7 @@ func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 			seqs = append(seqs, binary.BigEndian.Uint64(k))
 		}
 	}
+	returned := len(seqs)
 	for _, seq := range seqs {
 		r, err := t.leased(seq)
 		if errors.Is(err, ErrNotFound) {
@@ -792,12 +857,68 @@ func (t *txn) returnLeases(expired func(until int64) bool) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		if r.cancelled {
+			if err := t.delete(seq, &r); err != nil {
+				return 0, err
+			}
+			returned--
+			continue
+		}
 		if err := t.unlease(seq, &r, r.due); err != nil {
 			return 0, err
 		}
 	}
-	t.tot.recovered += uint64(len(seqs))
-	return len(seqs), nil
+	t.tot.recovered += uint64(returned)
+	return returned, nil
+}
+
+// Cancel cancels the events seqs name, in one transaction, and returns
+// those it cancelled. An event ready or scheduled is removed now. A leased
+// event is marked cancelled in its record, durably, and removed when its
+// lease ends: Ack removes it as usual, and Reschedule, Release and Remove
+// remove it rather than keep it (Remove without calling its move), as do
+// Reclaim, ReleaseAll and the recovery of leases at Open. Its delivery
+// may still be under way: Cancel cannot call it back.
+//
+// keep, when not nil, runs in the transaction for each event cancelled,
+// with the event as it was (without its payload), so that its caller's
+// record of the event (its key) goes in the same commit; an error from
+// it cancels nothing and is returned. Sequence numbers that name no event,
+// or an event already cancelled, are skipped, as are records that cannot
+// be read: a lease sets those aside. Each event cancelled counts in
+// Stats.Cancelled.
+func (s *Store) Cancel(ctx context.Context, seqs []uint64, keep func(tx *Tx, ev Event) error) ([]uint64, error) {
+	var cancelled []uint64
+	err := s.do(ctx, func(t *txn) error {
+		cancelled = nil
+		for _, seq := range seqs {
+			k := seqKey(seq)
+			r, err := decodeRecord(t.events.Get(k))
+			if err != nil || r.cancelled {
+				continue
+			}
+			if keep != nil {
+				if err := keep(t.pub(), r.event(seq, nil)); err != nil {
+					return fmt.Errorf("store: cancelling event %d: %w", seq, err)
+				}
+			}
+			if r.state == stateLeased {
+				r.cancelled = true
+				if err := t.events.Put(k, r.encode(nil)); err != nil {
+					return err
+				}
+			} else if err := t.delete(seq, &r); err != nil {
+				return err
+			}
+			t.c.cancelled++
+			cancelled = append(cancelled, seq)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return cancelled, nil
 }
 
 // Update runs fn in a write transaction of the writer, shared with other

@@ -18,13 +18,39 @@ import (
 // Version 2 is version 1 followed by a CRC-32C of the record: without it,
 // one flipped bit in a function name sent the event, unnoticed, to another
 // function. Records of version 1 still decode, unchecked.
+//
+// Version 3 adds, right after the state, the event's priority and a flags
+// byte (bit 0: cancelled while leased). They come first so that an ack,
+// which only skims a record, finds the priority (its index key needs it)
+// without stepping over the strings. Records of versions 1 and 2 read as
+// priority 0, not cancelled.
 const (
 	recordV1      = 1
-	recordVersion = 2
+	recordV2      = 2
+	recordVersion = 3
 )
 
-// recordSumSize is the length of a version 2 record's trailing checksum.
+// recordSumSize is the length of a checked record's trailing checksum.
 const recordSumSize = 4
+
+// recCancelled is bit 0 of a v3 record's flags; the other bits are
+// reserved, and a record with one set does not decode, so that a later
+// flag is never silently dropped by this version.
+const recCancelled = 1 << 0
+
+// Event priorities: higher is more urgent, 0 is normal.
+const (
+	MaxPriority = 3
+	MinPriority = -3
+)
+
+// checkPriority refuses a priority the index has no place for.
+func checkPriority(p int8) error {
+	if p < MinPriority || p > MaxPriority {
+		return fmt.Errorf("store: priority %d: want %d to %d", p, MinPriority, MaxPriority)
+	}
+	return nil
+}
 
 // Bounds the decoder enforces so that a corrupt length can never make it
 // allocate or read beyond reason.
@@ -91,6 +117,8 @@ func (e ErrorInfo) String() string {
 // and rescheduling rewrite a hundred bytes rather than the whole payload.
 type record struct {
 	state        byte
+	priority     int8
+	cancelled    bool // leased, and to be removed rather than kept when its lease ends
 	attempts     uint32
 	enqueued     int64 // unix nanoseconds
 	due          int64
@@ -105,25 +133,44 @@ type record struct {
 	lastErr      ErrorInfo
 }
 
-// encode appends the v2 binary form of r to b:
+// encode appends the v3 binary form of r to b:
 //
-//	version byte, state byte, uvarint attempts,
+//	version byte, state byte,
+//	priority byte (int8) and flags byte (bit 0: cancelled) (v3 only),
+//	uvarint attempts,
 //	varint enqueued, due, firstAttempt, lastAttempt, leaseUntil,
 //	string function, qualifier, key (uvarint length + bytes),
 //	uvarint payload length, 4-byte big-endian CRC-32C of the payload,
 //	flag byte (1: an error follows), then string code, string message,
 //	uvarint status, string request id,
-//	4-byte big-endian CRC-32C of every byte before it (v2 only).
+//	4-byte big-endian CRC-32C of every byte before it (v2 and v3).
 func (r *record) encode(b []byte) []byte {
 	start := len(b)
-	b = r.encodeV1(b)
-	b[start] = recordVersion
+	var flags byte
+	if r.cancelled {
+		flags |= recCancelled
+	}
+	b = append(b, recordVersion, r.state, byte(r.priority), flags)
+	b = r.appendFields(b)
 	return binary.BigEndian.AppendUint32(b, checksum(b[start:]))
 }
 
-// encodeV1 appends the v1 form, which v2 extends.
+// encodeV1 appends the v1 form, which v2 and v3 extend. Only tests and
+// the checks of old files write it: the store writes v3.
 func (r *record) encodeV1(b []byte) []byte {
-	b = append(b, recordV1, r.state)
+	return r.appendFields(append(b, recordV1, r.state))
+}
+
+// encodeV2 appends the v2 form: v1 and its checksum.
+func (r *record) encodeV2(b []byte) []byte {
+	start := len(b)
+	b = r.encodeV1(b)
+	b[start] = recordV2
+	return binary.BigEndian.AppendUint32(b, checksum(b[start:]))
+}
+
+// appendFields appends the fields every version has, from attempts on.
+func (r *record) appendFields(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(r.attempts))
 	b = binary.AppendVarint(b, r.enqueued)
 	b = binary.AppendVarint(b, r.due)
@@ -154,7 +201,7 @@ func appendString(b []byte, s string) []byte {
 // not a well-formed record yields an error naming the first thing wrong.
 func decodeRecord(b []byte) (record, error) {
 	var r record
-	body, err := recordBody(b)
+	version, body, err := recordBody(b)
 	if err != nil {
 		return r, err
 	}
@@ -162,6 +209,9 @@ func decodeRecord(b []byte) (record, error) {
 	r.state = d.byte("state")
 	if d.err == nil && r.state != stateReady && r.state != stateLeased {
 		d.fail("state", fmt.Sprintf("unknown state %d", r.state))
+	}
+	if version >= recordVersion {
+		r.priority, r.cancelled = d.priorityFlags()
 	}
 	r.attempts = uint32(d.uvarint("attempts", math.MaxUint32))
 	r.enqueued = d.varint("enqueue time")
@@ -193,45 +243,62 @@ func decodeRecord(b []byte) (record, error) {
 	return r, d.err
 }
 
-// recordBody checks the version and, for v2, the checksum of record b,
-// and returns the fields that follow the version byte.
-func recordBody(b []byte) ([]byte, error) {
+// priorityFlags reads a v3 record's priority and flags bytes.
+func (d *decoder) priorityFlags() (int8, bool) {
+	p := int8(d.byte("priority"))
+	flags := d.byte("flags")
+	switch {
+	case d.err != nil:
+	case checkPriority(p) != nil:
+		d.fail("priority", fmt.Sprintf("%d is out of range", p))
+	case flags&^recCancelled != 0:
+		d.fail("flags", fmt.Sprintf("unknown bits %#x", flags&^recCancelled))
+	}
+	return p, flags&recCancelled != 0
+}
+
+// recordBody checks the version and, for v2 and v3, the checksum of
+// record b, and returns its version and the fields that follow the
+// version byte.
+func recordBody(b []byte) (byte, []byte, error) {
 	if len(b) == 0 {
-		return nil, fmt.Errorf("empty record")
+		return 0, nil, fmt.Errorf("empty record")
 	}
 	switch b[0] {
 	case recordV1:
-		return b[1:], nil
-	case recordVersion:
+		return b[0], b[1:], nil
+	case recordV2, recordVersion:
 		n := len(b) - recordSumSize
 		if n < 1 {
-			return nil, fmt.Errorf("record checksum: truncated")
+			return 0, nil, fmt.Errorf("record checksum: truncated")
 		}
 		if checksum(b[:n]) != binary.BigEndian.Uint32(b[n:]) {
-			return nil, fmt.Errorf("record checksum mismatch")
+			return 0, nil, fmt.Errorf("record checksum mismatch")
 		}
-		return b[1:n], nil
+		return b[0], b[1:n], nil
 	}
-	return nil, fmt.Errorf("unknown record version %d (this library reads versions %d to %d)", b[0], recordV1, recordVersion)
+	return 0, nil, fmt.Errorf("unknown record version %d (this library reads versions %d to %d)", b[0], recordV1, recordVersion)
 }
 
 // recordHead is what removing an event needs of its record.
 type recordHead struct {
-	state    byte
-	due      int64
-	size     int64  // as record.size
-	function []byte // aliases the record: valid only in its transaction
-	key      []byte // likewise
+	state     byte
+	priority  int8
+	cancelled bool
+	due       int64
+	size      int64  // as record.size
+	function  []byte // aliases the record: valid only in its transaction
+	key       []byte // likewise
 }
 
 // skimRecord reads the head of a record without building its strings: an
 // ack removes thousands of records a second and needs none of them.
 func skimRecord(b []byte) (recordHead, error) {
-	body, err := recordBody(b)
+	version, body, err := recordBody(b)
 	if err != nil {
 		return recordHead{}, err
 	}
-	return skimBody(body)
+	return skimBody(version, body)
 }
 
 // skimLenient is skimRecord without the checksum, for a record already
@@ -239,18 +306,21 @@ func skimRecord(b []byte) (recordHead, error) {
 // counted the event and the size it counted, never a reason to send it.
 func skimLenient(b []byte) (recordHead, error) {
 	switch {
-	case len(b) > recordSumSize && b[0] == recordVersion:
-		return skimBody(b[1 : len(b)-recordSumSize])
+	case len(b) > recordSumSize && (b[0] == recordV2 || b[0] == recordVersion):
+		return skimBody(b[0], b[1:len(b)-recordSumSize])
 	case len(b) > 0 && b[0] == recordV1:
-		return skimBody(b[1:])
+		return skimBody(b[0], b[1:])
 	}
 	return recordHead{}, errors.New("unknown record version")
 }
 
-func skimBody(body []byte) (recordHead, error) {
+func skimBody(version byte, body []byte) (recordHead, error) {
 	var h recordHead
 	d := decoder{b: body}
 	h.state = d.byte("state")
+	if version >= recordVersion {
+		h.priority, h.cancelled = d.priorityFlags()
+	}
 	d.uvarint("attempts", math.MaxUint32)
 	d.varint("enqueue time")
 	h.due = d.varint("due time")
@@ -392,18 +462,20 @@ func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(make([]byt
 
 const (
 	fnReadyKeyLen = 4 + 1 + 8 + 8
-	// priorityNormal is the priority byte of every key written today. The
-	// byte is reserved for event priorities: a lower byte sorts, and so
-	// leases, first within a function, so a priority p is to be stored as
-	// 0xFF-p. Leasing and counting already step from one priority's keys
-	// to the next, so keys of other priorities need no format change.
+	// priorityNormal is the priority byte of priority 0, the byte every
+	// key had before priorities: files written then keep their order.
 	priorityNormal = 0x80
 )
 
-func fnReadyKey(id uint32, due int64, seq uint64) []byte {
+// readyPriority is priority p's byte in the ready index: a lower byte
+// sorts, and so leases, first within a function, so the most urgent
+// priority has the lowest.
+func readyPriority(p int8) byte { return byte(priorityNormal - int(p)) }
+
+func fnReadyKey(id uint32, p int8, due int64, seq uint64) []byte {
 	k := make([]byte, 0, fnReadyKeyLen)
 	k = binary.BigEndian.AppendUint32(k, id)
-	k = append(k, priorityNormal)
+	k = append(k, readyPriority(p))
 	k = binary.BigEndian.AppendUint64(k, orderedTime(due))
 	return binary.BigEndian.AppendUint64(k, seq)
 }

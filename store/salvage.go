@@ -27,21 +27,24 @@ type SalvageReport struct {
 	// whose record came from one of them (a freed page can hold events
 	// already delivered: they will be sent again); OrphanRecordsUnmatched,
 	// records found there whose payload was not found, not written.
-	OrphanPages            int       `json:"orphan_pages,omitempty"`
-	FromOrphanPages        int64     `json:"from_orphan_pages,omitempty"`
-	OrphanRecordsUnmatched int64     `json:"orphan_records_unmatched,omitempty"`
-	Problems               []Problem `json:"problems"`
+	OrphanPages            int   `json:"orphan_pages,omitempty"`
+	FromOrphanPages        int64 `json:"from_orphan_pages,omitempty"`
+	OrphanRecordsUnmatched int64 `json:"orphan_records_unmatched,omitempty"`
+	// Cancelled counts the events not copied because they were cancelled
+	// while leased: Open would have removed them rather than return them.
+	Cancelled int64     `json:"cancelled,omitempty"`
+	Problems  []Problem `json:"problems"`
 }
 
 // SalvageOptions are the choices of SalvageWith.
 type SalvageOptions struct {
 	// ScanPages reads every page inside the file, not only those the tree
 	// reaches, and takes from leaf pages no tree reaches the events that
-	// prove themselves: an 8-byte key whose value is a version 2 record
-	// with a valid checksum, whose payload (same key, on any leaf page)
-	// has the record's length and checksum. It recovers the events of a
-	// file whose tree is cut off (a truncated file loses the pages near
-	// its end, where the bucket roots tend to lie). A sequence number
+	// prove themselves: an 8-byte key whose value is a version 2 or 3
+	// record with a valid checksum, whose payload (same key, on any leaf
+	// page) has the record's length and checksum. It recovers the events
+	// of a file whose tree is cut off (a truncated file loses the pages
+	// near its end, where the bucket roots tend to lie). A sequence number
 	// found more than once is taken from the tree if it holds it; among
 	// orphan copies, from the one with more attempts, then the later.
 	//
@@ -59,14 +62,16 @@ type SalvageOptions struct {
 // countedBuckets keep their number of keys in the bucket's sequence
 // (package deadletter's letters, package idempotency's keys): in a copy
 // that lost some keys, the sequence is recounted rather than copied.
-var countedBuckets = map[string]bool{"deadletters": true, "keys": true}
+var countedBuckets = map[string]bool{"deadletters": true, "keys": true, string(bucketEvicted): true}
 
 // storeBuckets are rebuilt from the records rather than copied: the
 // indexes and the registry of either format, which dst has in format 2.
+// The eviction index is not copied at all: dst is opened without
+// FullDropOldest, and the first Open with it builds it.
 var storeBuckets = map[string]bool{
 	string(bucketMeta): true, string(bucketEvents): true, string(bucketPayloads): true,
 	string(bucketReadyV1): true, string(bucketFnReady): true, string(bucketFunctions): true,
-	string(bucketLeases): true,
+	string(bucketLeases): true, string(bucketEvictable): true,
 }
 
 // maxSeq is the bound the counters hold the next sequence number to: a
@@ -89,13 +94,16 @@ const salvageBatch = 1000
 // more events (then values), and says so in SalvageReport.OlderMeta.
 //
 // Events keep their sequence number, function, qualifier, key, payload,
-// attempts, enqueue and due time; events leased in src are ready in dst,
-// at their old place in line, as Open would return them. The buckets of
-// other packages (dead letters, keys) are copied key by key, raw. The
-// counters of dst, and its function registry, are those of what was
-// written, so Open and Stats on dst agree with the report; functions
-// paused in src (whose registry record reads) stay paused. src may be of
-// either format; dst is of the current one. dst must not exist.
+// attempts, priority, enqueue and due time; events leased in src are ready
+// in dst, at their old place in line, as Open would return them, but those
+// cancelled while leased are not copied, as Open would remove them. The
+// eviction ledger is copied, each record checked; the totals of cancelled
+// and evicted events carry over. The buckets of other packages (dead
+// letters, keys) are copied key by key, raw. The counters of dst, and its
+// function registry, are those of what was written, so Open and Stats on
+// dst agree with the report; functions paused in src (whose registry
+// record reads) stay paused. src may be of either format; dst is of the
+// current one. dst must not exist.
 //
 // Salvage reads only what a tree reaches. SalvageWith with ScanPages also
 // takes checked events from the pages no tree reaches, which recovers the
@@ -173,13 +181,17 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 	// file's there, or a source whose clock ran ahead of this machine's
 	// would have its ready events wait for this clock to catch up.
 	st.clock.anchor(st.now().UnixNano(), sv.clock)
-	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused}
+	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused, cancelled: sv.cancelled, evicted: sv.evicted}
 
 	var lost func(seq uint64, format string, a ...any)
 	write := func(seq uint64, r record, p []byte) {
 		if err := checkFunction(r.function); err != nil {
 			// No registry key can name it: the store refuses such events.
 			lost(seq, "%v", err)
+			return
+		}
+		if r.cancelled && r.state == stateLeased {
+			rep.Cancelled++
 			return
 		}
 		if _, ok := sc.orphan(seq); ok {
@@ -231,6 +243,16 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 			}
 			delete(recs, seq)
 			write(seq, r, p)
+		case len(path) == 1 && bytes.Equal(path[0], bucketEvicted):
+			if len(k) != 8 {
+				return
+			}
+			seq := binary.BigEndian.Uint64(k)
+			if _, err := decodeEviction(seq, v); err != nil {
+				rep.Problems = append(rep.Problems, Problem{Where: fmt.Sprintf("eviction record %d", seq), What: err.Error() + ": not copied"})
+				return
+			}
+			c.value(path, k, v)
 		case !storeBuckets[string(path[0])]:
 			c.value(path, k, v)
 		}
@@ -277,6 +299,8 @@ type survey struct {
 	nextSeq uint64
 	clock   int64    // the source's queue time: its due times are on it
 	paused  []string // functions paused in the source's registry
+	// The source's totals of events cancelled and evicted.
+	cancelled, evicted uint64
 	// events and values are what the tree would yield: records whose
 	// payload is in it and checks, and the other buckets' values.
 	events, values int64
@@ -323,6 +347,7 @@ func surveyTree(pf *pageFile) *survey {
 			if c, err := decodeCounts(v); err == nil {
 				s.nextSeq = max(s.nextSeq, c.nextSeq)
 				s.clock = max(s.clock, c.clock)
+				s.cancelled, s.evicted = c.cancelled, c.evicted
 			}
 		case !storeBuckets[string(path[0])]:
 			s.values++
@@ -367,7 +392,8 @@ type copier struct {
 	nextSeq uint64
 	paused  []string
 
-	events, values int64
+	cancelled, evicted uint64
+	events, values     int64
 }
 
 type salvaged struct {
@@ -455,6 +481,7 @@ func (c *copier) flush(last bool) error {
 		t.c.nextSeq = max(t.c.nextSeq, c.nextSeq)
 		// Records set aside in the source stay set aside, and counted.
 		t.c.corrupt = c.counted[string(bucketCorrupt)]
+		t.c.cancelled, t.c.evicted = c.cancelled, c.evicted
 		for _, name := range c.paused {
 			if checkFunction(name) != nil {
 				continue
@@ -493,7 +520,7 @@ func bucketAt(tx *bolt.Tx, path [][]byte) (*bolt.Bucket, error) {
 // putSalvaged writes a salvaged event under its old sequence number, ready
 // at its old due time, its attempts and history kept.
 func (t *txn) putSalvaged(seq uint64, r record, payload []byte) error {
-	r.state, r.leaseUntil = stateReady, 0
+	r.state, r.leaseUntil, r.cancelled = stateReady, 0, false
 	k := seqKey(seq)
 	if t.events.Get(k) != nil {
 		return nil
@@ -508,7 +535,10 @@ func (t *txn) putSalvaged(seq uint64, r record, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := t.fnready.Put(fnReadyKey(f.id, r.due, seq), []byte{}); err != nil {
+	if err := t.fnready.Put(fnReadyKey(f.id, r.priority, r.due, seq), []byte{}); err != nil {
+		return err
+	}
+	if err := t.indexWaiting(r.priority, seq); err != nil {
 		return err
 	}
 	f.events++
@@ -621,7 +651,7 @@ func (s *orphanScan) leaf(id uint64, p []byte, inner int) {
 		s.pays[seq] = append(s.pays[seq], at)
 		// Version 1 records carry no checksum: on a page no tree vouches
 		// for, stale or torn bytes could pass for one.
-		if len(e.value) == 0 || e.value[0] != recordVersion {
+		if len(e.value) == 0 || e.value[0] != recordV2 && e.value[0] != recordVersion {
 			continue
 		}
 		r, err := decodeRecord(e.value)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -21,7 +22,8 @@ var (
 	// another, holds the file beyond Options.LockTimeout.
 	ErrLocked = errors.New("store: file is in use by another process")
 	// ErrFull is returned by Enqueue when the events would take the store
-	// past Options.MaxEvents or Options.MaxBytes. Nothing is written.
+	// past Options.MaxEvents or Options.MaxBytes (under FullDropOldest:
+	// even once every event waiting was evicted). Nothing is written.
 	ErrFull = errors.New("store: full")
 	// ErrNotFound is returned for a sequence number that names no event.
 	ErrNotFound = errors.New("store: no such event")
@@ -52,7 +54,14 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // move on its own. Format 2 replaced format 1's one ready index by one per
 // function and added the function registry (see the package doc).
 const (
-	formatVersion   = 2
+	// formatVersion 3 has format 2's layout; its records may be version
+	// 3 (priority, cancel mark), which a library of format 2 would set
+	// aside as unreadable: the marker makes that library refuse the file
+	// ("upgrade the library") instead of losing events.
+	formatVersion = 3
+	// fnLayoutVersion is the first format with a ready index per
+	// function; files below it are migrated.
+	fnLayoutVersion = 2
 	countersVersion = 1
 )
 
@@ -86,6 +95,23 @@ type Options struct {
 	// MaxEvents and MaxBytes cap what the store holds; zero means no cap.
 	MaxEvents int64
 	MaxBytes  int64
+	// Full says what an enqueue past a cap does: FullReject (the zero
+	// value) refuses it with ErrFull, FullDropOldest evicts events
+	// waiting to make room. The store keeps an index for eviction only
+	// while it is opened with FullDropOldest: the first such Open builds
+	// it (a walk of the events), and an Open without it deletes it.
+	Full FullPolicy
+	// Evicted, when not nil, runs in the enqueue's transaction for each
+	// event evicted, with the event as it was (without its payload), so
+	// that its caller's record of the event (its key) goes in the same
+	// commit. An error from it fails the enqueue, and nothing is evicted.
+	// It may run more than once for an event, in transactions that are
+	// rolled back: it must keep no state of its own.
+	Evicted func(tx *Tx, ev Event) error
+	// MaxEvictionRecords bounds the eviction ledger (see Evictions): past
+	// it, the records of the events enqueued first go. Zero means
+	// DefaultMaxEvictionRecords; less than zero, no ledger is kept.
+	MaxEvictionRecords int
 	// MaxBatch caps the operations shared by one transaction. Zero means
 	// DefaultMaxBatch.
 	MaxBatch int
@@ -134,16 +160,27 @@ type Event struct {
 	Leased      bool
 	LeaseUntil  time.Time // zero unless Leased
 	LastError   ErrorInfo
+	Priority    int8 // MinPriority to MaxPriority; higher is leased first
+	// Cancelled is set on a leased event that Cancel marked: it is
+	// removed, not kept, when its lease ends.
+	Cancelled bool
 }
 
-// NewEvent is what Enqueue takes. A zero Due means now.
+// NewEvent is what Enqueue takes.
 type NewEvent struct {
 	Function  string
 	Qualifier string
 	Key       string
 	Payload   []byte
-	Due       time.Time
-	Window    time.Duration // how long EnqueueUnique holds Key; unused by Enqueue
+	// Due is when the event may first be leased, on the queue's clock
+	// (Store.Now). Zero, or a time already past, means now; a later one
+	// makes the event scheduled until then, as a retry is.
+	Due time.Time
+	// Priority orders a function's events due: higher first, and among
+	// equals first in first out. MinPriority to MaxPriority; 0 is normal.
+	// It does not change the turns taken between functions.
+	Priority int8
+	Window   time.Duration // how long EnqueueUnique holds Key; unused by Enqueue
 }
 
 // Stats is a snapshot of the store.
@@ -159,11 +196,17 @@ type Stats struct {
 	Enqueued    uint64
 	LeasesTaken uint64
 	Acked       uint64
-	Rescheduled uint64
-	Released    uint64
-	Removed     uint64
+	Rescheduled uint64 // leased events rescheduled (not those cancelled)
+	Released    uint64 // leased events released (not those cancelled)
+	Removed     uint64 // events removed by Remove (not those cancelled)
 	Recovered   uint64 // leases returned to ready at Open or on expiry
 	Commits     uint64 // write transactions committed
+
+	// Totals kept in the file, across restarts (and copied by Compact and
+	// Salvage): events cancelled by Cancel, and evicted under
+	// FullDropOldest.
+	Cancelled uint64
+	Evicted   uint64
 }
 
 // counts are persisted with every commit, so Open reads them instead of
@@ -175,6 +218,9 @@ type counts struct {
 	leased  int64
 	corrupt int64
 	clock   int64 // the latest queue time committed: Store.Now never starts before it
+	// Totals that outlive a restart.
+	cancelled uint64
+	evicted   uint64
 }
 
 func (c counts) encode() []byte {
@@ -184,7 +230,9 @@ func (c counts) encode() []byte {
 	b = binary.AppendVarint(b, c.bytes)
 	b = binary.AppendVarint(b, c.leased)
 	b = binary.AppendVarint(b, c.corrupt)
-	return binary.AppendVarint(b, c.clock)
+	b = binary.AppendVarint(b, c.clock)
+	b = binary.AppendUvarint(b, c.cancelled)
+	return binary.AppendUvarint(b, c.evicted)
 }
 
 func decodeCounts(b []byte) (counts, error) {
@@ -198,9 +246,16 @@ func decodeCounts(b []byte) (counts, error) {
 	c.bytes = d.varint("bytes")
 	c.leased = d.varint("leased")
 	c.corrupt = d.varint("corrupt")
+	// Files written before the queue clock, or before cancel and
+	// eviction, end earlier. Bytes after the fields known are a later
+	// version's, which this one drops at its next commit: a file stays
+	// readable both ways.
 	if d.err == nil && len(d.b) > 0 {
-		// Files written before the queue clock have no such field.
 		c.clock = d.varint("queue clock")
+	}
+	if d.err == nil && len(d.b) > 0 {
+		c.cancelled = d.uvarint("cancelled", math.MaxUint64)
+		c.evicted = d.uvarint("evicted", math.MaxUint64)
 	}
 	if d.err == nil && (c.events < 0 || c.bytes < 0 || c.leased < 0 || c.leased > c.events) {
 		d.fail("counts", "negative or inconsistent")
@@ -255,6 +310,12 @@ type Store struct {
 	// migrated, so the calls that need the per-function index walk the
 	// events instead.
 	legacy bool
+	// evictOn says the writer keeps the eviction index: set at Open
+	// before the writer starts, under FullDropOldest.
+	evictOn bool
+	// changed is the channel Changed handed out, closed by the next
+	// commit; nil when nobody asked since. Guarded by statMu.
+	changed chan struct{}
 }
 
 // Open opens or creates the queue file at path (mode 0600), returns leases
@@ -383,12 +444,30 @@ func (s *Store) init() error {
 			s.counts = c
 		}
 		s.clock.anchor(s.now().UnixNano(), s.counts.clock)
-		if old = meta.Get(keyFormat)[0] < formatVersion; old {
+		if old = meta.Get(keyFormat)[0] < fnLayoutVersion; old {
 			// Leases are recovered once the index they return to exists.
 			return nil
 		}
+		if meta.Get(keyFormat)[0] < formatVersion {
+			// Format 2: the same layout; the marker moves so that the
+			// records written from now on are never read by a library
+			// that would set them aside.
+			if err := meta.Put(keyFormat, []byte{formatVersion}); err != nil {
+				return err
+			}
+		}
 		if err := s.loadFunctions(tx); err != nil {
 			return err
+		}
+		// The eviction index is trusted only when its build finished and
+		// every write since kept it: a store opened without
+		// FullDropOldest does not, so it deletes it, and one with it
+		// builds it afresh below if it is not whole.
+		s.evictOn = s.opts.Full == FullDropOldest && meta.Get(keyEvictable) != nil && tx.Bucket(bucketEvictable) != nil
+		if !s.evictOn {
+			if err := dropEvictable(tx); err != nil {
+				return err
+			}
 		}
 		t := s.newTxn(tx)
 		n, err := t.returnLeases(func(int64) bool { return true })
@@ -410,6 +489,13 @@ func (s *Store) init() error {
 	if err == nil && old {
 		if err = s.migrate(); err == nil {
 			err = s.db.Update(open)
+		}
+	}
+	if err == nil && s.opts.Full == FullDropOldest && !s.evictOn {
+		began := time.Now()
+		if err = s.buildEvictable(); err == nil {
+			s.evictOn = true
+			s.log.Info("built the eviction index", "path", s.path, "took", time.Since(began))
 		}
 	}
 	if err != nil {
@@ -436,7 +522,7 @@ func (s *Store) initReadOnly() error {
 			return err
 		}
 		buckets := queueBuckets
-		if s.legacy = meta.Get(keyFormat)[0] < formatVersion; s.legacy {
+		if s.legacy = meta.Get(keyFormat)[0] < fnLayoutVersion; s.legacy {
 			// Format 1, or one whose migration was cut short: the calls
 			// that need the ready index read the events instead.
 			buckets = [][]byte{bucketEvents, bucketPayloads, bucketLeases, bucketCorrupt}
@@ -482,9 +568,32 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.writerW.Wait()
+	// No commit is to come: whoever waits on Changed is told now, and
+	// every call after gets a closed channel.
+	s.statMu.Lock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	close(s.changed)
+	s.statMu.Unlock()
 	err := s.db.Close()
 	s.forget()
 	return err
+}
+
+// Changed returns a channel that is closed when the next write
+// transaction commits (any write: enqueue, lease, ack, cancel, ...), or
+// when the store closes. It fires once: a caller waiting for the store to
+// drain calls it again after each wake, before it looks, so that no
+// commit between the look and the wait is missed. The channel is made
+// only when asked for, so a store nobody watches pays nothing.
+func (s *Store) Changed() <-chan struct{} {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
 }
 
 // Ready returns a channel that receives when events become ready: after an
@@ -506,6 +615,7 @@ func (s *Store) Stats() (Stats, error) {
 		Events: c.events, Leased: c.leased, Bytes: c.bytes, Corrupt: c.corrupt,
 		Enqueued: t.enqueued, LeasesTaken: t.leases, Acked: t.acked, Rescheduled: t.rescheduled,
 		Released: t.released, Removed: t.removed, Recovered: t.recovered, Commits: t.commits,
+		Cancelled: c.cancelled, Evicted: c.evicted,
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -688,6 +798,7 @@ func (r *record) event(seq uint64, payload []byte) Event {
 		Enqueued: fromUnixNano(r.enqueued), Due: time.Unix(0, r.due), Attempts: int(r.attempts),
 		FirstAttempt: fromUnixNano(r.firstAttempt), LastAttempt: fromUnixNano(r.lastAttempt),
 		Leased: r.state == stateLeased, LeaseUntil: fromUnixNano(r.leaseUntil), LastError: r.lastErr,
+		Priority: r.priority, Cancelled: r.cancelled && r.state == stateLeased,
 	}
 }
 

@@ -143,7 +143,12 @@ func (s *Store) commit(ops []*op) error {
 	s.counts = t.c
 	s.totals.add(t.tot)
 	s.publishFunctions(t)
+	changed := s.changed
+	s.changed = nil
 	s.statMu.Unlock()
+	if changed != nil {
+		close(changed)
+	}
 	if t.readied {
 		select {
 		case s.ready <- struct{}{}:
@@ -164,14 +169,19 @@ type txn struct {
 	fnready   *bolt.Bucket
 	leases    *bolt.Bucket
 	corrupt   *bolt.Bucket
+	// evictable is the eviction index, nil unless the store keeps it
+	// (FullDropOldest); ledger, the eviction ledger once an eviction
+	// needed it.
+	evictable *bolt.Bucket
+	ledger    *bolt.Bucket
 	public    *Tx   // tx as other packages' callbacks see it; see pub
 	now       int64 // queue time (Store.Now)
 	wall      int64 // wall clock, for enqueue times and key windows
 	// Cursors reused by the hot paths: see reused.
-	cEvents, cPayloads, cReady, cLeases reused
-	c                                   counts // working copy, published on commit
-	tot                                 totals
-	readied                             bool // an event became ready: wake consumers
+	cEvents, cPayloads, cReady, cLeases, cEvict reused
+	c                                           counts // working copy, published on commit
+	tot                                         totals
+	readied                                     bool // an event became ready: wake consumers
 
 	// The working copies of the functions the transaction touched (see
 	// fnTouch): the first few in place, the rest in a map, and the last
@@ -205,6 +215,12 @@ func (s *Store) newTxn(tx *bolt.Tx) *txn {
 	t.events.FillPercent = eventsFill
 	t.fnready.FillPercent = 1.0
 	t.cEvents.b, t.cPayloads.b, t.cReady.b, t.cLeases.b = t.events, t.payloads, t.fnready, t.leases
+	if s.evictOn {
+		t.evictable = tx.Bucket(bucketEvictable)
+		// Keys grow at the end of each priority's range, as in fnready.
+		t.evictable.FillPercent = 1.0
+		t.cEvict.b = t.evictable
+	}
 	return t
 }
 

@@ -14,14 +14,15 @@ import (
 
 const lsUsage = `ls [flags] FILE
 
-Lists queued events (every queued state unless --state says which), or
-dead letters with --state dead (implied by --reason). One page of --limit
+Lists queued events (every queued state unless --state says which), dead
+letters with --state dead (implied by --reason), or the eviction ledger
+with --state evicted (events dropped by WithFullPolicy(DropOldest)). One page of --limit
 rows at a time: the next page's cursor is printed on stderr as
 "more: --after ID", or with --json as a last line {"next":"ID"}.`
 
 func (c *cli) cmdLs(args []string) error {
 	fs := flag.NewFlagSet("ls", flag.ContinueOnError)
-	state := fs.String("state", "", "only those in `STATE`: ready, scheduled, leased or dead (default: every queued state)")
+	state := fs.String("state", "", "only those in `STATE`: ready, scheduled, leased, dead or evicted (default: every queued state)")
 	function := fs.String("function", "", "only events or letters for `FUNCTION`")
 	reason := fs.String("reason", "", "only letters with `REASON`: retries-exhausted, event-age-exceeded or rejected (implies --state dead)")
 	older := fs.Duration("older-than", 0, "only those enqueued (letters: dead-lettered) more than `DURATION` ago")
@@ -35,9 +36,9 @@ func (c *cli) cmdLs(args []string) error {
 		return err
 	}
 	switch *state {
-	case "", "ready", "scheduled", "leased", "dead":
+	case "", "ready", "scheduled", "leased", "dead", "evicted":
 	default:
-		return usageErr("unknown state %q: want ready, scheduled, leased or dead", *state)
+		return usageErr("unknown state %q: want ready, scheduled, leased, dead or evicted", *state)
 	}
 	r, err := parseReason(*reason)
 	if err != nil {
@@ -61,6 +62,12 @@ func (c *cli) cmdLs(args []string) error {
 		}
 	}
 	now := time.Now()
+	if *state == "evicted" {
+		if *function != "" || *older > 0 {
+			return usageErr("--function and --older-than do not apply to --state evicted")
+		}
+		return c.lsEvicted(path, *after, *limit)
+	}
 	if *state == "dead" {
 		f := dispatcher.LetterFilter{Function: *function, Reason: r}
 		if *older > 0 {
@@ -205,4 +212,65 @@ func (c *cli) lsDead(path string, f dispatcher.LetterFilter, after string, limit
 		}
 	}
 	return c.endPage(tw, next)
+}
+
+type evictionJSON struct {
+	ID       string    `json:"id"`
+	Function string    `json:"function"`
+	Key      string    `json:"key,omitempty"`
+	Enqueued time.Time `json:"enqueued"`
+	Size     int64     `json:"size"`
+	Priority int       `json:"priority"`
+	Reason   string    `json:"reason"`
+	Evicted  time.Time `json:"evicted"`
+}
+
+func (c *cli) lsEvicted(path, after string, limit int) error {
+	d, err := openReader(path)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	tw := c.table()
+	if !c.json {
+		fmt.Fprintln(tw, "ID\tFUNCTION\tKEY\tPRIORITY\tENQUEUED\tSIZE\tWHY")
+	}
+	n := 0
+	ctx := context.Background()
+	for {
+		page := queuedPage
+		if limit > 0 {
+			page = min(page, limit-n)
+		}
+		evs, next, err := d.Events().Evictions(ctx, after, page)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if c.json {
+				if err := c.writeJSON(evictionJSON(e)); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.Function, dash(e.Key), e.Priority, fmtTime(e.Enqueued), e.Size, e.Reason)
+		}
+		n += len(evs)
+		after = next
+		if next == "" || (limit > 0 && n >= limit) {
+			break
+		}
+	}
+	if !c.json {
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if after != "" && limit > 0 && n >= limit {
+		if c.json {
+			return c.writeJSON(map[string]string{"next": after})
+		}
+		fmt.Fprintf(c.stderr, "more: --after %s\n", after)
+	}
+	return nil
 }

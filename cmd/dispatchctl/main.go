@@ -18,6 +18,7 @@
 //	check    verify the whole file, even one the other commands refuse
 //	salvage  copy what can be read of a damaged file into a new one
 //	pause    stop sending to one function, durably
+//	cancel   cancel queued events
 //	resume   send to a paused function again
 //
 // Run "dispatchctl <command> --help" for each one's flags.
@@ -123,6 +124,7 @@ var commands = map[string]command{
 	"check":   {"verify the whole file, even one the other commands refuse", (*cli).cmdCheck},
 	"salvage": {"copy what can be read of a damaged file into a new one", (*cli).cmdSalvage},
 	"pause":   {"stop sending to one function, durably", (*cli).cmdPause},
+	"cancel":  {"cancel queued events", (*cli).cmdCancel},
 	"resume":  {"send to a paused function again", (*cli).cmdResume},
 }
 

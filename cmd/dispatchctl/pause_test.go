@@ -67,3 +67,20 @@ func TestPauseRefusesBadInputUnchanged(t *testing.T) {
 	}
 	require.Equal(t, before, sum(), "bad input changes nothing on disk")
 }
+
+func TestCancelCommand(t *testing.T) {
+	t.Parallel()
+	path := seed(t) // orders ×2, billing ×1 queued
+	r := ctl(t, "n\n", "cancel", "--function", "orders", path)
+	require.Equal(t, 1, r.code, "declined: %s", r.stderr)
+	require.Equal(t, int64(3), stats(t, path).Queued)
+	r = ctl(t, "", "cancel", path)
+	require.Equal(t, 2, r.code, "nothing selected")
+	r = ctl(t, "", "cancel", "--yes", "--function", "orders", path)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "cancelled 2 events\n", r.stdout)
+	require.Equal(t, int64(1), stats(t, path).Queued)
+	r = ctl(t, "", "--json", "ls", "--state", "evicted", path)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Empty(t, r.stdout, "no evictions in this file")
+}

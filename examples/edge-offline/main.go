@@ -4,10 +4,17 @@
 // (lambdatest) goes offline after -offline-at readings and comes back
 // -offline-for readings later. Run keeps running throughout: while the
 // endpoint is unreachable it pauses without spending attempts, and once the
-// endpoint is back it drains the backlog. Readings past the cap are refused
-// with ErrQueueFull, and the device counts them.
+// endpoint is back it drains the backlog.
+//
+// Every tenth reading is an alarm, sent with a higher Priority. With
+// WithFullPolicy(DropOldest), the default here, a full buffer makes room by
+// evicting the oldest telemetry: the alarms survive the outage, the newest
+// readings are kept, and the eviction ledger names every reading dropped.
+// With -policy reject, readings past the cap are refused with ErrQueueFull
+// instead, alarms included, and the device counts them.
 //
 //	go run ./examples/edge-offline                        # offline, a few seconds
+//	go run ./examples/edge-offline -policy reject
 //	go run ./examples/edge-offline -readings 20000 -offline-for 15000 -max-events 10000 -every 5ms
 package main
 
@@ -34,6 +41,7 @@ type settings struct {
 	offlineAt  int           // reading at which the link goes down
 	offlineFor int           // readings taken while it is down
 	maxEvents  int           // the disk cap
+	policy     string        // drop-oldest or reject
 }
 
 func main() {
@@ -43,6 +51,7 @@ func main() {
 	flag.IntVar(&c.offlineAt, "offline-at", 300, "take the endpoint offline after this many readings")
 	flag.IntVar(&c.offlineFor, "offline-for", 1200, "readings taken while the endpoint is offline")
 	flag.IntVar(&c.maxEvents, "max-events", 1000, "most readings held on disk (WithMaxEvents)")
+	flag.StringVar(&c.policy, "policy", "drop-oldest", "when full: drop-oldest (evict the oldest telemetry) or reject")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -56,6 +65,15 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 	srv := lambdatest.NewServer(lambdatest.WithRecordLimit(-1))
 	defer srv.Close()
 	srv.Register("ingest", lambdatest.OK())
+	srv.Register("alarms", lambdatest.OK())
+	full := dispatcher.DropOldest
+	switch c.policy {
+	case "drop-oldest":
+	case "reject":
+		full = dispatcher.Reject
+	default:
+		return fmt.Errorf("-policy %q: want drop-oldest or reject", c.policy)
+	}
 
 	dir, err := os.MkdirTemp("", "edge-offline")
 	if err != nil {
@@ -72,6 +90,7 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 		dispatcher.WithLambda(srv.Client()),
 		dispatcher.WithRetryPolicy(policy),
 		dispatcher.WithMaxEvents(int64(c.maxEvents)),
+		dispatcher.WithFullPolicy(full),
 	)
 	if err != nil {
 		return err
@@ -85,6 +104,7 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 
 	var (
 		accepted, refused int
+		alarms            int   // alarms enqueued
 		peak              int64 // most readings buffered while offline
 		paused            bool  // whether Run noticed the outage
 		backlog           int64 // readings buffered when the link came back
@@ -107,11 +127,16 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 			}
 			fmt.Fprintf(out, "reading %d: endpoint online, %d readings buffered\n", i, backlog)
 		}
-		_, err := d.Enqueue(ctx, dispatcher.Event{
+		ev := dispatcher.Event{
 			Function: "ingest",
 			Payload:  fmt.Appendf(nil, `{"sensor":"sensor-1","n":%d,"celsius":%.1f}`, i, 20+float64(i%50)/10),
 			Key:      fmt.Sprintf("sensor-1/%d", i),
-		})
+		}
+		alarm := i%10 == 0
+		if alarm {
+			ev.Function, ev.Priority = "alarms", 2
+		}
+		_, err := d.Enqueue(ctx, ev)
 		switch {
 		case errors.Is(err, dispatcher.ErrQueueFull):
 			refused++ // a real device might thin its readings out here
@@ -119,6 +144,9 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 			return err
 		default:
 			accepted++
+			if alarm {
+				alarms++
+			}
 		}
 		if i >= c.offlineAt && i < c.offlineAt+c.offlineFor {
 			st := d.Stats()
@@ -149,7 +177,7 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 		if drained == 0 && st.Delivered >= deliveredAtOnline+uint64(backlog) {
 			drained = time.Since(reconnected)
 		}
-		if st.Queued() == 0 && st.Delivered+st.DeadLettered >= uint64(accepted) {
+		if st.Queued() == 0 && st.Delivered+st.DeadLettered+st.Evicted >= uint64(accepted) {
 			break
 		}
 		select {
@@ -165,10 +193,25 @@ func run(ctx context.Context, out io.Writer, c settings) error {
 	}
 
 	st := d.Stats()
+	ledger := 0
+	for _, err := range d.Events().AllEvictions(ctx) {
+		if err != nil {
+			return err
+		}
+		ledger++
+	}
+	alarmsSent, err := d.Functions().Get("alarms")
+	if err != nil {
+		return err
+	}
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "  %-24s %d\n", "readings", c.readings)
 	fmt.Fprintf(out, "  %-24s %d\n", "enqueued", accepted)
 	fmt.Fprintf(out, "  %-24s %d\n", "refused (queue full)", refused)
+	fmt.Fprintf(out, "  %-24s %d\n", "evicted (drop oldest)", st.Evicted)
+	fmt.Fprintf(out, "  %-24s %d\n", "eviction ledger", ledger)
+	fmt.Fprintf(out, "  %-24s %d\n", "alarms enqueued", alarms)
+	fmt.Fprintf(out, "  %-24s %d\n", "alarms delivered", alarmsSent.Delivered)
 	fmt.Fprintf(out, "  %-24s %d (cap %d)\n", "peak buffered offline", peak, c.maxEvents)
 	fmt.Fprintf(out, "  %-24s %v\n", "paused while offline", paused)
 	fmt.Fprintf(out, "  %-24s %d in %v\n", "drained after reconnect", backlog, drained.Round(time.Millisecond))

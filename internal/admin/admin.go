@@ -42,6 +42,13 @@ type Backend interface {
 	Redrive(ctx context.Context, ids []string, function, qualifier string) (int, error)
 	RedriveMatching(ctx context.Context, f LetterFilter, function, qualifier string) (int, error)
 	Purge(ctx context.Context, f LetterFilter) (int, error)
+	// Cancel cancels the queued events ids; CancelMatching those f
+	// selects. Each returns how many.
+	Cancel(ctx context.Context, ids []string, keepKey bool) (int, error)
+	CancelMatching(ctx context.Context, f EventFilter, keepKey bool) (int, error)
+	// Evictions returns a page of the eviction ledger, as JSON items, and
+	// the cursor of the next.
+	Evictions(ctx context.Context, after string, limit int) (any, string, error)
 	// Functions returns the figures of every function, as JSON.
 	Functions() (any, error)
 	// SetPaused pauses or resumes sending to function.
@@ -62,7 +69,10 @@ type QueuedEvent struct {
 
 // EventFilter selects queued events: by state ("ready", "scheduled",
 // "leased") and function; empty fields select all.
-type EventFilter struct{ State, Function string }
+type EventFilter struct {
+	State    string `json:"state"`
+	Function string `json:"function"`
+}
 
 // LetterFilter selects dead letters; empty fields select all.
 type LetterFilter struct {
@@ -159,10 +169,75 @@ func routes(h handlers) []route {
 		{"GET /deadletters/{id}", h.getLetter},
 		{"POST /deadletters/redrive", h.redrive},
 		{"POST /deadletters/purge", h.purge},
+		{"POST /events/cancel", h.cancel},
+		{"GET /evictions", h.evictions},
 		{"GET /functions", h.functions},
 		{"POST /functions/{function}/pause", h.pause(true)},
 		{"POST /functions/{function}/resume", h.pause(false)},
 	}
+}
+
+func (h handlers) cancel(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		IDs     []string     `json:"ids"`
+		Filter  *EventFilter `json:"filter"`
+		All     bool         `json:"all"`
+		KeepKey bool         `json:"keepKey"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	filtered := req.Filter != nil && (req.Filter.State != "" || req.Filter.Function != "")
+	var n int
+	var err error
+	switch {
+	case len(req.IDs) > 0 && (filtered || req.All):
+		writeError(w, http.StatusBadRequest, `give "ids", or a "filter" or "all", not both`)
+		return
+	case len(req.IDs) > 0:
+		n, err = h.b.Cancel(r.Context(), req.IDs, req.KeepKey)
+	case filtered || req.All:
+		var f EventFilter
+		if req.Filter != nil {
+			f = *req.Filter
+		}
+		switch f.State {
+		case "", "ready", "scheduled", "leased":
+		default:
+			writeError(w, http.StatusBadRequest, "state must be ready, scheduled or leased")
+			return
+		}
+		n, err = h.b.CancelMatching(r.Context(), f, req.KeepKey)
+	default:
+		writeError(w, http.StatusBadRequest, `nothing selected: give "ids", a "filter" with a field set, or "all": true`)
+		return
+	}
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"cancelled": n})
+}
+
+func (h handlers) evictions(w http.ResponseWriter, r *http.Request) {
+	limit, err := pageLimit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	after := r.URL.Query().Get("after")
+	if after != "" {
+		if _, err := strconv.ParseUint(after, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, "after must be an event id")
+			return
+		}
+	}
+	items, next, err := h.b.Evictions(r.Context(), after, limit)
+	if err != nil {
+		h.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items, "next": next})
 }
 
 func (h handlers) functions(w http.ResponseWriter, r *http.Request) {
