@@ -187,7 +187,7 @@ func TestLeaseSkipsIndexKeyOfLeasedEvent(t *testing.T) {
 		if f == nil {
 			return errors.New("no registry record for fn")
 		}
-		return tx.fnready.Put(fnReadyKey(f.id, got[0].Due.UnixNano(), seqs[0]), []byte{})
+		return tx.fnready.Put(fnReadyKey(f.id, 0, got[0].Due.UnixNano(), seqs[0]), []byte{})
 	}))
 	again, err := b.st.Lease(ctx, 5, time.Minute)
 	require.NoError(t, err)
