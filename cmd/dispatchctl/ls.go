@@ -103,44 +103,56 @@ func (c *cli) lsQueued(path string, f dispatcher.EventFilter, after string, limi
 		return err
 	}
 	ctx := context.Background()
-	var next string
-	if limit == 0 {
-		for {
-			page, cursor, err := d.Events().Find(ctx, f, after, queuedPage)
-			if err != nil {
-				return err
-			}
-			for _, e := range page {
-				if err := emit(e); err != nil {
-					return err
-				}
-			}
-			if cursor == "" {
-				break
-			}
-			after = cursor
-		}
-	} else {
-		// One more than asked says whether another page exists.
-		page, _, err := d.Events().Find(ctx, f, after, limit+1)
-		if err != nil {
-			return err
-		}
-		if len(page) > limit {
-			page = page[:limit]
-			next = page[limit-1].ID
-		}
-		for _, e := range page {
-			if err := emit(e); err != nil {
-				return err
-			}
-		}
+	next, err := listPages(after, limit, queuedPage, func(after string, n int) ([]dispatcher.QueuedEvent, string, error) {
+		return d.Events().Find(ctx, f, after, n)
+	}, func(e dispatcher.QueuedEvent) string { return e.ID }, emit)
+	if err != nil {
+		return err
 	}
 	return c.endPage(tw, next)
 }
 
 // queuedPage is how many events ls without a limit reads per call.
 const queuedPage = 1000
+
+// listPages emits what find returns from the cursor after on: every item,
+// page by page, when limit is 0, else up to limit, and then the cursor of
+// the next page ("" when there is none). One item more than asked says
+// whether another page exists.
+func listPages[T any](after string, limit, page int, find func(after string, n int) ([]T, string, error), id func(T) string, emit func(T) error) (string, error) {
+	if limit > 0 {
+		items, _, err := find(after, limit+1)
+		if err != nil {
+			return "", err
+		}
+		next := ""
+		if len(items) > limit {
+			items = items[:limit]
+			next = id(items[limit-1])
+		}
+		for _, it := range items {
+			if err := emit(it); err != nil {
+				return "", err
+			}
+		}
+		return next, nil
+	}
+	for {
+		items, cursor, err := find(after, page)
+		if err != nil {
+			return "", err
+		}
+		for _, it := range items {
+			if err := emit(it); err != nil {
+				return "", err
+			}
+		}
+		if cursor == "" {
+			return "", nil
+		}
+		after = cursor
+	}
+}
 
 func (c *cli) endPage(tw *tabwriter.Writer, next string) error {
 	if c.json {
@@ -178,38 +190,11 @@ func (c *cli) lsDead(path string, f dispatcher.LetterFilter, after string, limit
 			dash(l.Qualifier), dash(l.Key), l.Attempts, fmtTime(l.DeadLettered), len(l.Payload))
 		return err
 	}
-	var next string
-	if limit == 0 {
-		for {
-			page, cursor, err := dl.Find(ctx, f, after, deadletter.MaxListLimit)
-			if err != nil {
-				return err
-			}
-			for _, l := range page {
-				if err := emit(l); err != nil {
-					return err
-				}
-			}
-			if cursor == "" {
-				break
-			}
-			after = cursor
-		}
-	} else {
-		// One more than asked says whether another page exists.
-		page, _, err := dl.Find(ctx, f, after, limit+1)
-		if err != nil {
-			return err
-		}
-		if len(page) > limit {
-			page = page[:limit]
-			next = page[limit-1].ID
-		}
-		for _, l := range page {
-			if err := emit(l); err != nil {
-				return err
-			}
-		}
+	next, err := listPages(after, limit, deadletter.MaxListLimit, func(after string, n int) ([]deadletter.Letter, string, error) {
+		return dl.Find(ctx, f, after, n)
+	}, func(l deadletter.Letter) string { return l.ID }, emit)
+	if err != nil {
+		return err
 	}
 	return c.endPage(tw, next)
 }
@@ -235,42 +220,19 @@ func (c *cli) lsEvicted(path, after string, limit int) error {
 	if !c.json {
 		fmt.Fprintln(tw, "ID\tFUNCTION\tKEY\tPRIORITY\tENQUEUED\tSIZE\tWHY")
 	}
-	n := 0
-	ctx := context.Background()
-	for {
-		page := queuedPage
-		if limit > 0 {
-			page = min(page, limit-n)
-		}
-		evs, next, err := d.Events().Evictions(ctx, after, page)
-		if err != nil {
-			return err
-		}
-		for _, e := range evs {
-			if c.json {
-				if err := c.writeJSON(evictionJSON(e)); err != nil {
-					return err
-				}
-				continue
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.Function, dash(e.Key), e.Priority, fmtTime(e.Enqueued), e.Size, e.Reason)
-		}
-		n += len(evs)
-		after = next
-		if next == "" || (limit > 0 && n >= limit) {
-			break
-		}
-	}
-	if !c.json {
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-	}
-	if after != "" && limit > 0 && n >= limit {
+	emit := func(e dispatcher.Eviction) error {
 		if c.json {
-			return c.writeJSON(map[string]string{"next": after})
+			return c.writeJSON(evictionJSON(e))
 		}
-		fmt.Fprintf(c.stderr, "more: --after %s\n", after)
+		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.Function, dash(e.Key), e.Priority, fmtTime(e.Enqueued), e.Size, e.Reason)
+		return err
 	}
-	return nil
+	ctx := context.Background()
+	next, err := listPages(after, limit, queuedPage, func(after string, n int) ([]dispatcher.Eviction, string, error) {
+		return d.Events().Evictions(ctx, after, n)
+	}, func(e dispatcher.Eviction) string { return e.ID }, emit)
+	if err != nil {
+		return err
+	}
+	return c.endPage(tw, next)
 }
