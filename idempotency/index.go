@@ -202,19 +202,29 @@ var _ store.KeyWindow = (*Index)(nil)
 
 // Mark sets the state of key, if the event seq still holds it.
 func (x *Index) Mark(tx *store.Tx, key string, seq uint64, s State) error {
-	keys, err := tx.Bucket(store.Keys)
-	if err != nil {
-		return err
-	}
-	v := keys.Get([]byte(key))
-	if v == nil {
-		return nil
-	}
-	e, err := decodeEntry(key, v)
-	if err != nil || e.Seq != seq {
+	keys, e, held, err := heldBy(tx, key, seq)
+	if err != nil || !held {
 		return err
 	}
 	return keys.Put([]byte(key), encodeEntry(s, seq, e.Expires.UnixNano()))
+}
+
+// heldBy reads the entry of key, and reports whether the event seq holds
+// it: absent, or held by another event, is false without an error.
+func heldBy(tx *store.Tx, key string, seq uint64) (*store.Bucket, Entry, bool, error) {
+	keys, err := tx.Bucket(store.Keys)
+	if err != nil {
+		return nil, Entry{}, false, err
+	}
+	v := keys.Get([]byte(key))
+	if v == nil {
+		return keys, Entry{}, false, nil
+	}
+	e, err := decodeEntry(key, v)
+	if err != nil || e.Seq != seq {
+		return keys, Entry{}, false, err
+	}
+	return keys, e, true, nil
 }
 
 // expiresAt returns now+window in Unix nanoseconds, saturated at the
@@ -232,16 +242,8 @@ func expiresAt(now time.Time, window time.Duration) int64 {
 // cancelled or evicted event lets its key go, and a key already taken
 // over by a later event stays that event's.
 func (x *Index) Release(tx *store.Tx, key string, seq uint64) error {
-	keys, err := tx.Bucket(store.Keys)
-	if err != nil {
-		return err
-	}
-	v := keys.Get([]byte(key))
-	if v == nil {
-		return nil
-	}
-	e, err := decodeEntry(key, v)
-	if err != nil || e.Seq != seq {
+	_, _, held, err := heldBy(tx, key, seq)
+	if err != nil || !held {
 		return err
 	}
 	return x.Forget(tx, key)
