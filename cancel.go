@@ -166,7 +166,14 @@ func (d *Dispatcher) WaitDrained(ctx context.Context) error {
 		}
 		// Armed before the check, so a commit between the two wakes us.
 		changed := d.st.Changed()
-		if d.Stats().Queued() == 0 {
+		// The store's own count of events held, in every state: the
+		// dispatcher's Stats would also read every function's figures at
+		// each commit waited on.
+		s, err := d.st.Stats()
+		if err != nil {
+			return translate(err)
+		}
+		if s.Events == 0 {
 			return nil
 		}
 		select {
