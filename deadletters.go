@@ -285,24 +285,49 @@ func (l *DeadLetters) RedriveMatching(ctx context.Context, f LetterFilter, o Red
 	return l.eachBatch(ctx, f, func(ids []string) (int, error) { return l.Redrive(ctx, ids, o) })
 }
 
+// Delete deletes the letters of the given ids, a bounded batch per
+// transaction, and returns how many it deleted; ids that name no letter
+// are skipped.
+func (l *DeadLetters) Delete(ctx context.Context, ids []string) (int, error) {
+	if l.d.closed.Load() {
+		return 0, ErrClosed
+	}
+	if l.d.opts.readOnly {
+		return 0, ErrReadOnly
+	}
+	n := 0
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), redriveBatch)]
+		ids = ids[len(batch):]
+		m, err := l.deleteBatch(ctx, batch)
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+func (l *DeadLetters) deleteBatch(ctx context.Context, ids []string) (int, error) {
+	var n int
+	err := l.d.st.Update(ctx, func(tx *store.Tx) error {
+		var err error
+		n, err = l.b.DeleteTx(tx, ids...)
+		return err
+	})
+	if err != nil {
+		return 0, translate(err) // n may still be written by the writer
+	}
+	return n, nil
+}
+
 // Purge deletes every letter that f selects, a bounded batch per
 // transaction, and returns how many.
 func (l *DeadLetters) Purge(ctx context.Context, f LetterFilter) (int, error) {
 	if l.d.closed.Load() {
 		return 0, ErrClosed
 	}
-	return l.eachBatch(ctx, f, func(ids []string) (int, error) {
-		var n int
-		err := l.d.st.Update(ctx, func(tx *store.Tx) error {
-			var err error
-			n, err = l.b.DeleteTx(tx, ids...)
-			return err
-		})
-		if err != nil {
-			return 0, translate(err) // n may still be written by the writer
-		}
-		return n, nil
-	})
+	return l.eachBatch(ctx, f, func(ids []string) (int, error) { return l.deleteBatch(ctx, ids) })
 }
 
 // eachBatch finds the letters f selects, redriveBatch at a time, and hands

@@ -42,8 +42,9 @@ type Dispatcher struct {
 	duplicates   atomic.Uint64 // refused at enqueue
 	keysSwept    atomic.Uint64
 	keysEvicted  atomic.Uint64
-	stopSweep    context.CancelFunc
-	sweepDone    chan struct{}
+	stopBG       context.CancelFunc // the key sweep and the rate sampler
+	bg           sync.WaitGroup
+	rates        rateLog
 	shared       *sharedkeys.Keys // nil unless WithSharedKeys
 	sharedCounts sharedkeys.Counters
 }
@@ -99,19 +100,22 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 	d.opts.metrics.Attach(d.Stats)
 	d.letters = deadletter.NewBolt(st)
 	d.keys = idempotency.New(st)
-	if o.readOnly {
-		// Nothing to sweep, nothing to claim: both would write.
-		return d, nil
-	}
-	if o.shared != nil {
+	if !o.readOnly && o.shared != nil {
 		if err := d.openShared(o.shared); err != nil {
 			st.Close()
 			return nil, err
 		}
 	}
-	sweepCtx, stop := context.WithCancel(context.Background())
-	d.stopSweep, d.sweepDone = stop, make(chan struct{})
-	go d.sweep(sweepCtx)
+	bgCtx, stop := context.WithCancel(context.Background())
+	d.stopBG = stop
+	d.rates.start = time.Now()
+	d.rates.add(d.rateSample())
+	d.bg.Go(func() { d.sampleRates(bgCtx) })
+	if o.readOnly {
+		// Nothing to sweep, nothing to claim: both would write.
+		return d, nil
+	}
+	d.bg.Go(func() { d.sweep(bgCtx) })
 	// The queue's own file is always the last resort, so a dead letter is
 	// never lost and never blocks the queue when a remote sink is down.
 	if d.opts.sink != nil {
@@ -244,7 +248,6 @@ func checkWindow(now time.Time, w time.Duration) string {
 // sweep removes expired keys, and the oldest past WithMaxKeys, every
 // WithKeySweep, in bounded transactions, until Close.
 func (d *Dispatcher) sweep(ctx context.Context) {
-	defer close(d.sweepDone)
 	t := time.NewTicker(d.opts.sweepEvery)
 	defer t.Stop()
 	for {
@@ -290,10 +293,8 @@ func (d *Dispatcher) Close() error {
 		stop()
 		<-done
 	}
-	if d.stopSweep != nil {
-		d.stopSweep()
-		<-d.sweepDone
-	}
+	d.stopBG()
+	d.bg.Wait()
 	if d.shared != nil {
 		d.shared.Close()
 	}
