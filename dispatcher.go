@@ -69,6 +69,7 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		return nil, fmt.Errorf("dispatcher: lease duration %v must exceed the invoke timeout %v", o.leaseDuration, o.invokeTimeout)
 	}
 	var d *Dispatcher // the store's eviction callback needs it; set below
+	async, _ := o.metrics.(AsyncMetrics)
 	st, err := store.Open(path, store.Options{
 		LockTimeout:        o.lockTimeout,
 		MaxEvents:          o.maxEvents,
@@ -82,6 +83,13 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		// An evicted event's key goes with it, in the enqueue transaction
 		// that evicts it: the event is gone, so a replay is not a duplicate.
 		Evicted: func(tx *store.Tx, ev store.Event) error { return d.releaseKey(CancelOptions{})(tx, ev) },
+		EvictionsCommitted: func(functions []string) {
+			if async != nil {
+				for _, fn := range functions {
+					async.Dropped(fn, "evicted")
+				}
+			}
+		},
 	})
 	if err != nil {
 		var ce *store.CorruptError

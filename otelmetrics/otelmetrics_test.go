@@ -117,3 +117,25 @@ func TestRecorder(t *testing.T) {
 	require.Zero(t, depth[attrs(attribute.String("state", "ready"))])
 	require.Equal(t, int64(1), depth[attrs(attribute.String("state", "dead"))])
 }
+
+// TestEvictionsAreDropped: an event evicted to make room is dropped as
+// Lambda would count it, by function, once the eviction is committed.
+func TestEvictionsAreDropped(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	rec, err := otelmetrics.New(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	require.NoError(t, err)
+	d, err := dispatcher.Open(filepath.Join(t.TempDir(), "events.db"), dispatcher.WithMetrics(rec),
+		dispatcher.WithMaxEvents(2), dispatcher.WithFullPolicy(dispatcher.DropOldest))
+	require.NoError(t, err)
+	ctx := context.Background()
+	for _, fn := range []string{"old", "old", "new", "new"} {
+		_, err := d.Enqueue(ctx, dispatcher.Event{Function: fn})
+		require.NoError(t, err)
+	}
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(ctx, &rm))
+	require.NoError(t, d.Close())
+	dropped := sums(t, rm, "dispatcher.async.dropped")
+	require.Equal(t, int64(2), dropped[attrs(attribute.String("function", "old"), attribute.String("reason", "evicted"))])
+	require.Len(t, dropped, 1)
+}

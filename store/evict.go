@@ -247,6 +247,7 @@ func (t *txn) evict(seq uint64, r *record) error {
 		return err
 	}
 	t.c.evicted++
+	t.evictedFns = append(t.evictedFns, r.function)
 	return t.record(Eviction{
 		Seq: seq, Function: r.function, Key: r.key, Priority: r.priority, PayloadSize: int(r.payloadLen),
 		Enqueued: fromUnixNano(r.enqueued), Evicted: time.Unix(0, t.wall),

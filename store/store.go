@@ -108,6 +108,11 @@ type Options struct {
 	// It may run more than once for an event, in transactions that are
 	// rolled back: it must keep no state of its own.
 	Evicted func(tx *Tx, ev Event) error
+	// EvictionsCommitted, when not nil, is told the function of each
+	// event evicted once the eviction is durable, on the store's writer
+	// goroutine: it must return promptly. Metrics count evictions here,
+	// where Evicted could count a rolled-back one.
+	EvictionsCommitted func(functions []string)
 	// MaxEvictionRecords bounds the eviction ledger (see Evictions): past
 	// it, the records of the events enqueued first go. Zero means
 	// DefaultMaxEvictionRecords; less than zero, no ledger is kept.

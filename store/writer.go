@@ -149,6 +149,9 @@ func (s *Store) commit(ops []*op) error {
 	if changed != nil {
 		close(changed)
 	}
+	if cb := s.opts.EvictionsCommitted; cb != nil && len(t.evictedFns) > 0 {
+		cb(t.evictedFns)
+	}
 	if t.readied {
 		select {
 		case s.ready <- struct{}{}:
@@ -181,7 +184,8 @@ type txn struct {
 	cEvents, cPayloads, cReady, cLeases, cEvict reused
 	c                                           counts // working copy, published on commit
 	tot                                         totals
-	readied                                     bool // an event became ready: wake consumers
+	readied                                     bool     // an event became ready: wake consumers
+	evictedFns                                  []string // the function of each event evicted
 
 	// The working copies of the functions the transaction touched (see
 	// fnTouch): the first few in place, the rest in a map, and the last
