@@ -113,6 +113,7 @@ func wireFunctions(fs []FunctionStats) []wire.Function {
 		out[i] = wire.Function{
 			Function: f.Function, Paused: f.Paused, Ready: f.Ready, Scheduled: f.Scheduled, InFlight: f.InFlight,
 			Limit: f.Limit, Delivered: f.Delivered, DeadLettered: f.DeadLettered, Throttled: f.Throttled,
+			MaxInFlight: f.Configured.MaxInFlight, PerSecond: f.Configured.PerSecond,
 		}
 	}
 	return out

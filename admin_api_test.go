@@ -77,7 +77,7 @@ func keysOf(m map[string]any) []string {
 
 func TestAdminAPIShapes(t *testing.T) {
 	t.Parallel()
-	b := setup(t, withServer())
+	b := setup(t, withServer(), with(dispatcher.WithFunctionLimit("orders", dispatcher.FunctionLimit{MaxInFlight: 4, PerSecond: 2.5})))
 	dead := b.enqueue(t, "missing", 2)
 	b.start(t)
 	waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 2 })
@@ -134,6 +134,8 @@ func TestAdminAPIShapes(t *testing.T) {
 	require.Equal(t, 200, code)
 	require.EqualValues(t, 3, f["ready"])
 	require.Contains(t, f, "inFlight")
+	require.EqualValues(t, 4, f["maxInFlight"], "the configured limits are shown")
+	require.Equal(t, 2.5, f["perSecond"])
 	code, _ = api.get("/functions/nobody")
 	require.Equal(t, 404, code)
 

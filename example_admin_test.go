@@ -54,7 +54,7 @@ func ExampleDispatcher_AdminHandler() {
 	show("POST", "/view/functions/billing/pause", "")
 	show("POST", "/admin/functions/billing/pause", "")
 	// Output:
-	// 200 {"items":[{"function":"billing","paused":false,"ready":1,"scheduled":0,"inFlight":0,"limit":0,"delivered":0,"deadLettered":0,"throttled":0}],"next":""}
+	// 200 {"items":[{"function":"billing","paused":false,"ready":1,"scheduled":0,"inFlight":0,"limit":0,"delivered":0,"deadLettered":0,"throttled":0,"maxInFlight":0,"perSecond":0}],"next":""}
 	// 200 {"items":[],"next":""}
 	// 400 {"error":"unknown reason \"gone\": want retries-exhausted, event-age-exceeded, rejected"}
 	// 403 {"error":"admin handler is read-only"}

@@ -87,6 +87,9 @@ type FunctionStats struct {
 	// Since Open: events delivered and dead-lettered, and the times
 	// throttling lowered its limit.
 	Delivered, DeadLettered, Throttled uint64
+	// Configured is its flow control as WithFunctionLimit set it (its
+	// own, or the default), zero fields where none was set.
+	Configured FunctionLimit
 }
 
 // All returns the figures of every function that has events queued, is
@@ -119,6 +122,7 @@ func (f *Functions) All() ([]FunctionStats, error) {
 	}
 	out := make([]FunctionStats, 0, len(byName))
 	for _, s := range byName {
+		s.Configured = f.d.configuredLimit(s.Function)
 		out = append(out, *s)
 	}
 	slices.SortFunc(out, func(a, b FunctionStats) int { return strings.Compare(a.Function, b.Function) })
@@ -137,7 +141,15 @@ func (f *Functions) Get(function string) (FunctionStats, error) {
 			return s, nil
 		}
 	}
-	return FunctionStats{Function: function}, nil
+	return FunctionStats{Function: function, Configured: f.d.configuredLimit(function)}, nil
+}
+
+func (d *Dispatcher) configuredLimit(function string) FunctionLimit {
+	l, ok := d.opts.limits[function]
+	if !ok {
+		l = d.opts.defaultLimit
+	}
+	return FunctionLimit{MaxInFlight: l.MaxInFlight, PerSecond: l.Rate}
 }
 
 // Pause stops sending to function, durably: the pause holds across a

@@ -79,6 +79,10 @@ type Function struct {
 	Delivered    uint64 `json:"delivered"`
 	DeadLettered uint64 `json:"deadLettered"`
 	Throttled    uint64 `json:"throttled"`
+	// MaxInFlight and PerSecond are the configured limits
+	// (WithFunctionLimit); 0 where none was set.
+	MaxInFlight int     `json:"maxInFlight"`
+	PerSecond   float64 `json:"perSecond"`
 }
 
 // Stats is the dispatcher's snapshot: counts held now, then totals since
