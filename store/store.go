@@ -391,7 +391,7 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	// What the log held past the file is applied before anything else
 	// runs, so the file alone answers every read from here on.
-	if err := s.commit(nil); err != nil {
+	if err := s.applyAtOpen(); err != nil {
 		s.wal.l.Close()
 		db.Close()
 		s.forget()
@@ -647,9 +647,6 @@ func (s *Store) Path() string { return s.path }
 // index only from now on: its cost is a few seeks per function with events
 // in the index, plus the number of scheduled events.
 func (s *Store) Stats() (Stats, error) {
-	// Events the log holds are counted already; the flush puts them in
-	// the index that tells scheduled from ready.
-	_ = s.flush()
 	s.statMu.Lock()
 	c, t := s.counts, s.totals
 	s.statMu.Unlock()
@@ -677,8 +674,12 @@ func (s *Store) Stats() (Stats, error) {
 		}
 		return nil
 	})
+	// Events the log holds are counted already, but are in no index
+	// yet: they tell their own due times.
+	st.Scheduled += s.wal.scheduled(s.clock.now())
 	// The counts and the scan are two moments; clamp so they never
 	// disagree in a way a reader would notice.
+	st.Scheduled = min(st.Scheduled, st.Events-st.Leased)
 	st.Ready = max(st.Events-st.Leased-st.Scheduled, 0)
 	return st, err
 }

@@ -4,7 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -51,6 +54,7 @@ type logEntry struct {
 // waiting, which readers read to decide whether to flush first.
 type logState struct {
 	l       *wal.Log
+	mu      sync.Mutex // guards entries against readers; the writer alone changes them
 	entries []logEntry
 	bytes   int64             // payload and record bytes of entries
 	keys    map[string]uint64 // key → the entry holding it
@@ -63,6 +67,39 @@ type logState struct {
 	failed error
 	// waiting mirrors len(entries) for readers outside the writer.
 	waiting atomic.Int64
+	// record says the file must record the log's position even with
+	// nothing to apply: a new log was started under it.
+	record bool
+}
+
+// scheduled counts the events the log holds that are due after now.
+func (w *logState) scheduled(now int64) int64 {
+	if w == nil || w.waiting.Load() == 0 {
+		return 0
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var n int64
+	for _, e := range w.entries {
+		if e.p.due > now {
+			n++
+		}
+	}
+	return n
+}
+
+// pendingApply reports whether a transaction has anything of the log to
+// write: events, or a position to record.
+func (w *logState) pendingApply() bool {
+	return w != nil && (len(w.entries) > 0 || w.record || w.failed != nil && w.applied != w.end)
+}
+
+// applyAtOpen applies what the log replayed, before the writer starts.
+func (s *Store) applyAtOpen() error {
+	if !s.wal.pendingApply() {
+		return nil
+	}
+	return s.commit(nil)
 }
 
 // logDir is where the log of the queue at path lives.
@@ -115,18 +152,17 @@ func decodeLogRecord(b []byte) (now int64, es []logEntry, err error) {
 		return 0, nil, fmt.Errorf("%w: version %d", errLogRecord, v)
 	}
 	now = d.varint("queue time")
-	n := d.uvarint("count")
-	if d.err == nil && n > uint64(len(b)) {
-		d.fail("count %d in %d bytes", n, len(b))
-	}
+	// Each event takes at least five bytes, so a count past that is
+	// damage, found before anything is allocated for it.
+	n := d.uvarint("count", uint64(len(b)/5))
 	for i := uint64(0); d.err == nil && i < n; i++ {
 		var e logEntry
-		e.seq = d.uvarint("seq")
-		rec := d.bytes("record")
-		payload := d.bytes("payload")
+		e.seq = d.uvarint("seq", math.MaxUint64)
+		rec := d.logBytes("record")
+		payload := d.logBytes("payload")
 		flag := d.byte("key flag")
 		if flag > 1 {
-			d.fail("key flag %d", flag)
+			d.fail("key flag", fmt.Sprintf("%d", flag))
 		}
 		if flag == 1 {
 			e.window = time.Duration(d.varint("window"))
@@ -152,7 +188,7 @@ func decodeLogRecord(b []byte) (now int64, es []logEntry, err error) {
 		es = append(es, e)
 	}
 	if d.err == nil && len(d.b) > 0 {
-		d.fail("%d bytes after the last event", len(d.b))
+		d.fail("end", fmt.Sprintf("%d bytes after the last event", len(d.b)))
 	}
 	if d.err != nil {
 		return 0, nil, fmt.Errorf("%w: %v", errLogRecord, d.err)
@@ -160,64 +196,11 @@ func decodeLogRecord(b []byte) (now int64, es []logEntry, err error) {
 	return now, es, nil
 }
 
-// decoder reads the fields of a log record, keeping the first error.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-func (d *decoder) fail(format string, a ...any) {
-	if d.err == nil {
-		d.err = fmt.Errorf(format, a...)
-	}
-}
-
-func (d *decoder) byte(what string) byte {
+// logBytes reads a length-prefixed byte string of a log record, aliasing
+// the record.
+func (d *decoder) logBytes(field string) []byte {
+	n := d.uvarint(field+" length", uint64(len(d.b)))
 	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.fail("%s: truncated", what)
-		return 0
-	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) uvarint(what string) uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("%s: bad varint", what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint(what string) int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("%s: bad varint", what)
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) bytes(what string) []byte {
-	n := d.uvarint(what + " length")
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.fail("%s: %d bytes, %d left", what, n, len(d.b))
 		return nil
 	}
 	v := d.b[:n]
@@ -268,11 +251,25 @@ func (s *Store) openLog() error {
 		}
 		return nil
 	})
+	if errors.Is(err, wal.ErrGap) && applied > 0 && !hasSegments(logDir(s.path)) {
+		// The file was copied, restored or salvaged without its log: it
+		// is whole up to the position it records, and what a log held
+		// past that went with the log. A new log starts, and the file
+		// records its position at once, so that a reopen finds them
+		// agreeing.
+		s.log.Warn("write-ahead log: the file records a log position but its log is gone; starting a new log",
+			"path", s.path, "position", applied)
+		w.applied, w.record = 0, true
+		tail, err = l.Replay(0, nil)
+	}
 	if err != nil {
 		l.Close()
 		var ce *CorruptError
 		if errors.As(err, &ce) {
 			return err
+		}
+		if errors.Is(err, wal.ErrGap) {
+			return &CorruptError{What: "write-ahead log " + logDir(s.path), Err: fmt.Errorf("%w: it does not hold the position the file records (%d): the file and its log are from different times; move the log aside to open the file as it is", err, applied)}
 		}
 		return fmt.Errorf("store: write-ahead log: %w", err)
 	}
@@ -294,6 +291,8 @@ func (s *Store) openLog() error {
 
 // add appends e to the entries.
 func (w *logState) add(e logEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.entries = append(w.entries, e)
 	w.bytes += e.p.size
 	if e.key != "" {
@@ -308,7 +307,7 @@ func (w *logState) add(e logEntry) {
 // events when they were logged.
 func (t *txn) applyLog() error {
 	w := t.s.wal
-	if w == nil || len(w.entries) == 0 && w.applied == w.end {
+	if !w.pendingApply() {
 		return nil
 	}
 	for i := range w.entries {
@@ -364,6 +363,9 @@ func (s *Store) logCommitted(t *txn) {
 	if w == nil || t.logPos == 0 && t.logApplied == 0 {
 		return
 	}
+	w.record = false
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, e := range w.entries[:t.logApplied] {
 		w.bytes -= e.p.size
 		if e.key != "" && w.keys[e.key] == e.seq {
@@ -559,7 +561,7 @@ func (s *Store) closeLog() error {
 		return nil
 	}
 	var err error
-	if len(w.entries) > 0 || w.applied != w.end {
+	if w.pendingApply() {
 		err = s.commit(nil)
 	}
 	if w.timer != nil {
@@ -569,6 +571,12 @@ func (s *Store) closeLog() error {
 		err = cerr
 	}
 	return err
+}
+
+// hasSegments reports whether dir holds a segment of a log.
+func hasSegments(dir string) bool {
+	m, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+	return len(m) > 0
 }
 
 // removeLog deletes the log of a file, for Compact and Salvage's new
