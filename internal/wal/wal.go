@@ -508,7 +508,7 @@ func (l *Log) Close() error {
 		l.next = nil
 	}
 	l.pmu.Unlock()
-	errs = append(errs, l.dirf.Close())
+	errs = append(errs, unlockDir(l.dirf), l.dirf.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("wal: close: %w", err)
 	}
