@@ -13,7 +13,8 @@ import (
 // record's position and data; data is valid only during the call. It
 // stops at the end of the log: the zeroed tail of a segment, the mark
 // Close left, or the first frame that fails its check, which Tail
-// reports. An error from fn stops it and is returned as is.
+// reports. An error from fn stops it and is returned as is. A nil fn
+// only checks the records and finds the end.
 //
 // from is a position this log returned (a record's position, an end, or
 // End) of a synced record, or zero for the beginning of a log never
@@ -166,7 +167,7 @@ func (l *Log) walk(i int, from Position, fn func(Position, []byte) error) (walke
 				if sum != frameCRC(nonce, p, length, data) {
 					return end(true, "checksum mismatch in the record at offset %d", off)
 				}
-				if p >= from {
+				if p >= from && fn != nil {
 					if err := fn(p, data); err != nil {
 						return walked{}, err
 					}
