@@ -206,11 +206,18 @@ func (l *Log) finish(w walked) error {
 	synced := true
 	for _, t := range ahead {
 		if t.base == s.end() && t.size == l.o.SegmentSize {
-			// Most often the segment prepared before the log was closed:
-			// a spare already named for the base it will get.
-			l.pmu.Lock()
-			l.spares = append(l.spares, spare{name: segName(t.base), size: t.size})
-			l.pmu.Unlock()
+			// Most often the segment prepared before the log was closed,
+			// already named for the base the next one gets: a new nonce
+			// is all it needs to be the next one. (Not a spare under a
+			// segment's name, which a later segment could be confused
+			// with.)
+			r, err := l.make(t.base, t.size, spare{name: segName(t.base), size: t.size}, true, nil)
+			if err == nil {
+				l.pmu.Lock()
+				l.next = r
+				l.pmu.Unlock()
+			}
+			errs = append(errs, err)
 			continue
 		}
 		errs = append(errs, l.retire(segName(t.base), t.base, t.size))

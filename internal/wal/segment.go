@@ -221,10 +221,10 @@ func createSegment(dir string, base Position, size int64, stop func() bool) (f *
 // its previous life were written under another nonce and at other
 // positions, so none of them passes its check in the new one. A crash
 // before the rename leaves a spare whose header names a base it does not
-// hold, which is harmless: a spare's header is never read. A spare may
-// already have the segment's name: the segment past the end that Replay
-// found where the next one goes (its old frames fail under the new nonce
-// all the same).
+// hold, which is harmless: a spare's header is never read. The file may
+// already have the segment's name: Replay makes the segment it finds
+// where the next one goes the next one this way (what a crashed Append
+// left in it fails under the new nonce all the same).
 func reuseSpare(dir, name string, base Position, size int64) (f *os.File, err error) {
 	from := filepath.Join(dir, name)
 	f, err = os.OpenFile(from, os.O_RDWR, 0)
