@@ -177,7 +177,9 @@ func (l *Log) retire(name string, base Position, size int64) error {
 		l.log.Debug("wal: segment removed", "segment", name)
 		return nil
 	}
-	if err := os.Rename(path, filepath.Join(l.dir, to)); err != nil {
+	if err := os.Rename(path, filepath.Join(l.dir, to)); errors.Is(err, os.ErrNotExist) {
+		return nil // gone already: nothing to keep
+	} else if err != nil {
 		return err
 	}
 	l.pmu.Lock()

@@ -65,11 +65,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // bytes, little-endian), then the payload. The nonce and position make a
 // frame valid in one place of one life of one segment only.
 func frameCRC(nonce uint64, p Position, length uint32, payload []byte) uint32 {
-	var seed [20]byte
-	binary.LittleEndian.PutUint64(seed[0:], nonce)
-	binary.LittleEndian.PutUint64(seed[8:], uint64(p))
-	binary.LittleEndian.PutUint32(seed[16:], length)
-	return crc32.Update(crc32.Update(0, castagnoli, seed[:]), castagnoli, payload)
+	// The 20 bytes of the seed go through the table by hand: handed to
+	// crc32.Update in an array, they would be allocated, once per frame.
+	crc := ^uint32(0)
+	for _, v := range [...]struct {
+		x uint64
+		n int
+	}{{nonce, 8}, {uint64(p), 8}, {uint64(length), 4}} {
+		for i := range v.n {
+			crc = castagnoli[byte(crc)^byte(v.x>>(8*i))] ^ crc>>8
+		}
+	}
+	return crc32.Update(^crc, castagnoli, payload)
 }
 
 // putFrame appends a frame to buf.

@@ -207,6 +207,7 @@ func Open(dir string, o Options) (*Log, error) {
 	l := &Log{dir: dir, o: o, log: o.Logger, dirf: d, done: make(chan struct{})}
 	l.pcond = sync.NewCond(&l.pmu)
 	if err := l.scan(); err != nil {
+		unlockDir(d)
 		d.Close()
 		return nil, err
 	}
