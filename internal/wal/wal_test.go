@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -732,4 +733,96 @@ func waitIdle(t *testing.T, l *Log) {
 		}
 		l.pcond.Wait()
 	}
+}
+
+func TestConcurrentCallers(t *testing.T) {
+	t.Parallel()
+	// One writer, and a checkpointer and a metrics reader beside it: the
+	// race detector is the check.
+	b := setup(t, Options{})
+	l, _, _ := b.replay(t, 0)
+	rng := rand.New(rand.NewPCG(19, 20))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_ = l.Size()
+			_ = l.End()
+		}
+	}()
+	synced := make(chan Position, 1000)
+	go func() {
+		defer wg.Done()
+		for p := range synced {
+			if err := l.Recycle(p); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var want []rec
+	for range 500 {
+		want = appendSync(t, l, payload(rng, 1+rng.IntN(2000)))
+		synced <- want[0].p
+	}
+	close(synced)
+	close(done)
+	wg.Wait()
+	require.NoError(t, l.Close())
+	_, got, _ := b.replay(t, want[0].p)
+	requireRecs(t, want, got)
+}
+
+func TestWriteFailureSticks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{})
+	l, _, _ := b.replay(t, 0)
+	want := appendSync(t, l, []byte("kept"))
+	// The file goes away under the writer, as a failing disk would.
+	l.mu.Lock()
+	require.NoError(t, l.cur.Close())
+	l.mu.Unlock()
+	_, _, err := l.Append([]byte("lost"))
+	require.Error(t, err)
+	_, _, err = l.Append([]byte("refused"))
+	require.ErrorContains(t, err, "an earlier write failed")
+	require.ErrorContains(t, l.Sync(), "an earlier write failed")
+	require.NoError(t, l.Recycle(l.End()), "recycling does not write the current segment")
+	require.NoError(t, l.Close(), "nothing left to sync")
+
+	_, got, _ := b.replay(t, 0)
+	requireRecs(t, want, got)
+}
+
+func TestPreparerFailure(t *testing.T) {
+	t.Parallel()
+	// When the preparer could not make the next segment, the writer
+	// makes it when it needs it.
+	b := setup(t, Options{})
+	l, _, _ := b.replay(t, 0)
+	waitIdle(t, l)
+	l.pmu.Lock()
+	if l.next != nil {
+		require.NoError(t, l.next.f.Close())
+		require.NoError(t, os.Remove(filepath.Join(b.dir, segName(l.next.hdr.base))))
+		l.next = nil
+	}
+	l.prepErr = errors.New("disk full, say")
+	l.pmu.Unlock()
+	rng := rand.New(rand.NewPCG(24, 25))
+	var want []rec
+	for range 3 * small / 1000 {
+		want = append(want, appendOnly(t, l, payload(rng, 1000))...)
+	}
+	require.NoError(t, l.Sync())
+	require.NoError(t, l.Close())
+	_, got, _ := b.replay(t, 0)
+	requireRecs(t, want, got)
 }
