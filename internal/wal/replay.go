@@ -29,8 +29,9 @@ import (
 // directory (or one holding only spares) it starts the log: its first
 // segment at position zero, records from HeaderSize.
 //
-// Replay writes only to put the segments past the end aside (as spares)
-// and, for a new log, to create the first segment.
+// Replay writes only to give the segments past the end a new nonce or
+// set them aside as spares (see the package doc) and, for a new log, to
+// create the first segment.
 func (l *Log) Replay(from Position, fn func(p Position, data []byte) error) (Tail, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
