@@ -22,7 +22,7 @@ import (
 // checking each, and delivers those at or after from. It returns ErrGap
 // when from lies before the oldest segment or past the end, and a
 // *CorruptError when a segment it must read has a damaged header or is
-// missing.
+// missing, or when a frame before from fails its check.
 //
 // Once Replay has succeeded the log writes at Tail.End. Replay may be
 // called again until the first Append, and not after. On an empty
@@ -60,7 +60,17 @@ func (l *Log) Replay(from Position, fn func(p Position, data []byte) error) (Tai
 	if err != nil {
 		return Tail{}, err
 	}
-	if w.tail.End < from {
+	switch {
+	case w.tail.End < from && w.tail.Torn:
+		// from was synced, and so was every record before it: a frame
+		// that fails there is damage, and the records at from cannot be
+		// reached (the nonce in force there depends on what lies before).
+		return Tail{}, &CorruptError{
+			Segment: w.tail.Segment,
+			Offset:  int64(w.tail.End - l.live[w.seg].base),
+			Reason:  fmt.Sprintf("%s, before the replay position %#x", w.tail.Reason, uint64(from)),
+		}
+	case w.tail.End < from:
 		return Tail{}, fmt.Errorf("%w: %#x is past the end of the log, %#x (%s)", ErrGap, uint64(from), uint64(w.tail.End), w.tail.Reason)
 	}
 	if err := l.finish(w); err != nil {

@@ -43,9 +43,10 @@ var (
 )
 
 // CorruptError reports a segment Replay cannot read: a header damaged or
-// of a newer format, or a segment the log continues into that is missing.
-// A record that fails its checksum is not one: it ends the log (see
-// Tail).
+// of a newer format, a segment the log continues into that is missing, or
+// a frame that fails its check before the position replayed from. A
+// record that fails its checksum at or after that position is not one:
+// it ends the log (see Tail).
 type CorruptError struct {
 	Segment string // file name, in the log directory
 	Offset  int64  // byte offset in the file

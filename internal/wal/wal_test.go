@@ -462,11 +462,20 @@ func TestFlippedBit(t *testing.T) {
 			require.NoError(t, err)
 			overwrite(t, path, off, []byte{f[off] ^ 1<<rng.IntN(8)})
 
-			_, got, tail := b.replay(t, 0)
+			l, got, tail := b.replay(t, 0)
 			requireRecs(t, want[:20], got)
 			require.True(t, tail.Torn)
 			require.Equal(t, mid.p, tail.End)
 			require.NotEmpty(t, tail.Reason)
+
+			// Replayed from a later record (synced, and so were those
+			// before it), the damage is corruption, not an end.
+			_, err = l.Replay(want[30].p, nil)
+			var ce *CorruptError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, filepath.Base(path), ce.Segment)
+			_, recOff := segmentOf(t, b.dir, mid.p)
+			require.Equal(t, recOff, ce.Offset)
 		})
 	}
 }
