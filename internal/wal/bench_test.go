@@ -17,9 +17,9 @@ func BenchmarkAppendSync(b *testing.B) { benchAppendSync(b, 1) }
 func BenchmarkAppendSync64(b *testing.B) { benchAppendSync(b, 64) }
 
 // benchAppendSync runs Append and Sync with per records of 1 KiB each,
-// recycling every 256 ops as a checkpoint would, so that segments are
-// reused as in a steady state rather than created. Besides the time it
-// reports, per op:
+// recycling every half segment as a frequent enough checkpoint would, so
+// that segments are reused as in a steady state rather than created.
+// Besides the time it reports, per op:
 //
 //	io-B       the bytes this process dirtied for writing, as the kernel
 //	           counts them (/proc/self/io write_bytes): whole folios, so
@@ -48,6 +48,7 @@ func benchAppendSync(b *testing.B, per int) {
 	before := writeBytes()
 	devBytes, devWrites, devFlushes, devOK := devStat(dir)
 	n := 0
+	var recycled Position
 	for b.Loop() {
 		if _, _, err := l.Append(recs...); err != nil {
 			b.Fatal(err)
@@ -55,8 +56,9 @@ func benchAppendSync(b *testing.B, per int) {
 		if err := l.Sync(); err != nil {
 			b.Fatal(err)
 		}
-		if n++; n%256 == 0 {
-			if err := l.Recycle(l.End()); err != nil {
+		if n++; l.End()-recycled > DefaultSegmentSize/2 {
+			recycled = l.End()
+			if err := l.Recycle(recycled); err != nil {
 				b.Fatal(err)
 			}
 		}
