@@ -48,8 +48,9 @@
 // mark lost). Were the writer to continue under the same nonce, one of
 // these could one day line up with the new records and be read as theirs.
 // So the first frame written after Replay is an epoch mark with a new
-// random nonce, and the segments past the end become spares, which get a
-// new nonce before any use. For the same reason a segment's header is
+// random nonce, and the segments past the end get a new nonce before any
+// use: the one where the next segment goes at once (it becomes the next
+// segment), the others as spares. For the same reason a segment's header is
 // written only while the segment is not part of the log: when it is
 // prepared (see below), synced before it can be entered. A bad header is
 // thus damage, never a crash, and is reported as a *CorruptError.

@@ -24,3 +24,16 @@ func lockDir(d *os.File) error {
 		}
 	}
 }
+
+// unlockDir lets go of the lock before the directory is closed. Closing
+// alone is not enough: a process forked at that moment (exec'ing a
+// command, say) shares the open file description, and with it the lock,
+// until its exec closes it, so an Open right after Close could fail.
+func unlockDir(d *os.File) error {
+	for {
+		err := syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}

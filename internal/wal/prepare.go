@@ -24,7 +24,7 @@ func (l *Log) prepare() {
 			return
 		}
 		base := l.want
-		sp, ok := l.takeSpare(base)
+		sp, ok := l.takeSpare()
 		l.busy, l.busySize, l.busySpare = true, l.o.SegmentSize, sp.name
 		l.pmu.Unlock()
 		r, err := l.make(base, l.o.SegmentSize, sp, ok, l.stop.Load)
@@ -43,12 +43,9 @@ func (l *Log) prepare() {
 }
 
 // takeSpare removes a spare of the configured size from the list, if
-// there is one, preferring one already named for base. pmu is held.
-func (l *Log) takeSpare(base Position) (spare, bool) {
-	i := slices.IndexFunc(l.spares, func(s spare) bool { return s.name == segName(base) })
-	if i < 0 {
-		i = slices.IndexFunc(l.spares, func(s spare) bool { return s.size == l.o.SegmentSize })
-	}
+// there is one. pmu is held.
+func (l *Log) takeSpare() (spare, bool) {
+	i := slices.IndexFunc(l.spares, func(s spare) bool { return s.size == l.o.SegmentSize })
 	if i < 0 {
 		return spare{}, false
 	}
@@ -119,7 +116,7 @@ func (l *Log) obtain(base Position, need int64) (*ready, error) {
 	var sp spare
 	ok := false
 	if size == l.o.SegmentSize {
-		sp, ok = l.takeSpare(base)
+		sp, ok = l.takeSpare()
 	}
 	l.busy, l.busySize, l.busySpare = true, size, sp.name
 	l.pmu.Unlock()
@@ -180,7 +177,9 @@ func (l *Log) retire(name string, base Position, size int64) error {
 		l.log.Debug("wal: segment removed", "segment", name)
 		return nil
 	}
-	if err := os.Rename(path, filepath.Join(l.dir, to)); err != nil {
+	if err := os.Rename(path, filepath.Join(l.dir, to)); errors.Is(err, os.ErrNotExist) {
+		return nil // gone already: nothing to keep
+	} else if err != nil {
 		return err
 	}
 	l.pmu.Lock()
@@ -195,8 +194,10 @@ func (l *Log) retire(name string, base Position, size int64) error {
 // keeps it as a spare, to be reused as a future segment, or removes it
 // when enough spares are held. It never touches the segment being
 // written, nor one written since the last Sync, so upTo may be any
-// position the caller no longer needs replayed, typically the position
-// recorded by a checkpoint. The removals are durable when it returns.
+// position the caller no longer needs replayed: typically the position a
+// checkpoint recorded, once that record is durable (a later Replay from
+// an older position would find its segments gone: ErrGap). The removals
+// are durable when it returns.
 func (l *Log) Recycle(upTo Position) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

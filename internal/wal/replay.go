@@ -13,7 +13,8 @@ import (
 // record's position and data; data is valid only during the call. It
 // stops at the end of the log: the zeroed tail of a segment, the mark
 // Close left, or the first frame that fails its check, which Tail
-// reports. An error from fn stops it and is returned as is.
+// reports. An error from fn stops it and is returned as is. A nil fn
+// only checks the records and finds the end.
 //
 // from is a position this log returned (a record's position, an end, or
 // End) of a synced record, or zero for the beginning of a log never
@@ -21,15 +22,16 @@ import (
 // checking each, and delivers those at or after from. It returns ErrGap
 // when from lies before the oldest segment or past the end, and a
 // *CorruptError when a segment it must read has a damaged header or is
-// missing.
+// missing, or when a frame before from fails its check.
 //
 // Once Replay has succeeded the log writes at Tail.End. Replay may be
 // called again until the first Append, and not after. On an empty
 // directory (or one holding only spares) it starts the log: its first
 // segment at position zero, records from HeaderSize.
 //
-// Replay writes only to put the segments past the end aside (as spares)
-// and, for a new log, to create the first segment.
+// Replay writes only to give the segments past the end a new nonce or
+// set them aside as spares (see the package doc) and, for a new log, to
+// create the first segment.
 func (l *Log) Replay(from Position, fn func(p Position, data []byte) error) (Tail, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -58,7 +60,17 @@ func (l *Log) Replay(from Position, fn func(p Position, data []byte) error) (Tai
 	if err != nil {
 		return Tail{}, err
 	}
-	if w.tail.End < from {
+	switch {
+	case w.tail.End < from && w.tail.Torn:
+		// from was synced, and so was every record before it: a frame
+		// that fails there is damage, and the records at from cannot be
+		// reached (the nonce in force there depends on what lies before).
+		return Tail{}, &CorruptError{
+			Segment: w.tail.Segment,
+			Offset:  int64(w.tail.End - l.live[w.seg].base),
+			Reason:  fmt.Sprintf("%s, before the replay position %#x", w.tail.Reason, uint64(from)),
+		}
+	case w.tail.End < from:
 		return Tail{}, fmt.Errorf("%w: %#x is past the end of the log, %#x (%s)", ErrGap, uint64(from), uint64(w.tail.End), w.tail.Reason)
 	}
 	if err := l.finish(w); err != nil {
@@ -166,7 +178,7 @@ func (l *Log) walk(i int, from Position, fn func(Position, []byte) error) (walke
 				if sum != frameCRC(nonce, p, length, data) {
 					return end(true, "checksum mismatch in the record at offset %d", off)
 				}
-				if p >= from {
+				if p >= from && fn != nil {
 					if err := fn(p, data); err != nil {
 						return walked{}, err
 					}
@@ -205,11 +217,18 @@ func (l *Log) finish(w walked) error {
 	synced := true
 	for _, t := range ahead {
 		if t.base == s.end() && t.size == l.o.SegmentSize {
-			// Most often the segment prepared before the log was closed:
-			// a spare already named for the base it will get.
-			l.pmu.Lock()
-			l.spares = append(l.spares, spare{name: segName(t.base), size: t.size})
-			l.pmu.Unlock()
+			// Most often the segment prepared before the log was closed,
+			// already named for the base the next one gets: a new nonce
+			// is all it needs to be the next one. (Not a spare under a
+			// segment's name, which a later segment could be confused
+			// with.)
+			r, err := l.make(t.base, t.size, spare{name: segName(t.base), size: t.size}, true, nil)
+			if err == nil {
+				l.pmu.Lock()
+				l.next = r
+				l.pmu.Unlock()
+			}
+			errs = append(errs, err)
 			continue
 		}
 		errs = append(errs, l.retire(segName(t.base), t.base, t.size))

@@ -65,11 +65,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // bytes, little-endian), then the payload. The nonce and position make a
 // frame valid in one place of one life of one segment only.
 func frameCRC(nonce uint64, p Position, length uint32, payload []byte) uint32 {
-	var seed [20]byte
-	binary.LittleEndian.PutUint64(seed[0:], nonce)
-	binary.LittleEndian.PutUint64(seed[8:], uint64(p))
-	binary.LittleEndian.PutUint32(seed[16:], length)
-	return crc32.Update(crc32.Update(0, castagnoli, seed[:]), castagnoli, payload)
+	// The 20 bytes of the seed go through the table by hand: handed to
+	// crc32.Update in an array, they would be allocated, once per frame.
+	crc := ^uint32(0)
+	for _, v := range [...]struct {
+		x uint64
+		n int
+	}{{nonce, 8}, {uint64(p), 8}, {uint64(length), 4}} {
+		for i := range v.n {
+			crc = castagnoli[byte(crc)^byte(v.x>>(8*i))] ^ crc>>8
+		}
+	}
+	return crc32.Update(^crc, castagnoli, payload)
 }
 
 // putFrame appends a frame to buf.
@@ -221,10 +228,10 @@ func createSegment(dir string, base Position, size int64, stop func() bool) (f *
 // its previous life were written under another nonce and at other
 // positions, so none of them passes its check in the new one. A crash
 // before the rename leaves a spare whose header names a base it does not
-// hold, which is harmless: a spare's header is never read. A spare may
-// already have the segment's name: the segment past the end that Replay
-// found where the next one goes (its old frames fail under the new nonce
-// all the same).
+// hold, which is harmless: a spare's header is never read. The file may
+// already have the segment's name: Replay makes the segment it finds
+// where the next one goes the next one this way (what a crashed Append
+// left in it fails under the new nonce all the same).
 func reuseSpare(dir, name string, base Position, size int64) (f *os.File, err error) {
 	from := filepath.Join(dir, name)
 	f, err = os.OpenFile(from, os.O_RDWR, 0)

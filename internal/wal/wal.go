@@ -42,9 +42,11 @@ var (
 	ErrRecordSize = errors.New("wal: record size out of range")
 )
 
-// CorruptError reports a segment this library cannot read: a damaged
-// header, or a segment the log continues into that is missing. A record
-// that fails its checksum is not one: it ends the log (see Tail).
+// CorruptError reports a segment Replay cannot read: a header damaged or
+// of a newer format, a segment the log continues into that is missing, or
+// a frame that fails its check before the position replayed from. A
+// record that fails its checksum at or after that position is not one:
+// it ends the log (see Tail).
 type CorruptError struct {
 	Segment string // file name, in the log directory
 	Offset  int64  // byte offset in the file
@@ -61,10 +63,11 @@ type Tail struct {
 	// next Append writes there.
 	End Position
 	// Torn is set when what follows End is neither the zeroed tail of a
-	// new segment nor the mark Close leaves: records cut by a crash, or,
-	// in a recycled segment, the bytes of its previous life. Either way
-	// they were never synced (see the package doc), and Append overwrites
-	// them.
+	// new segment nor the mark Close leaves: records a crash cut (never
+	// synced, so never acknowledged), or, in a recycled segment, the
+	// bytes of its previous life; or else damage to synced records, a
+	// flipped bit, which reads the same, and then the records after it
+	// are lost. Append writes over what follows End.
 	Torn bool
 	// Reason says why the log ends at End, for a log line.
 	Reason string
@@ -207,6 +210,7 @@ func Open(dir string, o Options) (*Log, error) {
 	l := &Log{dir: dir, o: o, log: o.Logger, dirf: d, done: make(chan struct{})}
 	l.pcond = sync.NewCond(&l.pmu)
 	if err := l.scan(); err != nil {
+		unlockDir(d)
 		d.Close()
 		return nil, err
 	}
@@ -508,7 +512,7 @@ func (l *Log) Close() error {
 		l.next = nil
 	}
 	l.pmu.Unlock()
-	errs = append(errs, l.dirf.Close())
+	errs = append(errs, unlockDir(l.dirf), l.dirf.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("wal: close: %w", err)
 	}

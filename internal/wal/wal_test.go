@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,7 +290,23 @@ func TestOversizeRecord(t *testing.T) {
 	require.GreaterOrEqual(t, len(sizes), 3)
 	require.Equal(t, []int64{small, 3*small + 4096, small}, sizes[:3])
 
-	_, got, _ := b.replay(t, 0)
+	l, got, _ := b.replay(t, 0)
+	requireRecs(t, want, got)
+
+	// After a reopen, the next segment made ready before the writer
+	// needs it is too small for a large record: it is set aside for one
+	// that fits.
+	require.NoError(t, l.Close())
+	var logged bytes.Buffer
+	b.o.Logger = slog.New(slog.NewTextHandler(&logged, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	l, got, _ = b.replay(t, 0)
+	requireRecs(t, want, got)
+	want = append(want, appendSync(t, l, payload(rng, small-200))...)
+	waitIdle(t, l) // the next segment is ready, and too small for:
+	want = append(want, appendSync(t, l, payload(rng, 2*small))...)
+	require.NoError(t, l.Close())
+	require.Contains(t, logged.String(), "wal: segment kept as a spare")
+	_, got, _ = b.replay(t, 0)
 	requireRecs(t, want, got)
 }
 
@@ -444,11 +462,20 @@ func TestFlippedBit(t *testing.T) {
 			require.NoError(t, err)
 			overwrite(t, path, off, []byte{f[off] ^ 1<<rng.IntN(8)})
 
-			_, got, tail := b.replay(t, 0)
+			l, got, tail := b.replay(t, 0)
 			requireRecs(t, want[:20], got)
 			require.True(t, tail.Torn)
 			require.Equal(t, mid.p, tail.End)
 			require.NotEmpty(t, tail.Reason)
+
+			// Replayed from a later record (synced, and so were those
+			// before it), the damage is corruption, not an end.
+			_, err = l.Replay(want[30].p, nil)
+			var ce *CorruptError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, filepath.Base(path), ce.Segment)
+			_, recOff := segmentOf(t, b.dir, mid.p)
+			require.Equal(t, recOff, ce.Offset)
 		})
 	}
 }
@@ -715,4 +742,96 @@ func waitIdle(t *testing.T, l *Log) {
 		}
 		l.pcond.Wait()
 	}
+}
+
+func TestConcurrentCallers(t *testing.T) {
+	t.Parallel()
+	// One writer, and a checkpointer and a metrics reader beside it: the
+	// race detector is the check.
+	b := setup(t, Options{})
+	l, _, _ := b.replay(t, 0)
+	rng := rand.New(rand.NewPCG(19, 20))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			_ = l.Size()
+			_ = l.End()
+		}
+	}()
+	synced := make(chan Position, 1000)
+	go func() {
+		defer wg.Done()
+		for p := range synced {
+			if err := l.Recycle(p); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var want []rec
+	for range 500 {
+		want = appendSync(t, l, payload(rng, 1+rng.IntN(2000)))
+		synced <- want[0].p
+	}
+	close(synced)
+	close(done)
+	wg.Wait()
+	require.NoError(t, l.Close())
+	_, got, _ := b.replay(t, want[0].p)
+	requireRecs(t, want, got)
+}
+
+func TestWriteFailureSticks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{})
+	l, _, _ := b.replay(t, 0)
+	want := appendSync(t, l, []byte("kept"))
+	// The file goes away under the writer, as a failing disk would.
+	l.mu.Lock()
+	require.NoError(t, l.cur.Close())
+	l.mu.Unlock()
+	_, _, err := l.Append([]byte("lost"))
+	require.Error(t, err)
+	_, _, err = l.Append([]byte("refused"))
+	require.ErrorContains(t, err, "an earlier write failed")
+	require.ErrorContains(t, l.Sync(), "an earlier write failed")
+	require.NoError(t, l.Recycle(l.End()), "recycling does not write the current segment")
+	require.NoError(t, l.Close(), "nothing left to sync")
+
+	_, got, _ := b.replay(t, 0)
+	requireRecs(t, want, got)
+}
+
+func TestPreparerFailure(t *testing.T) {
+	t.Parallel()
+	// When the preparer could not make the next segment, the writer
+	// makes it when it needs it.
+	b := setup(t, Options{})
+	l, _, _ := b.replay(t, 0)
+	waitIdle(t, l)
+	l.pmu.Lock()
+	if l.next != nil {
+		require.NoError(t, l.next.f.Close())
+		require.NoError(t, os.Remove(filepath.Join(b.dir, segName(l.next.hdr.base))))
+		l.next = nil
+	}
+	l.prepErr = errors.New("disk full, say")
+	l.pmu.Unlock()
+	rng := rand.New(rand.NewPCG(24, 25))
+	var want []rec
+	for range 3 * small / 1000 {
+		want = append(want, appendOnly(t, l, payload(rng, 1000))...)
+	}
+	require.NoError(t, l.Sync())
+	require.NoError(t, l.Close())
+	_, got, _ := b.replay(t, 0)
+	requireRecs(t, want, got)
 }
