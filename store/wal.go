@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -38,6 +37,22 @@ const (
 	checkpointDelay  = time.Second
 )
 
+// logKey is a key an entry holds: by which event, until when (wall clock,
+// as the key window reckons, so that an expired one is free again).
+type logKey struct {
+	seq     uint64
+	expires int64
+}
+
+// keyExpiry is when a key held at wall for window expires, as the key
+// window reckons it: saturating, never wrapping.
+func keyExpiry(wall int64, window time.Duration) int64 {
+	if window > 0 && wall > math.MaxInt64-int64(window) {
+		return math.MaxInt64
+	}
+	return wall + int64(window)
+}
+
 // logEntry is an event in the log and not yet in the file: its sequence
 // number is given, its counts are in Store.counts, and its key, if it
 // holds one, is in logState.keys.
@@ -57,7 +72,7 @@ type logState struct {
 	mu      sync.Mutex // guards entries against readers; the writer alone changes them
 	entries []logEntry
 	bytes   int64             // payload and record bytes of entries
-	keys    map[string]uint64 // key → the entry holding it
+	keys    map[string]logKey // key → the entry holding it
 	end     wal.Position      // after the last record appended
 	applied wal.Position      // the position the file records
 	timer   *time.Timer
@@ -229,7 +244,7 @@ func (s *Store) openLog() error {
 	if err != nil {
 		return fmt.Errorf("store: write-ahead log: %w", err)
 	}
-	w := &logState{l: l, keys: map[string]uint64{}, applied: wal.Position(applied)}
+	w := &logState{l: l, keys: map[string]logKey{}, applied: wal.Position(applied)}
 	var clock int64
 	tail, err := l.Replay(wal.Position(applied), func(p wal.Position, data []byte) error {
 		now, es, err := decodeLogRecord(data)
@@ -296,7 +311,7 @@ func (w *logState) add(e logEntry) {
 	w.entries = append(w.entries, e)
 	w.bytes += e.p.size
 	if e.key != "" {
-		w.keys[e.key] = e.seq
+		w.keys[e.key] = logKey{seq: e.seq, expires: keyExpiry(e.wall, e.window)}
 	}
 	w.waiting.Store(int64(len(w.entries)))
 }
@@ -368,7 +383,7 @@ func (s *Store) logCommitted(t *txn) {
 	defer w.mu.Unlock()
 	for _, e := range w.entries[:t.logApplied] {
 		w.bytes -= e.p.size
-		if e.key != "" && w.keys[e.key] == e.seq {
+		if e.key != "" && w.keys[e.key].seq == e.seq {
 			delete(w.keys, e.key)
 		}
 	}
@@ -395,7 +410,7 @@ type logTxn struct {
 	rtx   *bolt.Tx // for key lookups, opened at the first
 	recs  [][]byte
 	added []logEntry
-	keys  map[string]uint64 // held by this round's events
+	keys  map[string]logKey // held by this round's events
 }
 
 // errUseTx sends an op back to a bbolt transaction: it needs what only one
@@ -403,11 +418,13 @@ type logTxn struct {
 var errUseTx = errors.New("store: needs a transaction")
 
 func (l *logTxn) held(w KeyWindow, key string) (uint64, bool, error) {
-	if seq, ok := l.keys[key]; ok {
-		return seq, true, nil
+	// The newest holder first: this round's, then the log's, then the
+	// file's. One that expired lets the key go, as the window would.
+	if k, ok := l.keys[key]; ok {
+		return k.seq, k.expires > l.wall, nil
 	}
-	if seq, ok := l.s.wal.keys[key]; ok {
-		return seq, true, nil
+	if k, ok := l.s.wal.keys[key]; ok {
+		return k.seq, k.expires > l.wall, nil
 	}
 	if l.rtx == nil {
 		tx, err := l.s.db.Begin(false)
@@ -436,7 +453,7 @@ func (l *logTxn) log(ps []pending, keys []string, windows []time.Duration, size 
 		es[i] = logEntry{seq: l.c.nextSeq, p: ps[i], wall: l.wall}
 		if keys != nil && keys[i] != "" {
 			es[i].key, es[i].window = keys[i], windows[i]
-			l.keys[keys[i]] = l.c.nextSeq
+			l.keys[keys[i]] = logKey{seq: l.c.nextSeq, expires: keyExpiry(l.wall, windows[i])}
 		}
 	}
 	l.c.events += int64(len(ps))
@@ -458,24 +475,28 @@ func (s *Store) logRound(ops []*op) (rest []*op, done []*op) {
 	s.statMu.Lock()
 	c := s.counts
 	s.statMu.Unlock()
-	l := &logTxn{s: s, c: c, now: s.clock.now(), wall: s.now().UnixNano(), keys: map[string]uint64{}}
+	l := &logTxn{s: s, c: c, now: s.clock.now(), wall: s.now().UnixNano(), keys: map[string]logKey{}}
 	var took []*op
 	for _, o := range ops {
 		if o.logApply == nil {
 			rest = append(rest, o)
 			continue
 		}
-		before := len(l.recs)
 		saved := *l
 		o.err = nil
 		err := o.logApply(l)
+		if err != nil {
+			// Admission failed before the op logged anything; the read
+			// transaction it may have opened stays, to be closed below:
+			// an open one would block bbolt's remap for ever.
+			rtx := l.rtx
+			*l = saved
+			l.rtx = rtx
+		}
 		switch {
 		case errors.Is(err, errUseTx):
-			*l = saved
-			l.recs = l.recs[:before]
 			rest = append(rest, o)
 		case err != nil:
-			*l = saved
 			o.err = err
 			done = append(done, o)
 		default:
@@ -486,7 +507,8 @@ func (s *Store) logRound(ops []*op) (rest []*op, done []*op) {
 		_ = l.rtx.Rollback()
 	}
 	if len(l.recs) == 0 {
-		return rest, done
+		// Duplicates or refusals only: settled without a write.
+		return rest, append(done, took...)
 	}
 	_, end, err := w.l.Append(l.recs...)
 	if err == nil {
@@ -578,7 +600,3 @@ func hasSegments(dir string) bool {
 	m, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
 	return len(m) > 0
 }
-
-// removeLog deletes the log of a file, for Compact and Salvage's new
-// files, whose sequence numbers and positions are their own.
-func removeLog(path string) error { return os.RemoveAll(logDir(path)) }

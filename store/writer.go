@@ -26,8 +26,8 @@ type op struct {
 	// instead (see logRound); errUseTx sends it to apply after all.
 	logApply func(l *logTxn) error
 	err      error
-	state atomic.Int32
-	done  chan struct{}
+	state    atomic.Int32
+	done     chan struct{}
 }
 
 const (
