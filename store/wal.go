@@ -214,8 +214,12 @@ func decodeLogRecord(b []byte) (now int64, es []logEntry, err error) {
 // logBytes reads a length-prefixed byte string of a log record, aliasing
 // the record.
 func (d *decoder) logBytes(field string) []byte {
-	n := d.uvarint(field+" length", uint64(len(d.b)))
+	n := d.uvarint(field+" length", math.MaxUint32)
 	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail(field, fmt.Sprintf("length %d but %d bytes left", n, len(d.b)))
 		return nil
 	}
 	v := d.b[:n]
@@ -331,10 +335,22 @@ func (t *txn) applyLog() error {
 			return err
 		}
 	}
+	if logApplyHook != nil {
+		logApplyHook()
+	}
 	t.logApplied = len(w.entries)
 	t.logPos = w.end
 	return t.meta.Put(keyWALPos, binary.BigEndian.AppendUint64(nil, uint64(w.end)))
 }
+
+// logSyncHook, nil outside tests, runs before the log's sync; an error
+// from it stands for a failed one.
+var logSyncHook func() error
+
+// logApplyHook, nil outside tests, runs in the transaction that applies
+// the log, after its writes and before the commit: a crash test stops
+// there.
+var logApplyHook func()
 
 // putLogged writes one logged event and its key hold.
 func (t *txn) putLogged(e *logEntry) error {
@@ -511,6 +527,9 @@ func (s *Store) logRound(ops []*op) (rest []*op, done []*op) {
 		return rest, append(done, took...)
 	}
 	_, end, err := w.l.Append(l.recs...)
+	if err == nil && logSyncHook != nil {
+		err = logSyncHook()
+	}
 	if err == nil {
 		err = w.l.Sync()
 	}
