@@ -83,6 +83,7 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		ReadOnly:           o.readOnly,
 		Full:               store.FullPolicy(o.full),
 		MaxEvictionRecords: o.maxEvictionRecords,
+		NoLog:              o.noLog,
 		// An evicted event's key goes with it, in the enqueue transaction
 		// that evicts it: the event is gone, so a replay is not a duplicate.
 		Evicted: func(tx *store.Tx, ev store.Event) error { return d.releaseKey(CancelOptions{})(tx, ev) },

@@ -127,6 +127,10 @@ type Options struct {
 	// enqueues with that window go through the write-ahead log: a replay
 	// after a crash holds the keys of the events it applies there.
 	KeyWindow func(*Store) KeyWindow
+	// NoLog keeps the store without its write-ahead log: every enqueue
+	// is a transaction of the file, as before format 4. What a log left
+	// beside the file is still applied at Open.
+	NoLog bool
 	// MaxBatch caps the operations shared by one transaction. Zero means
 	// DefaultMaxBatch.
 	MaxBatch int

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,9 +81,6 @@ type logState struct {
 	failed error
 	// waiting mirrors len(entries) for readers outside the writer.
 	waiting atomic.Int64
-	// record says the file must record the log's position even with
-	// nothing to apply: a new log was started under it.
-	record bool
 }
 
 // scheduled counts the events the log holds that are due after now.
@@ -106,7 +102,7 @@ func (w *logState) scheduled(now int64) int64 {
 // pendingApply reports whether a transaction has anything of the log to
 // write: events, or a position to record.
 func (w *logState) pendingApply() bool {
-	return w != nil && (len(w.entries) > 0 || w.record || w.failed != nil && w.applied != w.end)
+	return w != nil && (len(w.entries) > 0 || w.failed != nil && w.applied != w.end)
 }
 
 // applyAtOpen applies what the log replayed, before the writer starts.
@@ -270,16 +266,12 @@ func (s *Store) openLog() error {
 		}
 		return nil
 	})
-	if errors.Is(err, wal.ErrGap) && applied > 0 && !hasSegments(logDir(s.path)) {
+	if tail.New && applied > wal.HeaderSize {
 		// The file was copied, restored or salvaged without its log: it
 		// is whole up to the position it records, and what a log held
-		// past that went with the log. A new log starts, and the file
-		// records its position at once, so that a reopen finds them
-		// agreeing.
+		// past that went with the log. The new log begins there.
 		s.log.Warn("write-ahead log: the file records a log position but its log is gone; starting a new log",
 			"path", s.path, "position", applied)
-		w.applied, w.record = 0, true
-		tail, err = l.Replay(0, nil)
 	}
 	if err != nil {
 		l.Close()
@@ -303,6 +295,11 @@ func (s *Store) openLog() error {
 	s.clock.anchor(s.now().UnixNano(), s.counts.clock)
 	if n := len(w.entries); n > 0 {
 		s.log.Info("write-ahead log: replaying events not yet in the file", "events", n, "path", s.path)
+	}
+	if s.opts.NoLog {
+		// Applied at Open like any replay, then no more logging: the
+		// failed state sends every enqueue to a transaction.
+		w.failed = errLogOff
 	}
 	s.wal = w
 	return nil
@@ -394,7 +391,6 @@ func (s *Store) logCommitted(t *txn) {
 	if w == nil || t.logPos == 0 && t.logApplied == 0 {
 		return
 	}
-	w.record = false
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, e := range w.entries[:t.logApplied] {
@@ -428,6 +424,9 @@ type logTxn struct {
 	added []logEntry
 	keys  map[string]logKey // held by this round's events
 }
+
+// errLogOff is the log's state under Options.NoLog.
+var errLogOff = errors.New("store: write-ahead log off (Options.NoLog)")
 
 // errUseTx sends an op back to a bbolt transaction: it needs what only one
 // can do (evict to make room).
@@ -612,10 +611,4 @@ func (s *Store) closeLog() error {
 		err = cerr
 	}
 	return err
-}
-
-// hasSegments reports whether dir holds a segment of a log.
-func hasSegments(dir string) bool {
-	m, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
-	return len(m) > 0
 }

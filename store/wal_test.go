@@ -315,3 +315,23 @@ func FuzzLogRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestLogOff: with NoLog every enqueue is a transaction of the file, and
+// what a log left beside the file is still applied at Open.
+func TestLogOff(t *testing.T) {
+	t.Parallel()
+	b := setup(t, walOptions())
+	enqueue(t, b.st, newEvents(2, "logged")...)
+	cp := copyWithLog(t, b.path) // as if killed with both only in the log
+	o := walOptions()
+	o.NoLog = true
+	st, err := Open(cp, o)
+	require.NoError(t, err)
+	defer st.Close()
+	require.Len(t, scanAll(t, st), 2, "the log's events applied at Open")
+	commits := stats(t, st).Commits
+	enqueue(t, st, newEvents(1, "direct")...)
+	require.Zero(t, logWaiting(st))
+	require.Equal(t, commits+1, stats(t, st).Commits, "one transaction of the file")
+	require.Len(t, scanAll(t, st), 3)
+}

@@ -18,7 +18,8 @@ import (
 //
 // from is a position this log returned (a record's position, an end, or
 // End) of a synced record, or zero for the beginning of a log never
-// recycled. Replay reads the segment holding from from its first frame,
+// recycled, or any position for a log with no segment yet, which then
+// begins there. Replay reads the segment holding from from its first frame,
 // checking each, and delivers those at or after from. It returns ErrGap
 // when from lies before the oldest segment or past the end, and a
 // *CorruptError when a segment it must read has a damaged header or is
@@ -27,7 +28,8 @@ import (
 // Once Replay has succeeded the log writes at Tail.End. Replay may be
 // called again until the first Append, and not after. On an empty
 // directory (or one holding only spares) it starts the log: its first
-// segment at position zero, records from HeaderSize.
+// segment at from less HeaderSize (zero for a from of HeaderSize or
+// less), so that its first record lies at from.
 //
 // Replay writes only to give the segments past the end a new nonce or
 // set them aside as spares (see the package doc) and, for a new log, to
@@ -84,10 +86,14 @@ func (l *Log) Replay(from Position, fn func(p Position, data []byte) error) (Tai
 
 // start begins a new log.
 func (l *Log) start(from Position) (Tail, error) {
+	// A log begun under a position its owner already recorded (a file
+	// copied without its log) begins there, so that positions only grow:
+	// the first record lies at from.
+	base := Position(0)
 	if from > HeaderSize {
-		return Tail{}, fmt.Errorf("%w: %#x, and the log is empty", ErrGap, uint64(from))
+		base = from - HeaderSize
 	}
-	r, err := l.obtain(0, 0)
+	r, err := l.obtain(base, 0)
 	if err != nil {
 		return Tail{}, fmt.Errorf("wal: first segment: %w", err)
 	}
@@ -95,11 +101,11 @@ func (l *Log) start(from Position) (Tail, error) {
 		r.f.Close()
 		return Tail{}, err
 	}
-	l.live = []segment{{base: 0, size: r.hdr.size}}
-	l.cur, l.pos, l.nonce, l.needEpoch = r.f, HeaderSize, r.hdr.nonce, false
+	l.live = []segment{{base: base, size: r.hdr.size}}
+	l.cur, l.pos, l.nonce, l.needEpoch = r.f, base+HeaderSize, r.hdr.nonce, false
 	l.replayed = true
-	l.setWant(Position(r.hdr.size))
-	return Tail{End: l.pos, Reason: "new log", Segment: segName(0)}, nil
+	l.setWant(base + Position(r.hdr.size))
+	return Tail{End: l.pos, New: true, Reason: "new log", Segment: segName(base)}, nil
 }
 
 // walked is where a walk ended.

@@ -69,6 +69,8 @@ type Tail struct {
 	// flipped bit, which reads the same, and then the records after it
 	// are lost. Append writes over what follows End.
 	Torn bool
+	// New is set when Replay found no segment and began the log.
+	New bool
 	// Reason says why the log ends at End, for a log line.
 	Reason string
 	// Segment is the file holding End.

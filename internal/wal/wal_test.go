@@ -189,7 +189,7 @@ func TestRoundTrip(t *testing.T) {
 	b := setup(t, Options{})
 	rng := rand.New(rand.NewPCG(1, 2))
 	l, _, tail := b.replay(t, 0)
-	require.Equal(t, Tail{End: HeaderSize, Reason: "new log", Segment: segName(0)}, tail)
+	require.Equal(t, Tail{End: HeaderSize, New: true, Reason: "new log", Segment: segName(0)}, tail)
 
 	var want []rec
 	for _, n := range randomSizes(rng, 400) {
@@ -633,9 +633,6 @@ func TestErrors(t *testing.T) {
 	require.ErrorIs(t, l.Recycle(0), ErrNotReplayed)
 	require.Equal(t, Position(0), l.End())
 
-	_, err = l.Replay(HeaderSize+1, nil)
-	require.ErrorIs(t, err, ErrGap, "an empty log holds nothing past its start")
-
 	_, err = l.Replay(0, nil)
 	require.NoError(t, err)
 	_, _, err = l.Append([]byte("x"), nil)
@@ -834,4 +831,33 @@ func TestPreparerFailure(t *testing.T) {
 	require.NoError(t, l.Close())
 	_, got, _ := b.replay(t, 0)
 	requireRecs(t, want, got)
+}
+
+// TestStartAt: a log with no segment begins at the position asked for,
+// so that an owner whose file records a position past a lost log goes
+// on from there, and its next Replay from that position finds it.
+func TestStartAt(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l, err := Open(dir, Options{SegmentSize: MinSegmentSize})
+	require.NoError(t, err)
+	const at = Position(5*MinSegmentSize + 1000)
+	tail, err := l.Replay(at, nil)
+	require.NoError(t, err)
+	require.True(t, tail.New)
+	require.Equal(t, at, tail.End)
+	first, _, err := l.Append([]byte("after"))
+	require.NoError(t, err)
+	require.Equal(t, at, first)
+	require.NoError(t, l.Sync())
+	require.NoError(t, l.Close())
+
+	l, err = Open(dir, Options{SegmentSize: MinSegmentSize})
+	require.NoError(t, err)
+	defer l.Close()
+	var got []string
+	tail, err = l.Replay(at, func(_ Position, b []byte) error { got = append(got, string(b)); return nil })
+	require.NoError(t, err)
+	require.False(t, tail.New)
+	require.Equal(t, []string{"after"}, got)
 }
