@@ -176,7 +176,13 @@ func parseName(name string) (base Position, spare, ok bool) {
 }
 
 // zeros is what new segments are filled with.
-var zeros = make([]byte, 256<<10)
+// zeros fills new segments a page at a time. Larger writes would be
+// fewer, but Linux then caches the file in large folios, and every later
+// small append dirties (and /proc/self/io counts, and writeback may
+// write) a whole folio, up to 256 KiB, rather than the page it touched:
+// measured here, 272 KB counted per 1 KiB record against 9 KB with
+// page-sized fills.
+var zeros = make([]byte, 4<<10)
 
 // createSegment writes a new segment file of the given size and base in
 // dir: real zero blocks up to its size and then its header, under a
@@ -196,7 +202,11 @@ func createSegment(dir string, base Position, size int64, stop func() bool) (f *
 			os.Remove(tmp)
 		}
 	}()
-	for off := int64(0); off < size; {
+	done, err := preallocate(f, size)
+	if err != nil {
+		return nil, err
+	}
+	for off := int64(0); !done && off < size; {
 		if stop != nil && stop() {
 			return nil, errStopped
 		}
