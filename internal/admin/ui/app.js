@@ -171,15 +171,22 @@
 
   // showRates draws one polyline per series, x by age (15 minutes across),
   // y by events/s scaled to the highest point, and a table of averages.
+  // A point counts what happened from the point before it to its age; the
+  // last one ends now, so it is usually shorter than intervalSeconds, and
+  // one shorter than a second is left out rather than drawn as a spike.
   function showRates(r) {
     const svgNS = 'http://www.w3.org/2000/svg';
-    const svg = $('rates-chart');
     const span = 900;
-    const step = r.intervalSeconds || 10;
-    const points = (r.points || []).filter((p) => p.ageSeconds <= span);
-    let max = 0;
-    for (const p of points) for (const [k] of series) max = Math.max(max, p[k] / step);
-    const top = max > 0 ? max : 1;
+    const points = [];
+    let prevAge = null;
+    for (const p of r.points || []) {
+      const dur = prevAge === null ? r.intervalSeconds || 10 : prevAge - p.ageSeconds;
+      prevAge = p.ageSeconds;
+      if (dur >= 1 && p.ageSeconds <= span) points.push({ ...p, dur });
+    }
+    let top = 0;
+    for (const p of points) for (const [k] of series) top = Math.max(top, p[k] / p.dur);
+    top = top || 1;
     const nodes = [];
     for (const [y, label] of [[10, top], [110, 0]]) {
       const t = document.createElementNS(svgNS, 'text');
@@ -193,21 +200,22 @@
       const line = document.createElementNS(svgNS, 'polyline');
       line.setAttribute('class', 'line-' + k);
       line.setAttribute('points', points.map((p) =>
-        `${((span - p.ageSeconds) / span * 600).toFixed(1)},${(115 - (p[k] / step) / top * 105).toFixed(1)}`).join(' '));
+        `${((span - p.ageSeconds) / span * 600).toFixed(1)},${(115 - p[k] / p.dur / top * 105).toFixed(1)}`).join(' '));
       nodes.push(line);
     }
-    svg.replaceChildren(...nodes);
+    $('rates-chart').replaceChildren(...nodes);
 
+    // avg is the rate of k over the points that end within the last
+    // seconds.
     const avg = (k, seconds) => {
       const ps = points.filter((p) => p.ageSeconds < seconds);
-      if (!ps.length) return '–';
-      return (ps.reduce((n, p) => n + p[k], 0) / (ps.length * step)).toFixed(2);
+      const dur = ps.reduce((n, p) => n + p.dur, 0);
+      return dur ? (ps.reduce((n, p) => n + p[k], 0) / dur).toFixed(2) : '–';
     };
     $('rates-rows').replaceChildren(...series.map(([k, label]) => el('tr', {},
       el('th', {}, el('span', { className: 'key line-' + k }), label),
-      el('td', { className: 'num', text: avg(k, step) }),
       el('td', { className: 'num', text: avg(k, 60) }),
-      el('td', { className: 'num', text: avg(k, span + 1) }))));
+      el('td', { className: 'num', text: avg(k, span) }))));
   }
 
   // ---- lists -------------------------------------------------------------
@@ -506,17 +514,21 @@
     const l = lists[current];
     const dlg = $('confirm');
     const busy = l.selected.size > 0 || (dlg && dlg.open);
-    try {
-      const [stats, fns, rates] = await Promise.all([api('stats'), api('functions'), api('rates')]);
-      showStats(stats);
-      showFunctions(fns.items || []);
-      showRates(rates);
-      if (force || !busy) await loadList(l);
-      $('last-refresh').textContent = new Date().toLocaleTimeString();
-      clearErrorFromRefresh();
-    } catch (err) {
-      showError(err, true);
+    // Each part is shown as soon as it is in; one failing does not keep
+    // the others from showing, and the first failure is reported.
+    const parts = [
+      api('stats').then(showStats),
+      api('functions').then((fns) => showFunctions(fns.items || [])),
+      api('rates').then(showRates),
+      force || !busy ? loadList(l) : null,
+    ];
+    const failed = (await Promise.allSettled(parts)).find((r) => r.status === 'rejected');
+    if (failed) {
+      showError(failed.reason, true);
+      return;
     }
+    $('last-refresh').textContent = new Date().toLocaleTimeString();
+    clearErrorFromRefresh();
   }
 
   let timer = 0;
