@@ -527,7 +527,9 @@
       showError(failed.reason, true);
       return;
     }
-    $('last-refresh').textContent = new Date().toLocaleTimeString();
+    const now = new Date();
+    $('last-refresh').textContent = now.toLocaleTimeString();
+    $('last-refresh').dateTime = now.toISOString();
     clearErrorFromRefresh();
   }
 
