@@ -220,7 +220,7 @@ type handlers struct {
 
 // routes is the route table.
 func (h handlers) routes() []route {
-	return []route{
+	return append([]route{
 		{"GET /stats", h.stats},
 		{"GET /rates", h.rates},
 		{"GET /events", h.listEvents},
@@ -235,7 +235,7 @@ func (h handlers) routes() []route {
 		{"GET /functions/{function}", h.function},
 		{"POST /functions/{function}/pause", h.pause(true)},
 		{"POST /functions/{function}/resume", h.pause(false)},
-	}
+	}, dashboardRoutes(h.o.ReadOnly)...)
 }
 
 func (h handlers) stats(w http.ResponseWriter, r *http.Request) {
