@@ -319,7 +319,7 @@ func TestDashboard(t *testing.T) {
 		p := openPage(t, br, url)
 		p.click(`#functions-rows button[data-function="orders"][data-verb="pause"]`)
 		p.waitFor("the result", `document.getElementById('notice').textContent`, "orders paused.")
-		p.waitFor("the paused row", `document.querySelector('#functions-rows tr[data-function="orders"]').cells[5].textContent`, "paused")
+		p.waitFor("the paused row", `document.querySelector('#functions-rows tr[data-function="orders"] td.paused').textContent`, "paused")
 		fs, err := b.d.Functions().Get("orders")
 		require.NoError(t, err)
 		require.True(t, fs.Paused)

@@ -143,8 +143,11 @@
       const tr = el('tr', { data: { function: f.function } },
         el('td', { text: f.function }),
         ...['ready', 'scheduled', 'inFlight'].map((k) => el('td', { className: 'num', text: String(f[k]) })),
-        el('td', { className: 'num', text: f.limit ? String(f.limit) : '–', title: 'in-flight limit now; – until sent to' }),
-        el('td', { text: f.paused ? 'paused' : '', className: f.paused ? 'warn' : '' }),
+        // The limit now (throttling lowers it) of the most configured.
+        el('td', { className: 'num', text: (f.limit ? String(f.limit) : '–') + (f.maxInFlight ? ` / ${f.maxInFlight}` : ''),
+          title: 'in flight at most now (– until sent to) / configured' }),
+        el('td', { className: 'num', text: f.perSecond ? String(f.perSecond) : '–' }),
+        el('td', { text: f.paused ? 'paused' : '', className: f.paused ? 'paused warn' : 'paused' }),
         ...['delivered', 'deadLettered', 'throttled'].map((k) => el('td', { className: 'num', text: String(f[k]) })));
       if (!readOnly) {
         const verb = f.paused ? 'resume' : 'pause';
@@ -157,7 +160,7 @@
       }
       return tr;
     });
-    if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 10, className: 'muted', text: 'No functions yet.' })));
+    if (!rows.length) rows.push(el('tr', {}, el('td', { colSpan: 11, className: 'muted', text: 'No functions yet.' })));
     $('functions-rows').replaceChildren(...rows);
     $('function-names').replaceChildren(...items.map((f) => el('option', { value: f.function })));
   }
