@@ -315,6 +315,32 @@ func TestDashboard(t *testing.T) {
 			[]string{"gone"})
 	})
 
+	t.Run("Paging", func(t *testing.T) {
+		p := openPage(t, br, url+"?limit=2")
+		events, _, err := b.d.Events().Find(context.Background(), dispatcher.EventFilter{}, "", 100)
+		require.NoError(t, err)
+		var ids []string
+		for _, e := range events {
+			ids = append(ids, e.ID)
+		}
+		// Five queued, and one more once Redrive has run: three pages.
+		require.Contains(t, []int{5, 6}, len(ids))
+		enabled := `['first', 'prev', 'next'].map(b => !document.getElementById('events-' + b).disabled)`
+		p.waitFor("page 1", rowIDs("events"), ids[0:2])
+		require.Equal(t, []bool{false, false, true}, evalJS[[]bool](p, enabled))
+		p.click("#events-next")
+		p.waitFor("page 2", rowIDs("events"), ids[2:4])
+		p.click("#events-next")
+		p.waitFor("page 3", rowIDs("events"), ids[4:])
+		require.Equal(t, fmt.Sprintf("page 3, %d queued event", len(ids)-4)+map[bool]string{true: "s"}[len(ids) == 6],
+			evalJS[string](p, `document.getElementById('events-page').textContent`))
+		p.click("#events-prev")
+		p.waitFor("page 2 again", rowIDs("events"), ids[2:4])
+		p.click("#events-first")
+		p.waitFor("page 1 again", rowIDs("events"), ids[0:2])
+		require.Equal(t, []bool{false, false, true}, evalJS[[]bool](p, enabled))
+	})
+
 	t.Run("PauseFunction", func(t *testing.T) {
 		p := openPage(t, br, url)
 		p.click(`#functions-rows button[data-function="orders"][data-verb="pause"]`)

@@ -15,7 +15,9 @@
   const base = location.pathname.endsWith('/') ? location.pathname : location.pathname + '/';
   const readOnly = document.body.dataset.readonly === 'true';
   const refreshEvery = 2000; // ms
-  const pageSize = 50;
+  // Rows a page: ?limit=N in the page's own URL (1 to 1000, as the API
+  // takes), so a longer page can be bookmarked; 50 by default.
+  const pageSize = Math.min(Math.max(parseInt(new URLSearchParams(location.search).get('limit'), 10) || 50, 1), 1000);
 
   const $ = (id) => document.getElementById(id);
 
