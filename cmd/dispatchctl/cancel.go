@@ -8,7 +8,8 @@ import (
 	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
-const cancelUsage = `cancel [flags] FILE [ID ...] | --url URL cancel [flags] [ID ...]
+const cancelUsage = `cancel [flags] FILE [ID ...]
+--url URL cancel [flags] [ID ...]
 
 Cancels queued events: the IDs given, or those --function and --state
 select, or every one with --all, a page of a thousand at a time. A ready

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +28,9 @@ type client struct {
 	header  http.Header
 	timeout time.Duration // per request; 0 for none (in process)
 	where   string        // what messages name: FILE, or the URL as shown
+	// secrets are what the requests carry that no message may show: an
+	// application's error can echo the credentials it refused.
+	secrets []string
 }
 
 // maxAnswer bounds what is read of one answer: a page of a thousand
@@ -45,7 +50,39 @@ func newInProcess(h http.Handler, where string) *client {
 
 // newRemote returns a client of the admin API at base.
 func newRemote(base *url.URL, header http.Header, timeout time.Duration) *client {
-	return &client{hc: &http.Client{}, base: base, header: header, timeout: timeout, where: shown(base)}
+	c := &client{hc: &http.Client{}, base: base, header: header, timeout: timeout, where: shown(base)}
+	var vals []string
+	for _, vs := range header {
+		vals = append(vals, vs...)
+	}
+	if u := base.User; u != nil {
+		p, _ := u.Password()
+		vals = append(vals, u.Username(), p, base64.StdEncoding.EncodeToString([]byte(u.String())))
+	}
+	for _, v := range vals {
+		// The value, and its words long enough to be a token: "Bearer
+		// abc…" can come back as "abc…" alone.
+		c.secrets = append(c.secrets, v)
+		for _, f := range strings.Fields(v) {
+			if len(f) >= 6 {
+				c.secrets = append(c.secrets, f)
+			}
+		}
+	}
+	// The longest first, so that no part of one is left behind by a
+	// shorter one replaced inside it.
+	slices.SortFunc(c.secrets, func(a, b string) int { return len(b) - len(a) })
+	return c
+}
+
+// redact removes the secrets from a message of the service.
+func (c *client) redact(msg string) string {
+	for _, s := range c.secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "[redacted]")
+		}
+	}
+	return msg
 }
 
 // shown is u as messages print it: without userinfo or query, which can
@@ -174,7 +211,7 @@ func (c *client) do(method, endpoint string, q url.Values, body, out any) error 
 		return fmt.Errorf("%s %s: reading the answer: %w", method, shown(u), unwrapURLError(err))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return &cliError{code: exitFor(resp.StatusCode), err: answerErr(method, shown(u), resp, raw)}
+		return &cliError{code: exitFor(resp.StatusCode), err: c.answerErr(method, shown(u), resp, raw)}
 	}
 	if out == nil {
 		return nil
@@ -192,10 +229,10 @@ func (c *client) do(method, endpoint string, q url.Values, body, out any) error 
 // message when the body is the API's JSON error, else only the status,
 // since a body of another server (an HTML page, a proxy's) can be long
 // and can echo what the request carried.
-func answerErr(method, where string, resp *http.Response, raw []byte) error {
+func (c *client) answerErr(method, where string, resp *http.Response, raw []byte) error {
 	var e wire.Error
 	if isJSON(resp) && json.Unmarshal(raw, &e) == nil && e.Error != "" {
-		return &apiError{status: resp.StatusCode, msg: e.Error, api: true}
+		return &apiError{status: resp.StatusCode, msg: c.redact(e.Error), api: true}
 	}
 	return &apiError{status: resp.StatusCode, msg: fmt.Sprintf("%s %s: %d %s", method, where, resp.StatusCode, http.StatusText(resp.StatusCode))}
 }

@@ -13,7 +13,8 @@ import (
 	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
-const exportUsage = `export [flags] FILE | --url URL export [flags]
+const exportUsage = `export [flags] FILE
+--url URL export [flags]
 
 Writes the queued events as JSON lines in the admin API's shape (GET
 /events/{id}: id, state, function, qualifier, key, priority, attempts,

@@ -10,7 +10,8 @@ import (
 	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
-const lsUsage = `ls [flags] FILE | --url URL ls [flags]
+const lsUsage = `ls [flags] FILE
+--url URL ls [flags]
 
 Lists queued events (every queued state unless --state says which), dead
 letters with --state dead (implied by --reason), or the eviction ledger

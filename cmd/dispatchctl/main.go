@@ -32,7 +32,10 @@
 // commands go through the same admin API — on a file, the handler of a
 // dispatcher dispatchctl opened, called in process — so output and exit
 // codes are the same. check, salvage and compact read or rewrite the file
-// itself and work on a file only.
+// itself and work on a file only: --url with them is a usage error, and
+// they ignore DISPATCHCTL_URL. An empty --url sets DISPATCHCTL_URL aside.
+// --timeout (default 30s) bounds each request to the service. The global
+// flags may come before or after the command.
 //
 // The read-only commands (stats, ls, show, export) open a file read-only
 // and never change a byte of it, so they work on a read-only mount; on an
@@ -341,7 +344,18 @@ func (c *cli) parse(fs *flag.FlagSet, usage string, args []string) error {
 	fs.Usage = func() {}
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(c.stdout, "usage: dispatchctl %s\n", strings.TrimSpace(usage))
+		// The forms first, one a line, until the first blank line.
+		forms, text, _ := strings.Cut(strings.TrimSpace(usage), "\n\n")
+		for i, f := range strings.Split(forms, "\n") {
+			lead := "usage:"
+			if i > 0 {
+				lead = "   or:"
+			}
+			fmt.Fprintf(c.stdout, "%s dispatchctl %s\n", lead, f)
+		}
+		if text != "" {
+			fmt.Fprintf(c.stdout, "\n%s\n", text)
+		}
 		fmt.Fprintln(c.stdout, "\nFlags:")
 		fs.SetOutput(c.stdout)
 		fs.PrintDefaults()

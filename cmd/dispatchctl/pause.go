@@ -7,13 +7,15 @@ import (
 	"github.com/lambdadispatch/dispatcher"
 )
 
-const pauseUsage = `pause [flags] FILE FUNCTION | --url URL pause FUNCTION
+const pauseUsage = `pause [flags] FILE FUNCTION
+--url URL pause FUNCTION
 
 Pauses sending to FUNCTION (named as its events name it), durably: its
 events stay queued and spend no attempt until "dispatchctl resume". The
 next dispatcher to open the file keeps the pause.`
 
-const resumeUsage = `resume [flags] FILE FUNCTION | --url URL resume FUNCTION
+const resumeUsage = `resume [flags] FILE FUNCTION
+--url URL resume FUNCTION
 
 Resumes sending to a paused FUNCTION.`
 

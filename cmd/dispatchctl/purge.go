@@ -9,7 +9,8 @@ import (
 	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
-const purgeUsage = `purge [flags] FILE | --url URL purge [flags]
+const purgeUsage = `purge [flags] FILE
+--url URL purge [flags]
 
 Deletes the dead letters the filter selects, or every one with --all, a
 page of a thousand at a time. Counts them first and asks for confirmation

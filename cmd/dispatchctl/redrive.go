@@ -9,7 +9,8 @@ import (
 	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
-const redriveUsage = `redrive [flags] [ID...] FILE | --url URL redrive [flags] [ID...]
+const redriveUsage = `redrive [flags] [ID...] FILE
+--url URL redrive [flags] [ID...]
 
 Queues dead letters again as new events (attempts reset, key kept): the
 letters with the given ids, or those the filter selects, or every one with

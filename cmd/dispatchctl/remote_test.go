@@ -277,7 +277,9 @@ func TestURLAuth(t *testing.T) {
 			if got != token {
 				// As an application's auth might answer: the request's
 				// own credentials echoed, which must not be printed.
-				http.Error(w, "<html>bad credentials: "+got+"</html>", http.StatusUnauthorized)
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusUnauthorized)
+				json.NewEncoder(w).Encode(map[string]string{"error": "bad credentials: " + got + ", and " + strings.TrimPrefix(got, "Bearer ")})
 				return
 			}
 			next.ServeHTTP(w, r)
@@ -307,6 +309,7 @@ func TestURLAuth(t *testing.T) {
 		{withToken, []string{"--url", ro.url, "--json", "pause", "orders"}, 1},
 		{withToken, []string{"--url", svc.url + "/nowhere", "stats"}, 4},
 		{nil, []string{"--url", svc.url, "--header", "Authorization: Bearer s3cret-token-but-wrong", "stats"}, 1},
+		{nil, []string{"--url", "http://user:s3cret-pass@" + strings.TrimPrefix(svc.url, "http://"), "stats"}, 1},
 		{nil, []string{"--url", svc.url, "--header", token, "stats"}, 2}, // no "Name:"
 		{nil, []string{"--url", svc.url, "--header", "Authorization: " + token, "--timeout", "-1s", "stats"}, 2},
 		{withToken, []string{"--url", "http://user:s3cret-pass@" + strings.TrimPrefix(svc.url, "http://"), "show", "999"}, 4},
@@ -319,6 +322,27 @@ func TestURLAuth(t *testing.T) {
 		require.NotEmpty(t, r.stderr, what)
 		requireNoSecret(t, r, what, "s3cret", "user:")
 	}
+}
+
+// TestURLAuthEchoRedacted: an application's JSON error is printed, but
+// not the credentials it echoes.
+func TestURLAuthEchoRedacted(t *testing.T) {
+	t.Parallel()
+	echo := func(http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			u, p, _ := r.BasicAuth()
+			json.NewEncoder(w).Encode(map[string]string{"error": "refused " + r.Header.Get("Authorization") + " " + u + ":" + p})
+		})
+	}
+	svc := serve(t, seed(t), echo)
+	r := ctl(t, "", "--url", svc.url, "--header", "Authorization: "+token, "stats")
+	require.Equal(t, 1, r.code)
+	require.Equal(t, "dispatchctl stats: refused [redacted] :\n", r.stderr)
+	r = ctl(t, "", "--url", "http://someone:s3cret-pass@"+strings.TrimPrefix(svc.url, "http://"), "stats")
+	require.Equal(t, 1, r.code)
+	require.Equal(t, "dispatchctl stats: refused Basic [redacted] [redacted]:[redacted]\n", r.stderr)
 }
 
 // closedPort returns the URL of a port nothing listens on.

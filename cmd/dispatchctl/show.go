@@ -12,7 +12,8 @@ import (
 	"github.com/lambdadispatch/dispatcher/store"
 )
 
-const showUsage = `show [flags] ID FILE | --url URL show ID
+const showUsage = `show [flags] ID FILE
+--url URL show ID
 
 Shows the queued event with this id or, if none is queued, the dead letter.
 Exits 4 when there is neither.`

@@ -5,7 +5,8 @@ import (
 	"fmt"
 )
 
-const statsUsage = `stats [flags] FILE | --url URL stats
+const statsUsage = `stats [flags] FILE
+--url URL stats
 
 Prints the queue's counts: ready, scheduled, leased, bytes held, corrupt
 records set aside, dead letters and deduplication keys; then, for each
