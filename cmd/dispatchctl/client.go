@@ -50,7 +50,11 @@ func newInProcess(h http.Handler, where string) *client {
 
 // newRemote returns a client of the admin API at base.
 func newRemote(base *url.URL, header http.Header, timeout time.Duration) *client {
-	c := &client{hc: &http.Client{}, base: base, header: header, timeout: timeout, where: shown(base)}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// export gets its items fetchers at a time: keep a connection for each
+	// rather than dial again for most requests.
+	tr.MaxIdleConnsPerHost = fetchers
+	c := &client{hc: &http.Client{Transport: tr}, base: base, header: header, timeout: timeout, where: shown(base)}
 	var vals []string
 	for _, vs := range header {
 		vals = append(vals, vs...)
