@@ -398,8 +398,7 @@ func (c *cli) remoteURL() string {
 }
 
 // operands splits a command's operands into FILE, at index fileAt (-1 for
-// the last), and the rest; with --url there is no FILE. what names the
-// rest in messages.
+// the last), and the rest; with --url there is no FILE, and path is "".
 func (c *cli) operands(fs *flag.FlagSet, fileAt int) (path string, rest []string, err error) {
 	args := fs.Args()
 	if c.remoteURL() != "" {
@@ -409,9 +408,6 @@ func (c *cli) operands(fs *flag.FlagSet, fileAt int) (path string, rest []string
 		return "", nil, usageErr("missing FILE (or --url URL for a running dispatcher)")
 	}
 	if fileAt < 0 {
-		fileAt = len(args) - 1
-	}
-	if fileAt >= len(args) {
 		fileAt = len(args) - 1
 	}
 	rest = append(append([]string{}, args[:fileAt]...), args[fileAt+1:]...)
