@@ -57,6 +57,12 @@ type SalvageOptions struct {
 	// not recovered from orphan pages: their values carry no checksum
 	// that would tell them from stale bytes.
 	ScanPages bool
+	// Progress, when set, is called with the number of events and values
+	// written to dst so far after each write transaction (every thousand
+	// or so), so that a tool can show that a salvage of a large file is
+	// moving. It runs on the salvaging goroutine: it should return
+	// quickly.
+	Progress func(copied int64)
 }
 
 // countedBuckets keep their number of keys in the bucket's sequence
@@ -181,7 +187,7 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 	// file's there, or a source whose clock ran ahead of this machine's
 	// would have its ready events wait for this clock to catch up.
 	st.clock.anchor(st.now().UnixNano(), sv.clock)
-	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused, cancelled: sv.cancelled, evicted: sv.evicted}
+	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused, cancelled: sv.cancelled, evicted: sv.evicted, progress: o.Progress}
 
 	var lost func(seq uint64, format string, a ...any)
 	write := func(seq uint64, r record, p []byte) {
@@ -394,6 +400,7 @@ type copier struct {
 
 	cancelled, evicted uint64
 	events, values     int64
+	progress           func(copied int64)
 }
 
 type salvaged struct {
@@ -500,6 +507,9 @@ func (c *copier) flush(last bool) error {
 			if v.v != nil {
 				c.values++
 			}
+		}
+		if c.progress != nil {
+			c.progress(c.events + c.values)
 		}
 	}
 	return err
