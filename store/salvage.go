@@ -13,23 +13,23 @@ import (
 
 // SalvageReport is what Salvage copied and what it could not read.
 type SalvageReport struct {
-	Events     int64 `json:"events"`      // events written to the new file
-	Values     int64 `json:"values"`      // key/values of other buckets copied (dead letters, keys)
-	LostEvents int64 `json:"lost_events"` // records, or their payloads, that could not be read
-	LostPages  int   `json:"lost_pages"`  // pages (or whole subtrees) skipped as unreadable
+	Events     int64 `json:"events"`     // events written to the new file
+	Values     int64 `json:"values"`     // key/values of other buckets copied (dead letters, keys)
+	LostEvents int64 `json:"lostEvents"` // records, or their payloads, that could not be read
+	LostPages  int   `json:"lostPages"`  // pages (or whole subtrees) skipped as unreadable
 	// OlderMeta reports that the tree of the older of bbolt's two meta
 	// pages was read, as it yielded more than the newer one's; a Problem
 	// names both. That tree is one transaction behind: events acked in
 	// the last transaction can come back.
-	OlderMeta bool `json:"older_meta,omitempty"`
+	OlderMeta bool `json:"olderMeta,omitempty"`
 	// With SalvageOptions.ScanPages: OrphanPages is the number of leaf
 	// pages read that no tree reached; FromOrphanPages, the events written
 	// whose record came from one of them (a freed page can hold events
 	// already delivered: they will be sent again); OrphanRecordsUnmatched,
 	// records found there whose payload was not found, not written.
-	OrphanPages            int   `json:"orphan_pages,omitempty"`
-	FromOrphanPages        int64 `json:"from_orphan_pages,omitempty"`
-	OrphanRecordsUnmatched int64 `json:"orphan_records_unmatched,omitempty"`
+	OrphanPages            int   `json:"orphanPages,omitempty"`
+	FromOrphanPages        int64 `json:"fromOrphanPages,omitempty"`
+	OrphanRecordsUnmatched int64 `json:"orphanRecordsUnmatched,omitempty"`
 	// Cancelled counts the events not copied because they were cancelled
 	// while leased: Open would have removed them rather than return them.
 	Cancelled int64     `json:"cancelled,omitempty"`

@@ -51,9 +51,6 @@ func newInProcess(h http.Handler, where string) *client {
 // newRemote returns a client of the admin API at base.
 func newRemote(base *url.URL, header http.Header, timeout time.Duration) *client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// export gets its items fetchers at a time: keep a connection for each
-	// rather than dial again for most requests.
-	tr.MaxIdleConnsPerHost = fetchers
 	c := &client{hc: &http.Client{Transport: tr}, base: base, header: header, timeout: timeout, where: shown(base)}
 	var vals []string
 	for _, vs := range header {
@@ -275,11 +272,12 @@ func (c *client) stats() (wire.Stats, error) {
 type listQuery struct {
 	state, function, reason string
 	until                   time.Time
+	payload                 string // "" for none, or json or base64 (see GET /events)
 }
 
 func (q listQuery) values(after string, limit int) url.Values {
 	v := url.Values{}
-	for k, s := range map[string]string{"state": q.state, "function": q.function, "reason": q.reason, "after": after} {
+	for k, s := range map[string]string{"state": q.state, "function": q.function, "reason": q.reason, "after": after, "payload": q.payload} {
 		if s != "" {
 			v.Set(k, s)
 		}

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"sync"
-	"sync/atomic"
 
 	"github.com/lambdadispatch/dispatcher/deadletter"
 	"github.com/lambdadispatch/dispatcher/internal/wire"
@@ -22,10 +20,6 @@ enqueued, due, payload: as JSON when it is valid JSON, else a base64
 string with "payloadEncoding":"base64"), or with --dead the dead letters
 in the form of Lambda's on-failure destination records. On a running
 dispatcher, an event delivered while the export runs is left out.`
-
-// fetchers bounds the requests export has in flight: lists carry no
-// payloads, so each event or letter is one request of its own.
-const fetchers = 8
 
 func (c *cli) cmdExport(args []string) error {
 	fs := flag.NewFlagSet("export", flag.ContinueOnError)
@@ -59,13 +53,25 @@ func (c *cli) cmdExport(args []string) error {
 	return nil
 }
 
+// exportPage bounds the items of one export request, payloads included,
+// so that a page of the largest payloads stays a few tens of megabytes.
+const exportPage = 100
+
 func (c *cli) exportEvents(w io.Writer, p *progress) (int64, error) {
 	enc := json.NewEncoder(w)
-	return exportPages(c.eventIDs(listQuery{}), c.page, c.api.event, func(e wire.Event) error { return enc.Encode(e) }, p)
+	q := listQuery{payload: "json"}
+	return exportPages(func(after string) ([]wire.Event, string, error) {
+		pg, err := c.api.events(q, after, min(c.page, exportPage))
+		return pg.Items, pg.Next, err
+	}, func(e wire.Event) error { return enc.Encode(e) }, p)
 }
 
 func (c *cli) exportLetters(w io.Writer, p *progress) (int64, error) {
-	return exportPages(c.letterIDs(listQuery{}), c.page, c.api.letter, func(l wire.Letter) error {
+	q := listQuery{payload: "json"}
+	return exportPages(func(after string) ([]wire.Letter, string, error) {
+		pg, err := c.api.letters(q, after, min(c.page, exportPage))
+		return pg.Items, pg.Next, err
+	}, func(l wire.Letter) error {
 		dl, err := letterOf(l)
 		if err != nil {
 			return fmt.Errorf("letter %s: %w", l.ID, err)
@@ -105,73 +111,27 @@ func letterOf(l wire.Letter) (deadletter.Letter, error) {
 	return out, nil
 }
 
-// exportPages lists ids a page at a time, gets each one's whole item
-// (fetchers at a time), and writes them in id order, counting on p. An
-// item gone between the list and the get (delivered, redriven) is left
-// out: it is no longer what is exported.
-func exportPages[T any](list idsPage, page int, get func(id string) (T, error), write func(T) error, p *progress) (int64, error) {
+// exportPages reads a page at a time, payloads included, and writes
+// each item, counting on p. An item gone between two pages (delivered,
+// redriven) is not in the later one: it is no longer what is exported.
+func exportPages[T any](list func(after string) ([]T, string, error), write func(T) error, p *progress) (int64, error) {
 	var n int64
 	after := ""
 	for {
-		ids, next, err := list(after, page)
+		items, next, err := list(after)
 		if err != nil {
 			return n, err
 		}
-		items, found, err := fetchAll(ids, get)
-		if err != nil {
-			return n, err
-		}
-		for i, it := range items {
-			if !found[i] {
-				continue
-			}
+		for _, it := range items {
 			if err := write(it); err != nil {
 				return n, err
 			}
 			n++
 		}
 		p.count("exported", n)
-		if next == "" || len(ids) == 0 {
+		if next == "" || len(items) == 0 {
 			return n, nil
 		}
 		after = next
 	}
-}
-
-// fetchAll gets every id, fetchers at a time, and returns the items in
-// the order of ids; found is false for an id that names nothing now.
-func fetchAll[T any](ids []string, get func(id string) (T, error)) (items []T, found []bool, err error) {
-	items, found = make([]T, len(ids)), make([]bool, len(ids))
-	errs := make([]error, len(ids))
-	var wg sync.WaitGroup
-	var failed atomic.Bool // the rest need not wait for their timeouts
-	next := make(chan int)
-	for range min(fetchers, len(ids)) {
-		wg.Go(func() {
-			for i := range next {
-				if failed.Load() {
-					continue
-				}
-				it, err := get(ids[i])
-				switch {
-				case err == nil:
-					items[i], found[i] = it, true
-				case !notFound(err):
-					errs[i] = err
-					failed.Store(true)
-				}
-			}
-		})
-	}
-	for i := range ids {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, nil, err
-		}
-	}
-	return items, found, nil
 }
