@@ -32,10 +32,10 @@ func AdminReadOnly() AdminOption { return func(o *admin.Options) { o.ReadOnly = 
 //	GET  /                           the dashboard (HTML; its assets are embedded)
 //	GET  /stats                      Stats, and the letters held and file size
 //	GET  /rates                      counts per 10 s over the last 15 minutes
-//	GET  /events?state=&function=&key=&since=&until=&after=&limit=
+//	GET  /events?state=&function=&key=&since=&until=&after=&limit=&payload=
 //	GET  /events/{id}?payload=base64 one queued event, payload included
 //	POST /events/cancel              {"ids":[...]} | {"filter":{...}} | {"all":true}; "keepKey"
-//	GET  /deadletters?function=&reason=&since=&until=&after=&limit=
+//	GET  /deadletters?function=&reason=&since=&until=&after=&limit=&payload=
 //	GET  /deadletters/{id}?payload=base64
 //	POST /deadletters/redrive        {"ids":[...]} | {"filter":{...}} | {"all":true}; "to", "qualifier"
 //	POST /deadletters/purge          {"ids":[...]} | {"filter":{...}} | {"all":true}
@@ -127,11 +127,11 @@ func (b adminBackend) Event(id string, base64 bool) (wire.Event, error) {
 	return wireEvent(e, true, base64), nil
 }
 
-func (b adminBackend) Events(ctx context.Context, f admin.EventFilter, after string, limit int) ([]wire.Event, string, error) {
+func (b adminBackend) Events(ctx context.Context, f admin.EventFilter, after string, limit int, p admin.Payloads) ([]wire.Event, string, error) {
 	found, next, err := b.d.Events().Find(ctx, eventFilter(f), after, limit)
 	out := make([]wire.Event, len(found))
 	for i, e := range found {
-		out[i] = wireEvent(e, false, false)
+		out[i] = wireEvent(e, p.With, p.Base64)
 	}
 	return out, next, err
 }
@@ -173,11 +173,11 @@ func (b adminBackend) Letter(id string, base64 bool) (wire.Letter, error) {
 	return wireLetter(l, true, base64), nil
 }
 
-func (b adminBackend) Letters(ctx context.Context, f admin.LetterFilter, after string, limit int) ([]wire.Letter, string, error) {
+func (b adminBackend) Letters(ctx context.Context, f admin.LetterFilter, after string, limit int, p admin.Payloads) ([]wire.Letter, string, error) {
 	found, next, err := b.d.DeadLetters().Find(ctx, letterFilter(f), after, limit)
 	out := make([]wire.Letter, len(found))
 	for i, l := range found {
-		out[i] = wireLetter(l, false, false)
+		out[i] = wireLetter(l, p.With, p.Base64)
 	}
 	return out, next, err
 }

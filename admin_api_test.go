@@ -130,6 +130,14 @@ func TestAdminAPIShapes(t *testing.T) {
 	require.Len(t, page["items"], 2)
 	require.NotContains(t, page["items"].([]any)[0], "payload", "lists carry no payloads")
 
+	// Lists carry payloads only when asked, in either encoding.
+	_, page = api.get("/events?function=orders&payload=json&limit=1")
+	require.Equal(t, map[string]any{"n": 0.0}, page["items"].([]any)[0].(map[string]any)["payload"])
+	_, page = api.get("/deadletters?payload=base64&limit=1")
+	require.Equal(t, "base64", page["items"].([]any)[0].(map[string]any)["payloadEncoding"])
+	code, _ = api.get("/events?payload=yaml")
+	require.Equal(t, 400, code)
+
 	code, f := api.get("/functions/orders")
 	require.Equal(t, 200, code)
 	require.EqualValues(t, 3, f["ready"])

@@ -90,10 +90,12 @@ func (l *DeadLetters) Find(ctx context.Context, f LetterFilter, after string, li
 			if !f.match(letter) {
 				continue
 			}
-			out = append(out, letter)
 			if len(out) == limit {
-				return out, letter.ID, nil
+				// A match past the page: there is a next page. The
+				// last page's cursor is "", even when it is full.
+				return out, out[limit-1].ID, nil
 			}
+			out = append(out, letter)
 		}
 		if next == "" {
 			return out, "", nil

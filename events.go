@@ -121,18 +121,20 @@ func (e *Events) Find(ctx context.Context, f EventFilter, after string, limit in
 	if err != nil {
 		return nil, "", err
 	}
+	// One event past the page says whether there is a next page, so that
+	// the last page's cursor is "" even when it is full.
 	var out []QueuedEvent
-	next := ""
 	err = e.each(ctx, f, from, func(q QueuedEvent) bool {
 		out = append(out, q)
-		if len(out) == limit {
-			next = q.ID
-			return false
-		}
-		return true
+		return len(out) <= limit
 	})
 	if err != nil {
 		return nil, "", err
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = out[limit-1].ID
 	}
 	return out, next, nil
 }

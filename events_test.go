@@ -152,13 +152,13 @@ func TestEventsFind(t *testing.T) {
 		require.Equal(t, []string{ids[8]}, got)
 		require.Empty(t, next)
 
-		// A page filled by the last match still gives a cursor; the page
-		// after it is empty, and the end.
+		// A page filled by the last match is the last page: no cursor,
+		// so that nobody pages on to an empty one.
 		b := dispatcher.EventFilter{Function: "b"}
 		got, next = find(b, "", 5)
 		require.Equal(t, []string{ids[1], ids[3], ids[5], ids[7], ids[9]}, got)
-		require.Equal(t, ids[9], next)
-		got, next = find(b, next, 5)
+		require.Empty(t, next)
+		got, next = find(b, ids[9], 5)
 		require.Empty(t, got)
 		require.Empty(t, next)
 	})
@@ -182,7 +182,7 @@ func TestEventsFind(t *testing.T) {
 		require.Equal(t, ids[6:], got)
 		got, next := find(dispatcher.EventFilter{EnqueuedAfter: cut, Function: "b"}, ids[7], 1)
 		require.Equal(t, []string{ids[9]}, got)
-		require.Equal(t, ids[9], next)
+		require.Empty(t, next, "the last event: no next page")
 		got, _ = find(dispatcher.EventFilter{EnqueuedAfter: cut, EnqueuedBefore: cut}, "", 100)
 		require.Empty(t, got)
 	})
@@ -325,4 +325,37 @@ func eventIDs(evs []dispatcher.QueuedEvent) []string {
 		ids = append(ids, e.ID)
 	}
 	return ids
+}
+
+// TestFindFullLastPageHasNoCursor: a page that is full because exactly
+// limit events are left says so with an empty cursor, for events and for
+// letters, so that a client's "Next" never leads to an empty page.
+func TestFindFullLastPageHasNoCursor(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withServer())
+	b.enqueue(t, "missing", 4)
+	b.start(t)
+	waitStats(t, b.d, "dead-lettered", func(s dispatcher.Stats) bool { return s.DeadLettered == 4 })
+	b.halt(t)
+	b.enqueue(t, "orders", 4)
+	ctx := context.Background()
+
+	evs, next, err := b.d.Events().Find(ctx, dispatcher.EventFilter{}, "", 2)
+	require.NoError(t, err)
+	require.Len(t, evs, 2)
+	require.Equal(t, evs[1].ID, next)
+	evs, next, err = b.d.Events().Find(ctx, dispatcher.EventFilter{}, next, 2)
+	require.NoError(t, err)
+	require.Len(t, evs, 2)
+	require.Empty(t, next, "nothing after the second page")
+
+	f := dispatcher.LetterFilter{Function: "missing"}
+	ls, next, err := b.d.DeadLetters().Find(ctx, f, "", 2)
+	require.NoError(t, err)
+	require.Len(t, ls, 2)
+	require.Equal(t, ls[1].ID, next)
+	ls, next, err = b.d.DeadLetters().Find(ctx, f, next, 2)
+	require.NoError(t, err)
+	require.Len(t, ls, 2)
+	require.Empty(t, next, "nothing after the second page")
 }

@@ -11,7 +11,7 @@ import (
 // Report is what Check found in a queue file.
 type Report struct {
 	Path     string `json:"path"`
-	PageSize int    `json:"page_size"`
+	PageSize int    `json:"pageSize"`
 	Pages    int    `json:"pages"`   // pages reached from the root, overflow included
 	Events   int64  `json:"events"`  // records that decode, with a payload that matches
 	Leased   int64  `json:"leased"`  // of Events

@@ -355,3 +355,18 @@ func TestSalvageRebuildsTheRegistry(t *testing.T) {
 	require.True(t, fs["C"].Paused)
 	require.True(t, st.Paused("C"))
 }
+
+// TestSalvageProgress: the count reported after each write transaction
+// grows and ends on what the report says was copied.
+func TestSalvageProgress(t *testing.T) {
+	t.Parallel()
+	base := buildQueue(t, 2500)
+	var calls []int64
+	rep, err := SalvageWith(base, filepath.Join(t.TempDir(), "salvaged.db"), SalvageOptions{Progress: func(n int64) { calls = append(calls, n) }})
+	require.NoError(t, err)
+	require.Greater(t, len(calls), 2, "more than one transaction, more than one call")
+	for i := 1; i < len(calls); i++ {
+		require.Greater(t, calls[i], calls[i-1])
+	}
+	require.Equal(t, rep.Events+rep.Values, calls[len(calls)-1])
+}

@@ -22,6 +22,28 @@ import (
 // is refused with a *CorruptError and left as it is. It returns the sizes
 // before and after.
 func Compact(path string, lockTimeout time.Duration) (before, after int64, err error) {
+	return CompactWith(path, CompactOptions{LockTimeout: lockTimeout})
+}
+
+// CompactOptions are the choices of CompactWith.
+type CompactOptions struct {
+	// LockTimeout is Compact's lockTimeout.
+	LockTimeout time.Duration
+	// Progress, when set, is called with the number of keys copied so far
+	// every compactProgressEvery keys, and once more with the total when
+	// the copy is complete, so that a tool can show that a compaction of
+	// a large file is moving. It runs on the copying goroutine, with the
+	// file locked: it should return quickly.
+	Progress func(copied int64)
+}
+
+// compactProgressEvery is how many keys the copy takes between two calls
+// of CompactOptions.Progress.
+var compactProgressEvery int64 = 1000
+
+// CompactWith is Compact with options.
+func CompactWith(path string, o CompactOptions) (before, after int64, err error) {
+	lockTimeout := o.LockTimeout
 	if lockTimeout <= 0 {
 		lockTimeout = DefaultLockTimeout
 	}
@@ -60,7 +82,7 @@ func Compact(path string, lockTimeout time.Duration) (before, after int64, err e
 	if _, err := removeStaleCopy(path); err != nil {
 		return 0, 0, fmt.Errorf("store: compact %s: %w", path, err)
 	}
-	if err := compactInto(src, tmp, held); err != nil {
+	if err := compactInto(src, tmp, held, o.Progress); err != nil {
 		os.Remove(tmp)
 		return 0, 0, fmt.Errorf("store: compact %s: %w", path, err)
 	}
@@ -95,13 +117,13 @@ func checkQueue(tx *bolt.Tx, path string) error {
 
 // compactInto copies src into a new file tmp with the owner, group and
 // mode of held, and syncs it.
-func compactInto(src *bolt.DB, tmp string, held os.FileInfo) error {
+func compactInto(src *bolt.DB, tmp string, held os.FileInfo, progress func(int64)) error {
 	opts := boltOptions()
 	dst, err := bolt.Open(tmp, held.Mode().Perm(), &opts)
 	if err != nil {
 		return err
 	}
-	size, err := copyDB(dst, src, tmp)
+	size, err := copyDB(dst, src, tmp, progress)
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
@@ -151,16 +173,18 @@ func fillPercent(name []byte) float64 {
 // compactCopier copies one bbolt file into another in key order, in transactions
 // of at most compactTxBytes.
 type compactCopier struct {
-	dst  *bolt.DB
-	tx   *bolt.Tx
-	size int64
-	path string // for the hook
+	dst      *bolt.DB
+	tx       *bolt.Tx
+	size     int64
+	path     string // for the hook
+	keys     int64  // copied so far, for progress
+	progress func(copied int64)
 }
 
 // copyDB copies every bucket of src into dst and returns the size of dst's
 // data: its high-water mark.
-func copyDB(dst, src *bolt.DB, path string) (int64, error) {
-	c := &compactCopier{dst: dst, path: path}
+func copyDB(dst, src *bolt.DB, path string, progress func(int64)) (int64, error) {
+	c := &compactCopier{dst: dst, path: path, progress: progress}
 	var err error
 	if c.tx, err = dst.Begin(true); err != nil {
 		return 0, err
@@ -189,6 +213,9 @@ func copyDB(dst, src *bolt.DB, path string) (int64, error) {
 	c.tx = nil
 	if err != nil {
 		return 0, err
+	}
+	if c.progress != nil {
+		c.progress(c.keys)
 	}
 	// Pages are allocated as the transaction commits: only now is the
 	// high-water mark known.
@@ -236,6 +263,10 @@ func (c *compactCopier) copyBucket(src *bolt.Bucket, path [][]byte) error {
 	for k, v := cur.First(); k != nil; k, v = cur.Next() {
 		if err := c.room(len(k) + len(v)); err != nil {
 			return err
+		}
+		c.keys++
+		if c.progress != nil && c.keys%compactProgressEvery == 0 {
+			c.progress(c.keys)
 		}
 		dst := c.bucket(path)
 		if v != nil {

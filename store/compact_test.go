@@ -377,3 +377,38 @@ func TestKilledCompactionLeavesTheFileIntact(t *testing.T) {
 	require.NoFileExists(t, b.path+".compact")
 	require.Equal(t, want, scanAll(t, st))
 }
+
+// TestCompactProgress: the copy reports its count every
+// compactProgressEvery keys and ends on the number of keys in the copy.
+func TestCompactProgress(t *testing.T) {
+	t.Parallel()
+	path := buildQueue(t, 600)
+	var calls []int64
+	_, _, err := CompactWith(path, CompactOptions{Progress: func(n int64) { calls = append(calls, n) }})
+	require.NoError(t, err)
+	require.NotEmpty(t, calls)
+	for i, n := range calls[:len(calls)-1] {
+		require.Equal(t, int64(i+1)*compactProgressEvery, n, "call %d", i)
+	}
+
+	// Every key below the top-level buckets, nested buckets included.
+	var keys int64
+	var count func(b *bolt.Bucket)
+	count = func(b *bolt.Bucket) {
+		_ = b.ForEach(func(k, v []byte) error {
+			keys++
+			if v == nil {
+				count(b.Bucket(k))
+			}
+			return nil
+		})
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error { count(b); return nil })
+	}))
+	require.Greater(t, keys, compactProgressEvery, "the file is big enough to report before the end")
+	require.Equal(t, keys, calls[len(calls)-1], "the last call is the total")
+}

@@ -13,23 +13,23 @@ import (
 
 // SalvageReport is what Salvage copied and what it could not read.
 type SalvageReport struct {
-	Events     int64 `json:"events"`      // events written to the new file
-	Values     int64 `json:"values"`      // key/values of other buckets copied (dead letters, keys)
-	LostEvents int64 `json:"lost_events"` // records, or their payloads, that could not be read
-	LostPages  int   `json:"lost_pages"`  // pages (or whole subtrees) skipped as unreadable
+	Events     int64 `json:"events"`     // events written to the new file
+	Values     int64 `json:"values"`     // key/values of other buckets copied (dead letters, keys)
+	LostEvents int64 `json:"lostEvents"` // records, or their payloads, that could not be read
+	LostPages  int   `json:"lostPages"`  // pages (or whole subtrees) skipped as unreadable
 	// OlderMeta reports that the tree of the older of bbolt's two meta
 	// pages was read, as it yielded more than the newer one's; a Problem
 	// names both. That tree is one transaction behind: events acked in
 	// the last transaction can come back.
-	OlderMeta bool `json:"older_meta,omitempty"`
+	OlderMeta bool `json:"olderMeta,omitempty"`
 	// With SalvageOptions.ScanPages: OrphanPages is the number of leaf
 	// pages read that no tree reached; FromOrphanPages, the events written
 	// whose record came from one of them (a freed page can hold events
 	// already delivered: they will be sent again); OrphanRecordsUnmatched,
 	// records found there whose payload was not found, not written.
-	OrphanPages            int   `json:"orphan_pages,omitempty"`
-	FromOrphanPages        int64 `json:"from_orphan_pages,omitempty"`
-	OrphanRecordsUnmatched int64 `json:"orphan_records_unmatched,omitempty"`
+	OrphanPages            int   `json:"orphanPages,omitempty"`
+	FromOrphanPages        int64 `json:"fromOrphanPages,omitempty"`
+	OrphanRecordsUnmatched int64 `json:"orphanRecordsUnmatched,omitempty"`
 	// Cancelled counts the events not copied because they were cancelled
 	// while leased: Open would have removed them rather than return them.
 	Cancelled int64     `json:"cancelled,omitempty"`
@@ -57,6 +57,12 @@ type SalvageOptions struct {
 	// not recovered from orphan pages: their values carry no checksum
 	// that would tell them from stale bytes.
 	ScanPages bool
+	// Progress, when set, is called with the number of events and values
+	// written to dst so far after each write transaction (every thousand
+	// or so), so that a tool can show that a salvage of a large file is
+	// moving. It runs on the salvaging goroutine: it should return
+	// quickly.
+	Progress func(copied int64)
 }
 
 // countedBuckets keep their number of keys in the bucket's sequence
@@ -181,7 +187,7 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 	// file's there, or a source whose clock ran ahead of this machine's
 	// would have its ready events wait for this clock to catch up.
 	st.clock.anchor(st.now().UnixNano(), sv.clock)
-	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused, cancelled: sv.cancelled, evicted: sv.evicted}
+	c := &copier{st: st, seqs: map[string]uint64{}, counted: map[string]int64{}, paused: sv.paused, cancelled: sv.cancelled, evicted: sv.evicted, progress: o.Progress}
 
 	var lost func(seq uint64, format string, a ...any)
 	write := func(seq uint64, r record, p []byte) {
@@ -394,6 +400,7 @@ type copier struct {
 
 	cancelled, evicted uint64
 	events, values     int64
+	progress           func(copied int64)
 }
 
 type salvaged struct {
@@ -500,6 +507,9 @@ func (c *copier) flush(last bool) error {
 			if v.v != nil {
 				c.values++
 			}
+		}
+		if c.progress != nil {
+			c.progress(c.events + c.values)
 		}
 	}
 	return err

@@ -1,28 +1,23 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"strconv"
-	"strings"
 
-	"github.com/lambdadispatch/dispatcher"
+	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
 const cancelUsage = `cancel [flags] FILE [ID ...]
+--url URL cancel [flags] [ID ...]
 
 Cancels queued events: the IDs given, or those --function and --state
-select, or every one with --all. A ready or scheduled event is removed; a
-leased one (a dispatcher that died holding it) is removed too, and never
-retried. Their keys are released unless --keep-key. Asks for confirmation
-on stdin unless --yes; an answer other than y exits 1 and cancels nothing.`
-
-type cancelJSON struct {
-	Cancelled int `json:"cancelled"`
-}
+select, or every one with --all, a page of a thousand at a time. A ready
+or scheduled event is removed; a leased one is removed when its
+invocation returns (on a file: a dispatcher that died holding it), and
+never retried. Their keys are released unless --keep-key. Asks for
+confirmation on stdin unless --yes: then cancels the events counted, not
+any that came since. An answer other than y exits 1 and cancels nothing.`
 
 func (c *cli) cmdCancel(args []string) error {
 	fs := flag.NewFlagSet("cancel", flag.ContinueOnError)
@@ -34,60 +29,60 @@ func (c *cli) cmdCancel(args []string) error {
 	if err := c.parse(fs, cancelUsage, args); err != nil {
 		return err
 	}
-	if fs.NArg() < 1 {
-		return usageErr("want FILE, then optional IDs")
+	path, ids, err := c.operands(fs, 0)
+	if err != nil {
+		return err
 	}
-	path, ids := fs.Arg(0), fs.Args()[1:]
-	for _, id := range ids {
-		if _, err := strconv.ParseUint(id, 10, 64); err != nil {
-			return usageErr("%q is not an event id", id)
-		}
+	if err := checkIDs(ids, path == ""); err != nil {
+		return err
 	}
 	switch *state {
 	case "", "ready", "scheduled", "leased":
 	default:
 		return usageErr("unknown state %q: want ready, scheduled or leased", *state)
 	}
-	f := dispatcher.EventFilter{Function: *function, State: dispatcher.EventState(*state)}
-	filtered := f != (dispatcher.EventFilter{})
+	q := listQuery{function: *function, state: *state}
+	filtered := q != (listQuery{})
 	switch {
 	case len(ids) > 0 && (filtered || *all):
 		return usageErr("give IDs, or --function/--state/--all, not both")
 	case len(ids) == 0 && !filtered && !*all:
 		return usageErr("nothing selected: give IDs, --function, --state, or --all")
 	}
-	d, err := openDispatcher(path)
-	if err != nil {
+	if err := c.connect(path, true); err != nil {
 		return err
 	}
-	defer d.Close()
-	ctx := context.Background()
-	if len(ids) == 0 {
-		for e, err := range d.Events().All(ctx, f) {
+	cancel := func(ids []string) (int, error) { return c.api.cancel(ids, *keep) }
+	p := c.progress()
+	var n int
+	if len(ids) == 0 && *yes {
+		n, err = c.actOnPages(c.eventIDs(q), cancel, p, "cancelled")
+	} else {
+		if len(ids) == 0 {
+			ids, err = c.allIDs(c.eventIDs(q), p)
+			p.done()
 			if err != nil {
 				return err
 			}
-			ids = append(ids, e.ID)
 		}
-	}
-	if len(ids) > 0 && !*yes {
-		fmt.Fprintf(c.stderr, "cancel %d events? [y/N] ", len(ids))
-		line, _ := bufio.NewReader(c.stdin).ReadString('\n')
-		switch strings.ToLower(strings.TrimSpace(line)) {
-		case "y", "yes":
-		default:
+		if len(ids) > 0 && !*yes && !c.confirm("cancel %d events?", len(ids)) {
 			return &cliError{code: exitFailed, err: errors.New("aborted: nothing cancelled")}
 		}
+		p = c.progress()
+		n, err = c.actOnIDs(ids, cancel, p, "cancelled")
 	}
-	n, err := d.Events().Cancel(ctx, ids, dispatcher.CancelOptions{KeepKey: *keep})
-	if err != nil {
+	p.done()
+	if err != nil && n == 0 {
 		return err
 	}
-	if err := d.Close(); err != nil {
+	if err != nil {
+		return wrapErr(err, "cancelled %d, then", n)
+	}
+	if err := c.release(); err != nil {
 		return err
 	}
 	if c.json {
-		return c.writeJSON(cancelJSON{Cancelled: n})
+		return c.writeJSON(wire.Cancelled{Cancelled: n})
 	}
 	_, err = fmt.Fprintf(c.stdout, "cancelled %d events\n", n)
 	return err

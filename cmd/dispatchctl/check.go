@@ -28,7 +28,7 @@ func (c *cli) cmdCheck(args []string) error {
 	if err := c.parse(fs, checkUsage, args); err != nil {
 		return err
 	}
-	path, err := oneFile(fs)
+	path, err := c.oneFile(fs)
 	if err != nil {
 		return err
 	}
@@ -37,7 +37,7 @@ func (c *cli) cmdCheck(args []string) error {
 	}
 	rep, err := store.Check(path)
 	if err != nil {
-		return lockedErr(path, err)
+		return lockedErr(path, err, true)
 	}
 	if c.json {
 		if err := c.writeJSON(checkJSON{OK: rep.OK(), Report: rep}); err != nil {
@@ -109,10 +109,13 @@ func (c *cli) cmdSalvage(args []string) error {
 	}
 	p := c.progress()
 	p.printf("salvaging %s…", src)
-	rep, err := store.SalvageWith(src, dst, store.SalvageOptions{ScanPages: *scan})
+	rep, err := store.SalvageWith(src, dst, store.SalvageOptions{
+		ScanPages: *scan,
+		Progress:  func(n int64) { p.count("salvaging: events and values copied", n) },
+	})
 	p.done()
 	if err != nil {
-		return lockedErr(src, err)
+		return lockedErr(src, err, true)
 	}
 	if c.json {
 		return c.writeJSON(rep)

@@ -160,7 +160,7 @@ func TestSalvageScanPages(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	var with struct {
 		Events          int64 `json:"events"`
-		FromOrphanPages int64 `json:"from_orphan_pages"`
+		FromOrphanPages int64 `json:"fromOrphanPages"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &with))
 	require.Greater(t, with.Events, without.Events+1000, "the scan finds the leaves the tree lost")

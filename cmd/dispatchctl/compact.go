@@ -9,6 +9,8 @@ import (
 
 const compactUsage = `compact [flags] FILE
 
+Works on a file only, while no dispatcher runs on it.
+
 Copies the file into FILE.compact without its free pages, with the same
 owner, group and mode, syncs it, and renames it over FILE. Refuses a file
 held by a running dispatcher, and a file that is not a queue. A dispatcher
@@ -24,7 +26,7 @@ func (c *cli) cmdCompact(args []string) error {
 	if err := c.parse(fs, compactUsage, args); err != nil {
 		return err
 	}
-	path, err := oneFile(fs)
+	path, err := c.oneFile(fs)
 	if err != nil {
 		return err
 	}
@@ -33,10 +35,13 @@ func (c *cli) cmdCompact(args []string) error {
 	}
 	p := c.progress()
 	p.printf("compacting %s…", path)
-	before, after, err := store.Compact(path, lockTimeout)
+	before, after, err := store.CompactWith(path, store.CompactOptions{
+		LockTimeout: lockTimeout,
+		Progress:    func(n int64) { p.count("compacting: keys copied", n) },
+	})
 	p.done()
 	if err != nil {
-		return openErr(path, err)
+		return openErr(path, err, true)
 	}
 	out := compactJSON{Before: before, After: after}
 	if c.json {

@@ -18,9 +18,12 @@ func TestExport(t *testing.T) {
 	require.Equal(t, map[string]any{"id": float64(1), "items": []any{float64(1), float64(2)}}, rows[0]["payload"])
 	require.Equal(t, "order-1", rows[0]["key"])
 	require.Equal(t, "prod", rows[2]["qualifier"])
-	for _, f := range []string{"function", "attempts", "enqueued", "due", "leased"} {
+	for _, f := range []string{"function", "attempts", "enqueued", "due", "state", "priority"} {
 		require.Contains(t, rows[0], f)
 	}
+	require.Equal(t, "ready", rows[0]["state"])
+	require.Equal(t, "json", rows[0]["payloadEncoding"])
+	require.NotContains(t, rows[0], "leased", "one way to say a state: the admin API's")
 
 	r = ctl(t, "", "export", "--dead", path)
 	require.Equal(t, 0, r.code, r.stderr)

@@ -50,7 +50,20 @@ type result struct {
 // ctl runs the binary with stdin and args.
 func ctl(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return ctlEnv(t, nil, stdin, args...)
+}
+
+// ctlEnv runs the binary with env added to an environment that has none
+// of dispatchctl's own variables, whatever the test's has.
+func ctlEnv(t *testing.T, env []string, stdin string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DISPATCHCTL_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -1,18 +1,17 @@
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
-	"github.com/lambdadispatch/dispatcher"
-	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
 const lsUsage = `ls [flags] FILE
+--url URL ls [flags]
 
 Lists queued events (every queued state unless --state says which), dead
 letters with --state dead (implied by --reason), or the eviction ledger
@@ -24,31 +23,31 @@ func (c *cli) cmdLs(args []string) error {
 	fs := flag.NewFlagSet("ls", flag.ContinueOnError)
 	state := fs.String("state", "", "only those in `STATE`: ready, scheduled, leased, dead or evicted (default: every queued state)")
 	function := fs.String("function", "", "only events or letters for `FUNCTION`")
-	reason := fs.String("reason", "", "only letters with `REASON`: retries-exhausted, event-age-exceeded or rejected (implies --state dead)")
+	reason := fs.String("reason", "", "only letters with `REASON`: "+wire.ReasonIDs()+" (implies --state dead)")
 	older := fs.Duration("older-than", 0, "only those enqueued (letters: dead-lettered) more than `DURATION` ago")
 	limit := fs.Int("limit", 100, "at most `N` rows; 0 for all")
 	after := fs.String("after", "", "start after the id `CURSOR` (from a previous page)")
 	if err := c.parse(fs, lsUsage, args); err != nil {
 		return err
 	}
-	path, err := oneFile(fs)
+	path, err := c.oneFile(fs)
 	if err != nil {
 		return err
 	}
 	switch *state {
-	case "", "ready", "scheduled", "leased", "dead", "evicted":
+	case "", "ready", "scheduled", "leased", wire.StateDead, wire.StateEvicted:
 	default:
 		return usageErr("unknown state %q: want ready, scheduled, leased, dead or evicted", *state)
 	}
-	r, err := parseReason(*reason)
+	r, err := reasonFlag(*reason)
 	if err != nil {
 		return err
 	}
 	if r != "" {
-		if *state != "" && *state != "dead" {
+		if *state != "" && *state != wire.StateDead {
 			return usageErr("--reason applies to dead letters only")
 		}
-		*state = "dead"
+		*state = wire.StateDead
 	}
 	if *limit < 0 {
 		return usageErr("--limit %d: want 0 or more", *limit)
@@ -61,96 +60,81 @@ func (c *cli) cmdLs(args []string) error {
 			return usageErr("--after %q: want an id", *after)
 		}
 	}
-	now := time.Now()
-	if *state == "evicted" {
-		if *function != "" || *older > 0 {
-			return usageErr("--function and --older-than do not apply to --state evicted")
-		}
-		return c.lsEvicted(path, *after, *limit)
+	if *state == wire.StateEvicted && (*function != "" || *older > 0) {
+		return usageErr("--function and --older-than do not apply to --state evicted")
 	}
-	if *state == "dead" {
-		f := dispatcher.LetterFilter{Function: *function, Reason: r}
-		if *older > 0 {
-			f.Until = now.Add(-*older)
-		}
-		return c.lsDead(path, f, *after, *limit)
-	}
-	// Due times, and so states, are on the queue's clock, not this
-	// machine's: the library computes them.
-	f := dispatcher.EventFilter{Function: *function, State: dispatcher.EventState(*state)}
+	q := listQuery{function: *function, reason: r}
 	if *older > 0 {
-		f.EnqueuedBefore = now.Add(-*older)
+		// Due times, and so states, are on the queue's clock, not this
+		// machine's: the service computes them. Ages are this machine's.
+		q.until = time.Now().Add(-*older)
 	}
-	return c.lsQueued(path, f, *after, *limit)
-}
-
-func (c *cli) lsQueued(path string, f dispatcher.EventFilter, after string, limit int) error {
-	d, err := openReader(path)
-	if err != nil {
+	if err := c.connect(path, false); err != nil {
 		return err
 	}
-	defer d.Close()
+	switch *state {
+	case wire.StateEvicted:
+		return c.lsEvicted(*after, *limit)
+	case wire.StateDead:
+		return c.lsDead(q, *after, *limit)
+	}
+	q.state = *state
+	return c.lsQueued(q, *after, *limit)
+}
+
+func (c *cli) lsQueued(q listQuery, after string, limit int) error {
 	tw := c.table()
 	if !c.json {
 		fmt.Fprintln(tw, "ID\tSTATE\tFUNCTION\tQUALIFIER\tKEY\tATTEMPTS\tENQUEUED\tSIZE")
 	}
-	emit := func(e dispatcher.QueuedEvent) error {
+	emit := func(e wire.Event) error {
 		if c.json {
-			return c.writeJSON(toEventJSON(e, false))
+			return c.writeJSON(e)
 		}
 		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", e.ID, e.State, e.Function,
 			dash(e.Qualifier), dash(e.Key), e.Attempts, fmtTime(e.Enqueued), e.Size)
 		return err
 	}
-	ctx := context.Background()
-	next, err := listPages(after, limit, queuedPage, func(after string, n int) ([]dispatcher.QueuedEvent, string, error) {
-		return d.Events().Find(ctx, f, after, n)
-	}, func(e dispatcher.QueuedEvent) string { return e.ID }, emit)
+	next, err := listPages(after, limit, c.page, func(after string, n int) ([]wire.Event, string, error) {
+		pg, err := c.api.events(q, after, n)
+		return pg.Items, pg.Next, err
+	}, func(e wire.Event) string { return e.ID }, emit)
 	if err != nil {
 		return err
 	}
 	return c.endPage(tw, next)
 }
 
-// queuedPage is how many events ls without a limit reads per call.
-const queuedPage = 1000
-
 // listPages emits what find returns from the cursor after on: every item,
 // page by page, when limit is 0, else up to limit, and then the cursor of
-// the next page ("" when there is none). One item more than asked says
-// whether another page exists.
+// the next page ("" when there is none). A page holds at most page items,
+// the API's largest; one item more than asked, when it fits, says whether
+// another page exists, since a full page's cursor does not.
 func listPages[T any](after string, limit, page int, find func(after string, n int) ([]T, string, error), id func(T) string, emit func(T) error) (string, error) {
-	if limit > 0 {
-		items, _, err := find(after, limit+1)
-		if err != nil {
-			return "", err
-		}
-		next := ""
-		if len(items) > limit {
-			items = items[:limit]
-			next = id(items[limit-1])
-		}
-		for _, it := range items {
-			if err := emit(it); err != nil {
-				return "", err
-			}
-		}
-		return next, nil
-	}
+	emitted, last := 0, ""
 	for {
-		items, cursor, err := find(after, page)
+		n := page
+		if limit > 0 {
+			n = min(limit-emitted+1, page)
+		}
+		items, next, err := find(after, n)
 		if err != nil {
 			return "", err
 		}
 		for _, it := range items {
+			if limit > 0 && emitted == limit {
+				return last, nil // an item beyond the limit: there is a next page
+			}
 			if err := emit(it); err != nil {
 				return "", err
 			}
+			emitted++
+			last = id(it)
 		}
-		if cursor == "" {
+		if next == "" || len(items) == 0 {
 			return "", nil
 		}
-		after = cursor
+		after = next
 	}
 }
 
@@ -170,67 +154,45 @@ func (c *cli) endPage(tw *tabwriter.Writer, next string) error {
 	return nil
 }
 
-func (c *cli) lsDead(path string, f dispatcher.LetterFilter, after string, limit int) error {
-	d, err := openReader(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	ctx := context.Background()
-	dl := d.DeadLetters()
+func (c *cli) lsDead(q listQuery, after string, limit int) error {
 	tw := c.table()
 	if !c.json {
 		fmt.Fprintln(tw, "ID\tREASON\tFUNCTION\tQUALIFIER\tKEY\tATTEMPTS\tDEAD-LETTERED\tSIZE")
 	}
-	emit := func(l deadletter.Letter) error {
+	emit := func(l wire.Letter) error {
 		if c.json {
-			return c.writeJSON(toLetterJSON(l, false))
+			return c.writeJSON(l)
 		}
 		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\n", l.ID, l.Reason, l.Function,
-			dash(l.Qualifier), dash(l.Key), l.Attempts, fmtTime(l.DeadLettered), len(l.Payload))
+			dash(l.Qualifier), dash(l.Key), l.Attempts, fmtTime(l.DeadLettered), l.Size)
 		return err
 	}
-	next, err := listPages(after, limit, deadletter.MaxListLimit, func(after string, n int) ([]deadletter.Letter, string, error) {
-		return dl.Find(ctx, f, after, n)
-	}, func(l deadletter.Letter) string { return l.ID }, emit)
+	next, err := listPages(after, limit, c.page, func(after string, n int) ([]wire.Letter, string, error) {
+		pg, err := c.api.letters(q, after, n)
+		return pg.Items, pg.Next, err
+	}, func(l wire.Letter) string { return l.ID }, emit)
 	if err != nil {
 		return err
 	}
 	return c.endPage(tw, next)
 }
 
-type evictionJSON struct {
-	ID       string    `json:"id"`
-	Function string    `json:"function"`
-	Key      string    `json:"key,omitempty"`
-	Enqueued time.Time `json:"enqueued"`
-	Size     int64     `json:"size"`
-	Priority int       `json:"priority"`
-	Reason   string    `json:"reason"`
-	Evicted  time.Time `json:"evicted"`
-}
-
-func (c *cli) lsEvicted(path, after string, limit int) error {
-	d, err := openReader(path)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
+func (c *cli) lsEvicted(after string, limit int) error {
 	tw := c.table()
 	if !c.json {
 		fmt.Fprintln(tw, "ID\tFUNCTION\tKEY\tPRIORITY\tENQUEUED\tSIZE\tWHY")
 	}
-	emit := func(e dispatcher.Eviction) error {
+	emit := func(e wire.Eviction) error {
 		if c.json {
-			return c.writeJSON(evictionJSON(e))
+			return c.writeJSON(e)
 		}
 		_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\n", e.ID, e.Function, dash(e.Key), e.Priority, fmtTime(e.Enqueued), e.Size, e.Reason)
 		return err
 	}
-	ctx := context.Background()
-	next, err := listPages(after, limit, queuedPage, func(after string, n int) ([]dispatcher.Eviction, string, error) {
-		return d.Events().Evictions(ctx, after, n)
-	}, func(e dispatcher.Eviction) string { return e.ID }, emit)
+	next, err := listPages(after, limit, c.page, func(after string, n int) ([]wire.Eviction, string, error) {
+		pg, err := c.api.evictions(after, n)
+		return pg.Items, pg.Next, err
+	}, func(e wire.Eviction) string { return e.ID }, emit)
 	if err != nil {
 		return err
 	}

@@ -53,7 +53,7 @@ func TestLs(t *testing.T) {
 		require.Equal(t, 0, r.code, r.stderr)
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 		require.Len(t, lines, 4)
-		require.Regexp(t, `^100\s+retries exhausted\s+orders\s+-\s+-\s+3\s+`, lines[1])
+		require.Regexp(t, `^100\s+retries-exhausted\s+orders\s+-\s+-\s+3\s+`, lines[1])
 
 		r = ctl(t, "", "--json", "ls", "--state", "dead", "--function", "orders", path)
 		require.Equal(t, []string{"100", "102"}, ids(jsonLines(t, r.stdout)))

@@ -19,11 +19,17 @@ func TestFileInUse(t *testing.T) {
 
 	for _, args := range [][]string{
 		{"stats", path}, {"ls", path}, {"ls", "--state", "dead", path}, {"show", "1", path},
-		{"redrive", "--all", path}, {"purge", "--all", "--yes", path}, {"export", path}, {"compact", path},
+		{"redrive", "--all", path}, {"purge", "--all", "--yes", path}, {"export", path}, {"cancel", "--all", "--yes", path},
+		{"pause", path, "orders"},
 	} {
 		r := ctl(t, "", args...)
 		require.Equal(t, 3, r.code, "%v: %s", args, r.stderr)
-		require.Contains(t, r.stderr, path+" is held by a running dispatcher; use its AdminHandler (d.AdminHandler()) to inspect it live")
+		require.Contains(t, r.stderr, path+" is held by a running dispatcher; use --url with the service's admin URL")
+	}
+	for _, args := range [][]string{{"compact", path}, {"check", path}} {
+		r := ctl(t, "", args...)
+		require.Equal(t, 3, r.code, "%v: %s", args, r.stderr)
+		require.Contains(t, r.stderr, path+" is held by a running dispatcher; stop it first", "--url cannot do what these do")
 	}
 }
 

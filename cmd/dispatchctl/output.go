@@ -1,19 +1,21 @@
 package main
 
 import (
-	"encoding/base64"
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/lambdadispatch/dispatcher"
-	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
-// What several commands share: table and JSON output, times, payloads, the
-// JSON shapes of queued events and dead letters, and the names of reasons
-// and states. A helper only one command uses lives in that command's file.
+// What several commands share: table and JSON output, times, and the
+// loops over pages. The shapes are package wire's, as the admin API
+// answers them: JSON output prints them as they are, text output reads
+// them, and neither knows which mode it runs in. A helper only one
+// command uses lives in that command's file.
 
 func (c *cli) table() *tabwriter.Writer {
 	return tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
@@ -30,6 +32,14 @@ func fmtTime(t time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
+// fmtTimeP prints an optional time of the wire shapes.
+func fmtTimeP(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return fmtTime(*t)
+}
+
 func dash(s string) string {
 	if s == "" {
 		return "-"
@@ -37,104 +47,117 @@ func dash(s string) string {
 	return s
 }
 
-// payloadValue is a payload for JSON output: itself when it is valid JSON,
-// else its base64 string; nil when empty.
-func payloadValue(p []byte) any {
-	if len(p) == 0 {
-		return nil
+// reasonFlag reads a --reason value; the service would refuse it too,
+// but a typo is reported without a request.
+func reasonFlag(s string) (string, error) {
+	r, err := wire.ParseReason(s)
+	if err != nil {
+		return "", &cliError{code: exitUsage, err: err}
 	}
-	if json.Valid(p) {
-		return json.RawMessage(p)
-	}
-	return base64.StdEncoding.EncodeToString(p)
-}
-
-// parseReason accepts a reason as the library spells it ("retries
-// exhausted") or with dashes or underscores ("retries-exhausted").
-func parseReason(s string) (deadletter.Reason, error) {
-	if s == "" {
+	if r == "" {
 		return "", nil
 	}
-	norm := strings.ToLower(strings.NewReplacer("-", " ", "_", " ").Replace(s))
-	for _, r := range []deadletter.Reason{deadletter.RetriesExhausted, deadletter.EventAgeExceeded, deadletter.Rejected} {
-		if norm == string(r) {
-			return r, nil
+	return wire.ReasonID(r), nil
+}
+
+// idsPage reads one page of the ids a filter selects: up to limit after
+// the cursor after, and the cursor of the next page, "" at the end.
+type idsPage func(after string, limit int) (ids []string, next string, err error)
+
+// allIDs reads every id list selects, page by page, counting on p.
+func (c *cli) allIDs(list idsPage, p *progress) ([]string, error) {
+	var all []string
+	after := ""
+	for {
+		ids, next, err := list(after, c.page)
+		if err != nil {
+			return all, err
 		}
+		all = append(all, ids...)
+		p.count("listed", int64(len(all)))
+		if next == "" || len(ids) == 0 {
+			return all, nil
+		}
+		after = next
 	}
-	return "", usageErr("unknown reason %q: want retries-exhausted, event-age-exceeded or rejected", s)
 }
 
-// eventJSON is a queued event in JSON output.
-type eventJSON struct {
-	ID         string                `json:"id"`
-	State      string                `json:"state"`
-	Function   string                `json:"function"`
-	Qualifier  string                `json:"qualifier,omitempty"`
-	Key        string                `json:"key,omitempty"`
-	Attempts   int                   `json:"attempts"`
-	Enqueued   time.Time             `json:"enqueued"`
-	Due        time.Time             `json:"due"`
-	Leased     bool                  `json:"leased"`
-	LeaseUntil *time.Time            `json:"leaseUntil,omitempty"`
-	LastError  *deadletter.ErrorInfo `json:"lastError,omitempty"`
-	Size       int                   `json:"size"`
-	Payload    any                   `json:"payload,omitempty"`
+// actOnIDs hands ids to act a page at a time, counting on p, and returns
+// the sum act returned.
+func (c *cli) actOnIDs(ids []string, act func([]string) (int, error), p *progress, verb string) (int, error) {
+	total := 0
+	for len(ids) > 0 {
+		page := ids[:min(len(ids), c.page)]
+		ids = ids[len(page):]
+		n, err := act(page)
+		total += n
+		if err != nil {
+			return total, err
+		}
+		p.count(verb, int64(total))
+	}
+	return total, nil
 }
 
-func toEventJSON(e dispatcher.QueuedEvent, withPayload bool) eventJSON {
-	leased := e.State == dispatcher.StateLeased
-	j := eventJSON{
-		ID: e.ID, State: string(e.State), Function: e.Function, Qualifier: e.Qualifier,
-		Key: e.Key, Attempts: e.Attempts, Enqueued: e.Enqueued.UTC(), Due: e.Due.UTC(), Leased: leased, Size: e.Size,
+// actOnPages lists what a filter selects a page at a time, and acts on
+// each page by its ids before reading the next: no id list is held
+// whole, and each request stays short. act removes what it takes (a
+// redriven letter is no longer a letter), so the cursor of a page still
+// leads to the next.
+func (c *cli) actOnPages(list idsPage, act func([]string) (int, error), p *progress, verb string) (int, error) {
+	total, after := 0, ""
+	for {
+		ids, next, err := list(after, c.page)
+		if err != nil {
+			return total, err
+		}
+		if len(ids) > 0 {
+			n, err := act(ids)
+			total += n
+			if err != nil {
+				return total, err
+			}
+			p.count(verb, int64(total))
+		}
+		if next == "" || len(ids) == 0 {
+			return total, nil
+		}
+		after = next
 	}
-	if leased {
-		t := e.LeaseUntil.UTC()
-		j.LeaseUntil = &t
-	}
-	if !e.LastError.IsZero() {
-		le := e.LastError
-		j.LastError = &le
-	}
-	if withPayload {
-		j.Payload = payloadValue(e.Payload)
-	}
-	return j
 }
 
-// letterJSON is a dead letter in JSON output.
-type letterJSON struct {
-	ID           string               `json:"id"`
-	State        string               `json:"state"`
-	Reason       deadletter.Reason    `json:"reason"`
-	Function     string               `json:"function"`
-	Qualifier    string               `json:"qualifier,omitempty"`
-	Key          string               `json:"key,omitempty"`
-	Attempts     int                  `json:"attempts"`
-	Enqueued     time.Time            `json:"enqueued"`
-	FirstAttempt *time.Time           `json:"firstAttempt,omitempty"`
-	LastAttempt  *time.Time           `json:"lastAttempt,omitempty"`
-	DeadLettered time.Time            `json:"deadLettered"`
-	LastError    deadletter.ErrorInfo `json:"lastError"`
-	Size         int                  `json:"size"`
-	Payload      any                  `json:"payload,omitempty"`
+// letterIDs lists the ids of the letters q selects.
+func (c *cli) letterIDs(q listQuery) idsPage {
+	return func(after string, limit int) ([]string, string, error) {
+		pg, err := c.api.letters(q, after, limit)
+		ids := make([]string, len(pg.Items))
+		for i, l := range pg.Items {
+			ids[i] = l.ID
+		}
+		return ids, pg.Next, err
+	}
 }
 
-func optTime(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
+// eventIDs lists the ids of the queued events q selects.
+func (c *cli) eventIDs(q listQuery) idsPage {
+	return func(after string, limit int) ([]string, string, error) {
+		pg, err := c.api.events(q, after, limit)
+		ids := make([]string, len(pg.Items))
+		for i, e := range pg.Items {
+			ids[i] = e.ID
+		}
+		return ids, pg.Next, err
 	}
-	t = t.UTC()
-	return &t
 }
 
-func toLetterJSON(l deadletter.Letter, withPayload bool) letterJSON {
-	j := letterJSON{
-		ID: l.ID, State: "dead", Reason: l.Reason, Function: l.Function, Qualifier: l.Qualifier, Key: l.Key,
-		Attempts: l.Attempts, Enqueued: l.Enqueued.UTC(), FirstAttempt: optTime(l.FirstAttempt), LastAttempt: optTime(l.LastAttempt),
-		DeadLettered: l.DeadLettered.UTC(), LastError: l.LastError, Size: len(l.Payload),
+// confirm asks on stderr and reads the answer on stdin: anything but y
+// or yes, no answer included, is no.
+func (c *cli) confirm(format string, a ...any) bool {
+	fmt.Fprintf(c.stderr, format+" [y/N] ", a...)
+	line, _ := bufio.NewReader(c.stdin).ReadString('\n')
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true
 	}
-	if withPayload {
-		j.Payload = payloadValue(l.Payload)
-	}
-	return j
+	return false
 }

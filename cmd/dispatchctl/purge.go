@@ -1,88 +1,82 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/lambdadispatch/dispatcher"
-	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/internal/wire"
 )
 
 const purgeUsage = `purge [flags] FILE
+--url URL purge [flags]
 
-Deletes the dead letters the filter selects, or every one with --all. Asks
-for confirmation on stdin unless --yes; an answer other than y exits 1 and
-deletes nothing.`
+Deletes the dead letters the filter selects, or every one with --all, a
+page of a thousand at a time. Counts them first and asks for confirmation
+on stdin unless --yes: then deletes the letters counted, not any that
+came since. An answer other than y exits 1 and deletes nothing.`
 
 func (c *cli) cmdPurge(args []string) error {
 	fs := flag.NewFlagSet("purge", flag.ContinueOnError)
 	all := fs.Bool("all", false, "purge every letter")
 	function := fs.String("function", "", "only letters for `FUNCTION`")
-	reason := fs.String("reason", "", "only letters with `REASON`: retries-exhausted, event-age-exceeded or rejected")
+	reason := fs.String("reason", "", "only letters with `REASON`: "+wire.ReasonIDs())
 	older := fs.Duration("older-than", 0, "only letters dead-lettered more than `DURATION` ago")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	if err := c.parse(fs, purgeUsage, args); err != nil {
 		return err
 	}
-	path, err := oneFile(fs)
+	path, err := c.oneFile(fs)
 	if err != nil {
 		return err
 	}
-	r, err := parseReason(*reason)
+	r, err := reasonFlag(*reason)
 	if err != nil {
 		return err
 	}
 	if *older < 0 {
 		return usageErr("--older-than %v: want a positive duration", *older)
 	}
-	f := dispatcher.LetterFilter{Function: *function, Reason: r}
+	q := listQuery{function: *function, reason: r}
 	if *older > 0 {
-		f.Until = time.Now().Add(-*older)
+		q.until = time.Now().Add(-*older)
 	}
-	if f == (dispatcher.LetterFilter{}) && !*all {
+	if q == (listQuery{}) && !*all {
 		return usageErr("nothing selected: give --function, --reason or --older-than, or --all")
 	}
-	d, err := openDispatcher(path)
-	if err != nil {
+	if err := c.connect(path, true); err != nil {
 		return err
 	}
-	defer d.Close()
-	ctx := context.Background()
-	dl := d.DeadLetters()
-	count, after := 0, ""
-	for {
-		page, next, err := dl.Find(ctx, f, after, deadletter.MaxListLimit)
+	p := c.progress()
+	var n int
+	if *yes {
+		n, err = c.actOnPages(c.letterIDs(q), c.api.purge, p, "purged")
+	} else {
+		var ids []string
+		ids, err = c.allIDs(c.letterIDs(q), p)
+		p.done()
 		if err != nil {
 			return err
 		}
-		count += len(page)
-		if next == "" {
-			break
-		}
-		after = next
-	}
-	if count > 0 && !*yes {
-		fmt.Fprintf(c.stderr, "purge %d letters? [y/N] ", count)
-		line, _ := bufio.NewReader(c.stdin).ReadString('\n')
-		switch strings.ToLower(strings.TrimSpace(line)) {
-		case "y", "yes":
-		default:
+		if len(ids) > 0 && !c.confirm("purge %d letters?", len(ids)) {
 			return &cliError{code: exitFailed, err: errors.New("aborted: nothing purged")}
 		}
+		p = c.progress()
+		n, err = c.actOnIDs(ids, c.api.purge, p, "purged")
 	}
-	n := 0
-	if count > 0 {
-		if n, err = dl.Purge(ctx, f); err != nil {
-			return fmt.Errorf("purged %d, then: %w", n, err)
-		}
+	p.done()
+	if err != nil && n == 0 {
+		return err
+	}
+	if err != nil {
+		return wrapErr(err, "purged %d, then", n)
+	}
+	if err := c.release(); err != nil {
+		return err
 	}
 	if c.json {
-		return c.writeJSON(map[string]int{"purged": n})
+		return c.writeJSON(wire.Purged{Purged: n})
 	}
 	_, err = fmt.Fprintf(c.stdout, "purged: %d\n", n)
 	return err

@@ -3,16 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strconv"
 
-	"github.com/lambdadispatch/dispatcher"
-	"github.com/lambdadispatch/dispatcher/deadletter"
+	"github.com/lambdadispatch/dispatcher/internal/wire"
+	"github.com/lambdadispatch/dispatcher/store"
 )
 
 const showUsage = `show [flags] ID FILE
+--url URL show ID
 
 Shows the queued event with this id or, if none is queued, the dead letter.
 Exits 4 when there is neither.`
@@ -22,42 +23,44 @@ func (c *cli) cmdShow(args []string) error {
 	if err := c.parse(fs, showUsage, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 2 {
-		return usageErr("want ID FILE, got %d arguments", fs.NArg())
-	}
-	id, path := fs.Arg(0), fs.Arg(1)
-	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
-		return usageErr("ID %q: want a number", id)
-	}
-	d, err := openReader(path)
+	path, rest, err := c.operands(fs, -1)
 	if err != nil {
 		return err
 	}
-	// One open for both looks: the queued event first, then the letter.
-	ev, evErr := d.Events().Get(id)
-	err = evErr
-	var l deadletter.Letter
-	if errors.Is(evErr, dispatcher.ErrNotFound) {
-		if l, err = d.DeadLetters().Get(id); errors.Is(err, dispatcher.ErrNotFound) {
-			err = notFoundErr("%s: no event or dead letter with id %s", path, id)
+	if len(rest) != 1 {
+		if path == "" {
+			return usageErr("want ID (and with --url no FILE), got %d arguments", len(rest))
 		}
+		return usageErr("want ID FILE, got %d arguments", fs.NArg())
 	}
-	if cerr := d.Close(); err == nil && cerr != nil {
-		return cerr
+	id := rest[0]
+	if _, err := strconv.ParseUint(id, 10, 64); err != nil {
+		return usageErr("ID %q: want a number", id)
 	}
-	switch {
-	case err != nil:
+	if err := c.connect(path, false); err != nil {
 		return err
-	case evErr == nil:
-		return c.showEvent(ev)
-	default:
-		return c.showLetter(l)
 	}
+	// The queued event first, then the letter.
+	e, err := c.api.event(id)
+	if err == nil {
+		return c.showEvent(e)
+	}
+	if !notFound(err) {
+		return err
+	}
+	l, err := c.api.letter(id)
+	if notFound(err) {
+		return notFoundErr("%s: no event or dead letter with id %s", c.api.where, id)
+	}
+	if err != nil {
+		return err
+	}
+	return c.showLetter(l)
 }
 
-func (c *cli) showEvent(e dispatcher.QueuedEvent) error {
+func (c *cli) showEvent(e wire.Event) error {
 	if c.json {
-		return c.writeJSON(toEventJSON(e, true))
+		return c.writeJSON(e)
 	}
 	tw := c.table()
 	fmt.Fprintf(tw, "id:\t%s\n", e.ID)
@@ -68,52 +71,56 @@ func (c *cli) showEvent(e dispatcher.QueuedEvent) error {
 	fmt.Fprintf(tw, "attempts:\t%d\n", e.Attempts)
 	fmt.Fprintf(tw, "enqueued:\t%s\n", fmtTime(e.Enqueued))
 	fmt.Fprintf(tw, "due:\t%s\n", fmtTime(e.Due))
-	fmt.Fprintf(tw, "first attempt:\t%s\n", fmtTime(e.FirstAttempt))
-	fmt.Fprintf(tw, "last attempt:\t%s\n", fmtTime(e.LastAttempt))
-	if e.State == dispatcher.StateLeased {
-		fmt.Fprintf(tw, "lease until:\t%s\n", fmtTime(e.LeaseUntil))
+	fmt.Fprintf(tw, "first attempt:\t%s\n", fmtTimeP(e.FirstAttempt))
+	fmt.Fprintf(tw, "last attempt:\t%s\n", fmtTimeP(e.LastAttempt))
+	if e.State == "leased" {
+		fmt.Fprintf(tw, "lease until:\t%s\n", fmtTimeP(e.LeaseUntil))
 	}
-	if !e.LastError.IsZero() {
-		le := e.LastError
-		fmt.Fprintf(tw, "last error:\t%s %s (status %d, request %s)\n", dash(le.Code), le.Message, le.StatusCode, dash(le.RequestID))
-	}
+	printLastError(tw, e.LastError)
 	fmt.Fprintf(tw, "size:\t%d\n", e.Size)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return c.printPayload(e.Payload)
+	return c.printPayload(e.Payload, e.PayloadEncoding)
 }
 
-func (c *cli) showLetter(l deadletter.Letter) error {
+func (c *cli) showLetter(l wire.Letter) error {
 	if c.json {
-		return c.writeJSON(toLetterJSON(l, true))
+		return c.writeJSON(l)
 	}
 	tw := c.table()
 	fmt.Fprintf(tw, "id:\t%s\n", l.ID)
-	fmt.Fprintf(tw, "state:\tdead\n")
+	fmt.Fprintf(tw, "state:\t%s\n", l.State)
 	fmt.Fprintf(tw, "reason:\t%s\n", l.Reason)
 	fmt.Fprintf(tw, "function:\t%s\n", l.Function)
 	fmt.Fprintf(tw, "qualifier:\t%s\n", dash(l.Qualifier))
 	fmt.Fprintf(tw, "key:\t%s\n", dash(l.Key))
 	fmt.Fprintf(tw, "attempts:\t%d\n", l.Attempts)
 	fmt.Fprintf(tw, "enqueued:\t%s\n", fmtTime(l.Enqueued))
-	fmt.Fprintf(tw, "first attempt:\t%s\n", fmtTime(l.FirstAttempt))
-	fmt.Fprintf(tw, "last attempt:\t%s\n", fmtTime(l.LastAttempt))
+	fmt.Fprintf(tw, "first attempt:\t%s\n", fmtTimeP(l.FirstAttempt))
+	fmt.Fprintf(tw, "last attempt:\t%s\n", fmtTimeP(l.LastAttempt))
 	fmt.Fprintf(tw, "dead-lettered:\t%s\n", fmtTime(l.DeadLettered))
-	if !l.LastError.IsZero() {
-		le := l.LastError
-		fmt.Fprintf(tw, "last error:\t%s %s (status %d, request %s)\n", dash(le.Code), le.Message, le.StatusCode, dash(le.RequestID))
-	}
-	fmt.Fprintf(tw, "size:\t%d\n", len(l.Payload))
+	printLastError(tw, l.LastError)
+	fmt.Fprintf(tw, "size:\t%d\n", l.Size)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	return c.printPayload(l.Payload)
+	return c.printPayload(l.Payload, l.PayloadEncoding)
+}
+
+func printLastError(tw io.Writer, le *store.ErrorInfo) {
+	if le != nil {
+		fmt.Fprintf(tw, "last error:\t%s %s (status %d, request %s)\n", dash(le.Code), le.Message, le.StatusCode, dash(le.RequestID))
+	}
 }
 
 // printPayload prints a JSON payload indented, anything else quoted.
-func (c *cli) printPayload(p []byte) error {
+func (c *cli) printPayload(raw json.RawMessage, encoding string) error {
 	fmt.Fprintln(c.stdout, "payload:")
+	p, err := wire.DecodePayload(raw, encoding)
+	if err != nil {
+		return err
+	}
 	if len(p) == 0 {
 		_, err := fmt.Fprintln(c.stdout, "  (empty)")
 		return err
@@ -123,6 +130,6 @@ func (c *cli) printPayload(p []byte) error {
 		_, err := fmt.Fprintf(c.stdout, "  %s\n", buf.Bytes())
 		return err
 	}
-	_, err := fmt.Fprintf(c.stdout, "  (not JSON) %q\n", p)
+	_, err = fmt.Fprintf(c.stdout, "  (not JSON) %q\n", p)
 	return err
 }

@@ -19,7 +19,7 @@ func TestShow(t *testing.T) {
 
 	r = ctl(t, "", "show", "100", path)
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Regexp(t, `(?m)^reason:\s+retries exhausted$`, r.stdout)
+	require.Regexp(t, `(?m)^reason:\s+retries-exhausted$`, r.stdout)
 	require.Regexp(t, `(?m)^last error:\s+ServiceException boom \(status 500, request req-1\)$`, r.stdout)
 	require.Contains(t, r.stdout, "payload:\n  {\n    \"id\": 100\n  }\n")
 

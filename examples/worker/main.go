@@ -10,6 +10,7 @@
 //	curl -i -d '{"id":"42","total":9.5}' http://ADDR/orders
 //	curl http://ADMIN/stats
 //	curl http://ADMIN/metrics                     # the dispatcher's metrics for Prometheus
+//	open http://ADMIN/                            # the dashboard, in a browser
 //
 // SIGINT or SIGTERM shuts it down gracefully: the HTTP servers stop
 // accepting and finish the requests in flight, Run is cancelled and drains,

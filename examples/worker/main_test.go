@@ -128,6 +128,16 @@ func TestServe(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Regexp(t, `(?m)^dispatcher_enqueued\S* 1$`, string(body))
 	require.Regexp(t, `(?m)^dispatcher_async_received\S*\{[^}]*function="orders"[^}]*\} 1$`, string(body))
+
+	// And the dashboard, at its root.
+	resp, err = hc.Get(admin + "/")
+	require.NoError(t, err)
+	body, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, resp.Header.Get("Content-Type"), "text/html")
+	require.Contains(t, string(body), "assets/app.js")
 	tr.CloseIdleConnections()
 
 	cancel()

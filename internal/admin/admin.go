@@ -34,12 +34,14 @@ type Backend interface {
 	// Event returns one queued event, payload included (as base64 when
 	// asked).
 	Event(id string, base64 bool) (wire.Event, error)
-	// Events returns a page of queued events, and the cursor of the next.
-	Events(ctx context.Context, f EventFilter, after string, limit int) ([]wire.Event, string, error)
+	// Events returns a page of queued events, and the cursor of the next;
+	// their payloads too when p says so.
+	Events(ctx context.Context, f EventFilter, after string, limit int, p Payloads) ([]wire.Event, string, error)
 	// Letter returns one dead letter, payload included.
 	Letter(id string, base64 bool) (wire.Letter, error)
-	// Letters returns a page of dead letters, and the cursor of the next.
-	Letters(ctx context.Context, f LetterFilter, after string, limit int) ([]wire.Letter, string, error)
+	// Letters returns a page of dead letters, and the cursor of the next;
+	// their payloads too when p says so.
+	Letters(ctx context.Context, f LetterFilter, after string, limit int, p Payloads) ([]wire.Letter, string, error)
 	// Redrive queues the letters ids again, to function (and qualifier)
 	// when set; RedriveMatching those f selects. Purge deletes the
 	// letters ids; PurgeMatching those f selects. Each returns how many.
@@ -60,6 +62,24 @@ type Backend interface {
 	SetPaused(ctx context.Context, function string, paused bool) error
 	// Status maps an error of the calls above to an HTTP status.
 	Status(err error) int
+}
+
+// Payloads says whether a list carries its items' payloads (?payload=),
+// and how: lists leave them out unless asked, to stay small.
+type Payloads struct{ With, Base64 bool }
+
+// payloads reads ?payload=: none, json or base64.
+func payloads(r *http.Request) (Payloads, error) {
+	switch v := r.URL.Query().Get("payload"); v {
+	case "":
+		return Payloads{}, nil
+	case "json":
+		return Payloads{With: true}, nil
+	case "base64":
+		return Payloads{With: true, Base64: true}, nil
+	default:
+		return Payloads{}, fmt.Errorf("payload %q: want json or base64", v)
+	}
 }
 
 // EventFilter selects queued events; zero fields select all.
@@ -220,7 +240,7 @@ type handlers struct {
 
 // routes is the route table.
 func (h handlers) routes() []route {
-	return []route{
+	return append([]route{
 		{"GET /stats", h.stats},
 		{"GET /rates", h.rates},
 		{"GET /events", h.listEvents},
@@ -235,7 +255,7 @@ func (h handlers) routes() []route {
 		{"GET /functions/{function}", h.function},
 		{"POST /functions/{function}/pause", h.pause(true)},
 		{"POST /functions/{function}/resume", h.pause(false)},
-	}
+	}, dashboardRoutes(h.o.ReadOnly)...)
 }
 
 func (h handlers) stats(w http.ResponseWriter, r *http.Request) {
@@ -258,12 +278,16 @@ func (h handlers) rates(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h handlers) listEvents(w http.ResponseWriter, r *http.Request) {
-	if !query(w, r, "state", "function", "key", "since", "until", "after", "limit") {
+	if !query(w, r, "state", "function", "key", "since", "until", "after", "limit", "payload") {
 		return
 	}
 	q := r.URL.Query()
 	f := EventFilter{State: q.Get("state"), Function: q.Get("function"), Key: q.Get("key")}
-	after, limit, err := page(r)
+	pl, err := payloads(r)
+	after, limit, perr := page(r)
+	if err == nil {
+		err = perr
+	}
 	if err == nil {
 		err = f.check()
 	}
@@ -274,7 +298,7 @@ func (h handlers) listEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	items, next, err := h.b.Events(r.Context(), f, after, limit)
+	items, next, err := h.b.Events(r.Context(), f, after, limit, pl)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -331,12 +355,16 @@ func (h handlers) cancel(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h handlers) listLetters(w http.ResponseWriter, r *http.Request) {
-	if !query(w, r, "function", "reason", "since", "until", "after", "limit") {
+	if !query(w, r, "function", "reason", "since", "until", "after", "limit", "payload") {
 		return
 	}
 	q := r.URL.Query()
 	f := LetterFilter{Function: q.Get("function")}
-	after, limit, err := page(r)
+	pl, err := payloads(r)
+	after, limit, perr := page(r)
+	if err == nil {
+		err = perr
+	}
 	if err == nil {
 		f.Reason, err = wire.ParseReason(q.Get("reason"))
 	}
@@ -347,7 +375,7 @@ func (h handlers) listLetters(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	items, next, err := h.b.Letters(r.Context(), f, after, limit)
+	items, next, err := h.b.Letters(r.Context(), f, after, limit, pl)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -527,15 +555,12 @@ func one(w http.ResponseWriter, r *http.Request) (id string, base64, ok bool) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("id %q: want a number", id))
 		return "", false, false
 	}
-	switch p := r.URL.Query().Get("payload"); p {
-	case "", "json":
-		return id, false, true
-	case "base64":
-		return id, true, true
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("payload %q: want json or base64", p))
+	pl, err := payloads(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
 		return "", false, false
 	}
+	return id, pl.Base64, true
 }
 
 // selection checks a request body selects one way: ids, or a filter or
