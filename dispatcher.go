@@ -69,6 +69,9 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		return nil, fmt.Errorf("dispatcher: lease duration %v must exceed the invoke timeout %v", o.leaseDuration, o.invokeTimeout)
 	}
 	var d *Dispatcher // the store's eviction callback needs it; set below
+	// The key index is made at the store's Open, so that the events the
+	// write-ahead log replays hold their keys in it.
+	var keys *idempotency.Index
 	async, _ := o.metrics.(AsyncMetrics)
 	st, err := store.Open(path, store.Options{
 		LockTimeout:        o.lockTimeout,
@@ -80,9 +83,14 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 		ReadOnly:           o.readOnly,
 		Full:               store.FullPolicy(o.full),
 		MaxEvictionRecords: o.maxEvictionRecords,
+		NoLog:              o.noLog,
 		// An evicted event's key goes with it, in the enqueue transaction
 		// that evicts it: the event is gone, so a replay is not a duplicate.
 		Evicted: func(tx *store.Tx, ev store.Event) error { return d.releaseKey(CancelOptions{})(tx, ev) },
+		KeyWindow: func(s *store.Store) store.KeyWindow {
+			keys = idempotency.New(s)
+			return keys
+		},
 		EvictionsCommitted: func(functions []string) {
 			if async != nil {
 				for _, fn := range functions {
@@ -107,7 +115,10 @@ func Open(path string, opts ...Option) (*Dispatcher, error) {
 	}
 	d.opts.metrics.Attach(d.Stats)
 	d.letters = deadletter.NewBolt(st)
-	d.keys = idempotency.New(st)
+	d.keys = keys
+	if d.keys == nil { // read-only: the store took no key window
+		d.keys = idempotency.New(st)
+	}
 	if !o.readOnly && o.shared != nil {
 		if err := d.openShared(o.shared); err != nil {
 			st.Close()

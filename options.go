@@ -25,6 +25,7 @@ type options struct {
 	now         func() time.Time
 	elapsed     func() time.Duration // the queue clock's monotonic source; nil: the process's
 	readOnly    bool
+	noLog       bool // WithoutWriteAheadLog
 
 	lambda             LambdaInvoker
 	policy             retry.Policy
@@ -170,6 +171,20 @@ func WithLockTimeout(d time.Duration) Option {
 func WithReadOnly() Option {
 	return func(o *options) error {
 		o.readOnly = true
+		return nil
+	}
+}
+
+// WithoutWriteAheadLog makes every Enqueue a transaction of the queue
+// file itself, as before the write-ahead log: two fsyncs and a rewrite of
+// the pages it touches per commit, where the log takes one fsync and an
+// append (see the README's Performance). It is there to measure the
+// difference, and for a file system where a directory of segments beside
+// the file is unwelcome. Events a log left beside the file are applied at
+// Open either way.
+func WithoutWriteAheadLog() Option {
+	return func(o *options) error {
+		o.noLog = true
 		return nil
 	}
 }

@@ -323,7 +323,7 @@ func TestCheckRegistry(t *testing.T) {
 		{"Format1IndexLeft", func(tx *bolt.Tx) error {
 			_, err := tx.CreateBucket(bucketReadyV1)
 			return err
-		}, []Problem{{Where: "bucket ready", What: "format 1's ready index, left in a format 3 file"}}},
+		}, []Problem{{Where: "bucket ready", What: fmt.Sprintf("format 1's ready index, left in a format %d file", formatVersion)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -29,6 +29,7 @@ func (b *bundle) reopenWith(t *testing.T, o Options) {
 // when there is none.
 func evictIndex(t *testing.T, st *Store) (idx map[uint64]int8, complete, ok bool) {
 	t.Helper()
+	require.NoError(t, st.flush()) // logged events are indexed at the checkpoint
 	require.NoError(t, st.db.View(func(tx *bolt.Tx) error {
 		complete = tx.Bucket(bucketMeta).Get(keyEvictable) != nil
 		bk := tx.Bucket(bucketEvictable)

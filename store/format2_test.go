@@ -221,6 +221,6 @@ func TestFormat2FileMovesToFormat3(t *testing.T) {
 	require.NoError(t, st.Close())
 	rep, err = Check(path)
 	require.NoError(t, err)
-	require.Equal(t, 3, rep.Format)
+	require.Equal(t, formatVersion, rep.Format)
 	require.True(t, rep.OK(), "%v", rep.Problems)
 }

@@ -213,6 +213,7 @@ func TestRegistryIsBounded(t *testing.T) {
 	// A name seen again gets a new id: a key of the old one cannot be
 	// taken for it.
 	enqueue(t, b.st, NewEvent{Function: "fn-000"})
+	require.NoError(t, b.st.flush())
 	b.st.statMu.Lock()
 	require.Equal(t, uint32(501), b.st.fns["fn-000"].id)
 	b.st.statMu.Unlock()
@@ -229,6 +230,7 @@ func TestFunctionIDsWrap(t *testing.T) {
 	b.open(t)
 	enqueue(t, b.st, newEvents(1, "two")...)
 	enqueue(t, b.st, newEvents(1, "three")...)
+	require.NoError(t, b.st.flush()) // the registry takes logged events at the checkpoint
 	b.st.statMu.Lock()
 	ids := map[string]uint32{}
 	for name, f := range b.st.fns {

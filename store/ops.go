@@ -43,7 +43,7 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 	}
 	var seqs []uint64
 	var full error
-	err = s.do(ctx, func(t *txn) error {
+	err = s.doLogged(ctx, func(t *txn) error {
 		seqs, full = nil, nil
 		var err error
 		if full, err = t.makeRoom(len(ps), size, nil); full != nil || err != nil {
@@ -51,6 +51,16 @@ func (s *Store) Enqueue(ctx context.Context, evs []NewEvent) ([]uint64, error) {
 		}
 		seqs, err = t.put(ps, size)
 		return err
+	}, func(l *logTxn) error {
+		seqs, full = nil, nil
+		if err := l.room(len(ps), size); err != nil {
+			if s.opts.Full == FullDropOldest {
+				return errUseTx // eviction takes a transaction
+			}
+			return err
+		}
+		seqs = l.log(ps, nil, nil, size)
+		return nil
 	})
 	if err == nil {
 		err = full
@@ -94,7 +104,7 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 	}
 	var results []Result
 	var full error
-	err = s.do(ctx, func(t *txn) error {
+	apply := func(t *txn) error {
 		results, full = make([]Result, len(evs)), nil
 		now := time.Unix(0, t.wall)
 		first := map[string]int{} // key → the event of this call that claims it
@@ -149,7 +159,62 @@ func (s *Store) EnqueueUnique(ctx context.Context, evs []NewEvent, w KeyWindow) 
 			results[i] = Result{Seq: results[j].Seq, Duplicate: true}
 		}
 		return nil
-	})
+	}
+	var logApply func(l *logTxn) error
+	if w != nil && w == s.window {
+		// The log can hold the keys of this window only: a replay after
+		// a crash holds them in s.window.
+		logApply = func(l *logTxn) error {
+			results, full = make([]Result, len(evs)), nil
+			first := map[string]int{}
+			dupOf := map[int]int{}
+			var fresh []pending
+			var freshIdx []int
+			var keys []string
+			var windows []time.Duration
+			var size int64
+			for i, e := range evs {
+				if e.Key != "" {
+					if j, ok := first[e.Key]; ok {
+						dupOf[i] = j
+						continue
+					}
+					seq, held, err := l.held(w, e.Key)
+					if err != nil {
+						return err
+					}
+					if held {
+						results[i] = Result{Seq: seq, Duplicate: true}
+						continue
+					}
+					first[e.Key] = i
+				}
+				fresh = append(fresh, ps[i])
+				freshIdx = append(freshIdx, i)
+				keys = append(keys, e.Key)
+				windows = append(windows, e.Window)
+				size += ps[i].size
+			}
+			if len(fresh) > 0 {
+				if err := l.room(len(fresh), size); err != nil {
+					if s.opts.Full == FullDropOldest {
+						return errUseTx // eviction takes a transaction
+					}
+					full = err
+					return nil
+				}
+				seqs := l.log(fresh, keys, windows, size)
+				for n, i := range freshIdx {
+					results[i] = Result{Seq: seqs[n]}
+				}
+			}
+			for i, j := range dupOf {
+				results[i] = Result{Seq: results[j].Seq, Duplicate: true}
+			}
+			return nil
+		}
+	}
+	err = s.doLogged(ctx, apply, logApply)
 	if err == nil {
 		err = full
 	}

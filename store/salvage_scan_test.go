@@ -152,6 +152,9 @@ func TestSalvageScanTruncatedFile(t *testing.T) {
 					evs[i].Key = fmt.Sprintf("k-%d-%d", b, i)
 				}
 				enqueue(t, st, evs...)
+				// Each batch its own transaction, as the layout this test
+				// cuts needs: the log would apply them all in one.
+				require.NoError(t, st.flush())
 			}
 			orig := eventsBySeq(t, st)
 			require.NoError(t, st.Close())

@@ -58,7 +58,12 @@ const (
 	// 3 (priority, cancel mark), which a library of format 2 would set
 	// aside as unreadable: the marker makes that library refuse the file
 	// ("upgrade the library") instead of losing events.
-	formatVersion = 3
+	//
+	// formatVersion 4 adds the write-ahead log beside the file (see the
+	// package doc): a library of format 3 would open the file and never
+	// read the events the log holds past it, so the marker makes it
+	// refuse the file instead.
+	formatVersion = 4
 	// fnLayoutVersion is the first format with a ready index per
 	// function; files below it are migrated.
 	fnLayoutVersion = 2
@@ -117,6 +122,15 @@ type Options struct {
 	// it, the records of the events enqueued first go. Zero means
 	// DefaultMaxEvictionRecords; less than zero, no ledger is kept.
 	MaxEvictionRecords int
+	// KeyWindow, when not nil, is called once at Open with the store to
+	// return the key window whose keys EnqueueUnique's events hold. Only
+	// enqueues with that window go through the write-ahead log: a replay
+	// after a crash holds the keys of the events it applies there.
+	KeyWindow func(*Store) KeyWindow
+	// NoLog keeps the store without its write-ahead log: every enqueue
+	// is a transaction of the file, as before format 4. What a log left
+	// beside the file is still applied at Open.
+	NoLog bool
 	// MaxBatch caps the operations shared by one transaction. Zero means
 	// DefaultMaxBatch.
 	MaxBatch int
@@ -321,6 +335,10 @@ type Store struct {
 	// changed is the channel Changed handed out, closed by the next
 	// commit; nil when nobody asked since. Guarded by statMu.
 	changed chan struct{}
+	// wal is the write-ahead log, nil when read-only; window, the key
+	// window whose keys logged events hold (Options.KeyWindow).
+	wal    *logState
+	window KeyWindow
 }
 
 // Open opens or creates the queue file at path (mode 0600), returns leases
@@ -366,6 +384,22 @@ func Open(path string, o Options) (*Store, error) {
 	s.ready = make(chan struct{}, 1)
 	if o.ReadOnly {
 		return s, nil
+	}
+	if o.KeyWindow != nil {
+		s.window = o.KeyWindow(s)
+	}
+	if err := s.openLog(); err != nil {
+		db.Close()
+		s.forget()
+		return nil, err
+	}
+	// What the log held past the file is applied before anything else
+	// runs, so the file alone answers every read from here on.
+	if err := s.applyAtOpen(); err != nil {
+		s.wal.l.Close()
+		db.Close()
+		s.forget()
+		return nil, fmt.Errorf("store: applying the write-ahead log: %w", err)
 	}
 	s.ops = make(chan *op, o.MaxBatch)
 	s.writerW.Add(1)
@@ -573,6 +607,7 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.writerW.Wait()
+	logErr := s.closeLog()
 	// No commit is to come: whoever waits on Changed is told now, and
 	// every call after gets a closed channel.
 	s.statMu.Lock()
@@ -583,6 +618,9 @@ func (s *Store) Close() error {
 	s.statMu.Unlock()
 	err := s.db.Close()
 	s.forget()
+	if err == nil {
+		err = logErr
+	}
 	return err
 }
 
@@ -640,8 +678,12 @@ func (s *Store) Stats() (Stats, error) {
 		}
 		return nil
 	})
+	// Events the log holds are counted already, but are in no index
+	// yet: they tell their own due times.
+	st.Scheduled += s.wal.scheduled(s.clock.now())
 	// The counts and the scan are two moments; clamp so they never
 	// disagree in a way a reader would notice.
+	st.Scheduled = min(st.Scheduled, st.Events-st.Leased)
 	st.Ready = max(st.Events-st.Leased-st.Scheduled, 0)
 	return st, err
 }
@@ -690,6 +732,9 @@ func (s *Store) pausedID(id uint32) bool {
 }
 
 func (s *Store) view(fn func(*bolt.Tx) error) error {
+	if err := s.flush(); err != nil && !errors.Is(err, ErrClosed) {
+		return err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {

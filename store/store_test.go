@@ -692,6 +692,10 @@ func runChild(mode, path string) {
 		migrateChild(mode, path)
 		return
 	}
+	if strings.HasPrefix(mode, "wal-") {
+		walChild(mode, path)
+		return
+	}
 	if strings.HasPrefix(mode, "evict-") {
 		evictChild(mode, path)
 		return

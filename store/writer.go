@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/lambdadispatch/dispatcher/internal/wal"
 )
 
 // An op is one caller's write, applied by the writer inside a transaction
@@ -20,9 +22,12 @@ import (
 // again in one of its own so that one bad op cannot fail its neighbours.
 type op struct {
 	apply func(t *txn) error
-	err   error
-	state atomic.Int32
-	done  chan struct{}
+	// logApply, when not nil, admits the op into the write-ahead log
+	// instead (see logRound); errUseTx sends it to apply after all.
+	logApply func(l *logTxn) error
+	err      error
+	state    atomic.Int32
+	done     chan struct{}
 }
 
 const (
@@ -39,10 +44,26 @@ const (
 // running: a caller must not read what apply writes unless do returned nil
 // or an error apply set.
 func (s *Store) do(ctx context.Context, apply func(t *txn) error) error {
+	return s.submit(ctx, &op{apply: apply})
+}
+
+// doLogged is do for an op that may go to the write-ahead log instead of
+// a transaction: logApply admits it there, or returns errUseTx.
+func (s *Store) doLogged(ctx context.Context, apply func(t *txn) error, logApply func(l *logTxn) error) error {
+	return s.submit(ctx, &op{apply: apply, logApply: logApply})
+}
+
+// doBackground is do for the store's own work, which no caller's context
+// bounds.
+func (s *Store) doBackground(apply func(t *txn) error) error {
+	return s.do(context.Background(), apply)
+}
+
+func (s *Store) submit(ctx context.Context, o *op) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{apply: apply, done: make(chan struct{})}
+	o.done = make(chan struct{})
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -73,7 +94,18 @@ func (s *Store) do(ctx context.Context, apply func(t *txn) error) error {
 func (s *Store) writer() {
 	defer s.writerW.Done()
 	batch := make([]*op, 0, s.opts.MaxBatch)
-	for first := range s.ops {
+	for {
+		var first *op
+		select {
+		case o, ok := <-s.ops:
+			if !ok {
+				return
+			}
+			first = o
+		case <-s.wal.timerC():
+			s.checkpoint()
+			continue
+		}
 		batch = append(batch[:0], first)
 	fill:
 		for len(batch) < s.opts.MaxBatch {
@@ -89,6 +121,16 @@ func (s *Store) writer() {
 		}
 		s.run(batch)
 		clear(batch)
+		if s.wal != nil && s.wal.checkpointDue() {
+			s.checkpoint()
+		}
+	}
+}
+
+// checkpoint applies what the write-ahead log holds to the file.
+func (s *Store) checkpoint() {
+	if err := s.commit(nil); err != nil {
+		s.log.Error("write-ahead log: checkpoint failed; the events stay in the log and the next write transaction tries again", "path", s.path, "error", err)
 	}
 }
 
@@ -97,6 +139,13 @@ func (s *Store) run(batch []*op) {
 	for _, o := range batch {
 		if o.state.CompareAndSwap(opPending, opTaken) {
 			live = append(live, o)
+		}
+	}
+	if s.wal != nil {
+		var logged []*op
+		live, logged = s.logRound(live)
+		for _, o := range logged {
+			close(o.done)
 		}
 	}
 	if len(live) == 0 {
@@ -124,6 +173,9 @@ func (s *Store) commit(ops []*op) error {
 	var t *txn
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		t = s.newTxn(tx)
+		if err := t.applyLog(); err != nil {
+			return err
+		}
 		for _, o := range ops {
 			o.err = nil
 			if err := o.apply(t); err != nil {
@@ -139,6 +191,7 @@ func (s *Store) commit(ops []*op) error {
 		return err
 	}
 	t.tot.commits++
+	s.logCommitted(t)
 	s.statMu.Lock()
 	s.counts = t.c
 	s.totals.add(t.tot)
@@ -186,6 +239,10 @@ type txn struct {
 	tot                                         totals
 	readied                                     bool     // an event became ready: wake consumers
 	evictedFns                                  []string // the function of each event evicted
+	// logApplied counts the write-ahead log's entries applied first;
+	// logPos is the log position the transaction records.
+	logApplied int
+	logPos     wal.Position
 
 	// The working copies of the functions the transaction touched (see
 	// fnTouch): the first few in place, the rest in a map, and the last

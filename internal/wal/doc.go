@@ -1,0 +1,132 @@
+// Package wal is a write-ahead log: records appended to preallocated
+// segment files in a directory, made durable by one fdatasync per Sync,
+// read back by Replay after a restart, and recycled once the caller has
+// moved them elsewhere. It knows nothing of what the records hold.
+//
+// A session is: Open, Replay from the position the caller recorded last
+// (zero at first), then Append and Sync as records come, Recycle as the
+// caller records later positions, and Close.
+//
+// # Positions and segments
+//
+// A Position is a byte offset in the log's stream since its creation. A
+// segment file is named by its base position, fmt.Sprintf("%016x.wal",
+// base), and holds the positions from its base to its base plus its size;
+// the next segment's base is that sum, so a position names one byte of one
+// file. Segments are Options.SegmentSize bytes, except one made for a
+// record too large for that, sized to fit it.
+//
+// A segment starts with a HeaderSize-byte header: the magic "LDWAL\x00",
+// a format version, the segment's size, its base, a nonce and a CRC-32C of
+// the header. Frames follow, each [u32 length][u32 CRC-32C][data]: a
+// record (length 1 to MaxRecord), or a mark, whose length field holds a
+// kind instead:
+//
+//	next   the segment ends here; the stream goes on at the next one
+//	epoch  8 bytes of data: a new nonce for the frames after it
+//	close  Close was called here: a clean end
+//
+// Frames never span segments, and every frame leaves room after it for a
+// next mark, so the writer can always end a segment. A frame's checksum
+// covers the nonce in force where it lies, its position, its length field
+// and its data: a frame reads as valid only at the position, and in the
+// life of the segment, it was written for.
+//
+// # The end of the log
+//
+// Replay stops at the first frame that is not valid, or at a clean end: a
+// zeroed frame (the tail of a new segment) or a close mark. It never skips
+// a bad frame, so records are never returned with a hole before them. A
+// bit flipped in the middle of the log therefore ends it there, like a
+// torn tail: Tail reports both alike, with the offset and the reason, and
+// the next Append writes over what follows.
+//
+// What lies past the end may still hold frames valid under the segment's
+// nonce: writes of one Append reach the disk in no particular order, so a
+// crash can keep a record and lose the one before it; and an Append that
+// filled a segment may have written records into the next one (its next
+// mark lost). Were the writer to continue under the same nonce, one of
+// these could one day line up with the new records and be read as theirs.
+// So the first frame written after Replay is an epoch mark with a new
+// random nonce, and the segments past the end get a new nonce before any
+// use: the one where the next segment goes at once (it becomes the next
+// segment), the others as spares. For the same reason a segment's header is
+// written only while the segment is not part of the log: when it is
+// prepared (see below), synced before it can be entered. A bad header is
+// thus damage, never a crash, and is reported as a *CorruptError.
+//
+// Replay reads the segment holding its from position from the first
+// frame, because the nonce in force at from depends on the epoch marks
+// before it; it delivers the records at or after from.
+//
+// # Preparing and recycling segments
+//
+// A segment is ready before the writer needs it: a goroutine of the Log
+// (joined by Close) prepares the next one as soon as the writer enters a
+// segment, either by reusing a spare (a new header with the base and a new
+// nonce, fdatasync, rename to the segment's name, directory fsync) or by
+// writing a new file: real zero blocks to its full size and the header
+// under a temporary name, fsync, rename, directory fsync. The writer only
+// prepares one itself for a record larger than a segment, or when the
+// preparer failed (a full disk): then Append waits for it.
+//
+// Recycle(upTo) retires the segments whose positions all lie below upTo
+// (never the one being written): each becomes a spare, renamed
+// "%016x.spare", or is removed when two are held already; one directory
+// fsync covers them all. A spare keeps its old frames: under its next
+// base and nonce they fail their checksums and read as its end. This
+// differs from renaming a recycled segment straight to a future base: the
+// base a spare will get is only known when the writer needs it (after a
+// record too large for a segment, the next base moves), so the header is
+// written then, in the background.
+//
+// # Crash safety
+//
+// A record is acknowledged only once Sync has returned, and Sync returns
+// after fdatasync of every segment written since the previous Sync. The
+// writer writes only past the last record, so a crash (or a failed write)
+// can damage only what was written after the last successful Sync:
+// records not yet acknowledged. Replay finds them cut by a checksum that
+// fails, or by a zeroed frame, and stops before them; the frames that
+// survived past that point are made unreadable as described above. Each
+// segment a record lies in is synced, named and in a synced directory
+// before the mark that leads to it can be.
+//
+// The checksums catch what a crash can leave. A torn record fails its
+// CRC-32C (a false match has odds of 2^-32 per crash). A frame left from a
+// segment's previous life, before it was recycled, was written under
+// another nonce and another base, and a frame copied to another offset
+// carries another position: neither passes. A frame past a torn tail,
+// left by the session that crashed, was written under the nonce the next
+// session leaves with its epoch mark.
+//
+// The exceptions are those of every log on a file. A device that
+// acknowledges a cache flush it did not do, or a file system mounted
+// without barriers, may lose acknowledged records. The page holding the
+// last acknowledged bytes is written again by the next Append (with the
+// same bytes there); a device that scrambles a sector in flight on power
+// loss, rather than leaving it old or new, could damage acknowledged
+// records in it. A bit flipped on the device in acknowledged records ends
+// the log there, as said above.
+//
+// # One flush per Sync
+//
+// Segments are preallocated with real zeros, not fallocate, and never
+// grow: an overwrite then changes no block map (an fallocate'd extent is
+// "unwritten" and its first write converts it, a journal transaction) and
+// no file size (an append changes it), and fdatasync, unlike fsync, does
+// not persist times. On ext4 and xfs, fdatasync of such a file writes the
+// dirty data pages and flushes the device cache once, with no journal
+// commit. A Sync costs one such flush, two when an Append crossed into a
+// new segment.
+//
+// # Concurrency and errors
+//
+// One writer: the caller orders Append and Sync (the store's goroutine
+// batches concurrent callers into one Append and one Sync). Every method
+// locks the Log, so End, Size and Recycle may come from another goroutine.
+// After a failed write or fdatasync the Log refuses Append and Sync: the
+// kernel may have dropped the pages it could not write, so no later
+// fdatasync could vouch for them; Close and Open again, and Replay says
+// what is there. Open locks the directory (flock) against a second Log.
+package wal
