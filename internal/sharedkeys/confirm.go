@@ -113,15 +113,36 @@ func (k *Keys) dropDuplicate(ctx context.Context, seq uint64, pc pendingClaim, h
 	k.count.Lost.Add(1)
 	k.log.Warn("a key claim was taken over before it was confirmed: the event is a duplicate", "id", formatID(seq), "key", pc.key, "holder", h.Owner, "holder_id", h.ID)
 	if remove {
-		if _, err := k.cfg.Queue.Remove(ctx, seq, func(tx *store.Tx, _ store.Event) error {
+		ev, err := k.cfg.Queue.Remove(ctx, seq, func(tx *store.Tx, _ store.Event) error {
 			return deletePending(tx, seq)
-		}); err != nil && !errors.Is(err, store.ErrNotFound) {
+		})
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
+		}
+		if err == nil && ev.Leased {
+			// Delivery holds the event: its BeforeInvoke must not send it.
+			// Recorded before finish, so that a BeforeInvoke that finds the
+			// claim no longer unconfirmed finds this.
+			k.mu.Lock()
+			k.dropped[seq] = true
+			k.mu.Unlock()
 		}
 		k.cfg.Duplicate()
 	}
 	k.finish(seq)
 	return &h, nil
+}
+
+// takeDropped reports whether event seq was removed as a duplicate while
+// delivery held it leased, and forgets it.
+func (k *Keys) takeDropped(seq uint64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.dropped[seq] {
+		return false
+	}
+	delete(k.dropped, seq)
+	return true
 }
 
 // finish drops seq from the unconfirmed claims; its record in the file

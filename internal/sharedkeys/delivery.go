@@ -19,6 +19,19 @@ const degradedFor = 30 * time.Second
 // never invoked and then found to have lost its key. When the window is
 // unreachable the event is sent on the local index's word.
 func (k *Keys) BeforeInvoke(ctx context.Context, ev store.Event) bool {
+	// The Enqueue (or redrive) that committed the event may still be
+	// confirming its claim, with no deadline but its caller's: the event
+	// waits for it, however long it takes and whether or not the window
+	// failed lately, since waiting costs the window no request. Sent
+	// sooner, it would be sent before its Enqueue knew whether it is the
+	// key's event, and the Enqueue may yet find that it is not, remove it
+	// and report the holder elsewhere, which sends the key too.
+	if unlock, err := k.locks.lock(ctx, []string{ev.Key}); err == nil {
+		defer unlock()
+	}
+	if k.takeDropped(ev.Seq) {
+		return true // removed as a duplicate while leased, by that Enqueue or the background loop
+	}
 	now := time.Now()
 	if now.UnixNano() < k.degradedUntil.Load() {
 		// The window failed moments ago: do not make every event wait for
@@ -27,12 +40,10 @@ func (k *Keys) BeforeInvoke(ctx context.Context, ev store.Event) bool {
 	}
 	cctx, cancel := context.WithTimeout(ctx, min(k.cfg.InvokeTimeout, 10*time.Second))
 	defer cancel()
-	// An Enqueue of this key may still be confirming it, with no deadline
-	// but its caller's: let it finish rather than race it under ours.
-	if unlock, err := k.locks.lock(cctx, []string{ev.Key}); err == nil {
-		defer unlock()
-	}
 	h, err := k.confirmClaim(cctx, ev.Seq, false)
+	if k.takeDropped(ev.Seq) {
+		return true // meanwhile, by the background loop, which takes no key lock
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			k.degradedUntil.Store(now.Add(degradedFor).UnixNano())

@@ -14,9 +14,10 @@
 //   - [Keys.Admit] on Enqueue of keyed events: plan (which keys the file
 //     holds already, which are held elsewhere), claim the rest, commit the
 //     events with a pending record of each claim, confirm.
-//   - [Keys.BeforeInvoke] before a keyed event is sent: a claim still
-//     unconfirmed is tried once more, so an event is never invoked and
-//     then found to have lost its key.
+//   - [Keys.BeforeInvoke] before a keyed event is sent: it waits for an
+//     Enqueue still confirming the event's claim, and a claim still
+//     unconfirmed after that is tried once more, so an event is never
+//     invoked and then found to have lost its key.
 //   - [Keys.Record] after its outcome: the key is marked Delivered or
 //     DeadLettered in the shared window. These two are the methods of
 //     package delivery's Shared interface, so the root hands a *Keys to
@@ -49,9 +50,11 @@
 //
 // Claims of one key are serialised by an in-process lock, so that a second
 // Enqueue of a key cannot replace (same owner) the claim that the first is
-// about to confirm. Concurrent confirms of one event's claim (Enqueue's,
-// delivery's, the background loop's) share one attempt. When the window
-// fails during delivery, delivery goes on from the file's own index for a
-// while (degradedFor) rather than make every event wait for it to fail
-// again.
+// about to confirm; delivery takes the same lock before it sends a keyed
+// event, so that an event is not sent while its Enqueue may yet find it a
+// duplicate, and an event removed as one while leased is not sent at all.
+// Concurrent confirms of one event's claim (Enqueue's, delivery's, the
+// background loop's) share one attempt. When the window fails during
+// delivery, delivery goes on from the file's own index for a while
+// (degradedFor) rather than make every event wait for it to fail again.
 package sharedkeys

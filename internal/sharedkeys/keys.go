@@ -28,6 +28,11 @@ type Keys struct {
 	unconfirmed map[uint64]pendingClaim // committed, not confirmed
 	confirming  map[uint64]*confirmCall // confirms under way
 	finished    []uint64                // pending records to delete from the file
+	// dropped are the events removed as duplicates while delivery held
+	// them leased, until their BeforeInvoke reads them. One whose
+	// BeforeInvoke had already passed (the window had failed, and the
+	// event was sent on the local index's word) stays until Close.
+	dropped map[uint64]bool
 
 	kick chan struct{}
 	stop context.CancelFunc
@@ -40,7 +45,7 @@ type Keys struct {
 // unconfirmed, and starts the loop that confirms them, which Close stops.
 // Its error is the queue's, as the store returned it.
 func Open(cfg Config) (*Keys, error) {
-	k := &Keys{cfg: cfg, log: cfg.Logger, count: cfg.Counters, unconfirmed: map[uint64]pendingClaim{}, confirming: map[uint64]*confirmCall{}, kick: make(chan struct{}, 1)}
+	k := &Keys{cfg: cfg, log: cfg.Logger, count: cfg.Counters, unconfirmed: map[uint64]pendingClaim{}, confirming: map[uint64]*confirmCall{}, dropped: map[uint64]bool{}, kick: make(chan struct{}, 1)}
 	if k.log == nil {
 		k.log = slog.New(slog.DiscardHandler)
 	}
