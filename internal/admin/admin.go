@@ -283,22 +283,16 @@ func (h handlers) listEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := EventFilter{State: q.Get("state"), Function: q.Get("function"), Key: q.Get("key")}
-	pl, err := payloads(r)
-	after, limit, perr := page(r)
-	if err == nil {
-		err = perr
-	}
+	lp, err := listParams(r)
 	if err == nil {
 		err = f.check()
-	}
-	if err == nil {
-		f.Since, f.Until, err = span(r)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	items, next, err := h.b.Events(r.Context(), f, after, limit, pl)
+	f.Since, f.Until = lp.since, lp.until
+	items, next, err := h.b.Events(r.Context(), f, lp.after, lp.limit, lp.payloads)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -360,22 +354,16 @@ func (h handlers) listLetters(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	f := LetterFilter{Function: q.Get("function")}
-	pl, err := payloads(r)
-	after, limit, perr := page(r)
-	if err == nil {
-		err = perr
-	}
+	lp, err := listParams(r)
 	if err == nil {
 		f.Reason, err = wire.ParseReason(q.Get("reason"))
-	}
-	if err == nil {
-		f.Since, f.Until, err = span(r)
 	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	items, next, err := h.b.Letters(r.Context(), f, after, limit, pl)
+	f.Since, f.Until = lp.since, lp.until
+	items, next, err := h.b.Letters(r.Context(), f, lp.after, lp.limit, lp.payloads)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -577,6 +565,29 @@ func selection(w http.ResponseWriter, ids, filtered, all bool) bool {
 		return false
 	}
 	return true
+}
+
+// listed is what both lists read besides their filter: the page, the
+// span of times, and whether payloads come along.
+type listed struct {
+	after        string
+	limit        int
+	since, until time.Time
+	payloads     Payloads
+}
+
+// listParams reads them, the first bad one failing.
+func listParams(r *http.Request) (listed, error) {
+	var lp listed
+	var err error
+	if lp.payloads, err = payloads(r); err != nil {
+		return lp, err
+	}
+	if lp.after, lp.limit, err = page(r); err != nil {
+		return lp, err
+	}
+	lp.since, lp.until, err = span(r)
+	return lp, err
 }
 
 // page reads the paging parameters: the cursor and the page size.
