@@ -55,7 +55,7 @@ func FuzzReplay(f *testing.F) {
 			return
 		}
 		require.GreaterOrEqual(t, tail.End, Position(HeaderSize))
-		require.LessOrEqual(t, int(tail.End)+frameHeader, len(file))
+		require.LessOrEqual(t, int(tail.End)+FrameHeaderSize, len(file))
 
 		more := []byte("appended after the fuzzed tail")
 		p, _, err := l.Append(more)
@@ -96,17 +96,17 @@ func newFrameCheck(file []byte) *frameCheck {
 
 func (c *frameCheck) record(p Position, data []byte) string {
 	off := int(p)
-	if off < HeaderSize || len(data) == 0 || off+frameHeader+len(data) > len(c.file) {
+	if off < HeaderSize || len(data) == 0 || off+FrameHeaderSize+len(data) > len(c.file) {
 		return fmt.Sprintf("record of %d bytes at %#x is not in the file", len(data), off)
 	}
-	if int(binary.LittleEndian.Uint32(c.file[off:])) != len(data) || !bytes.Equal(c.file[off+frameHeader:][:len(data)], data) {
+	if int(binary.LittleEndian.Uint32(c.file[off:])) != len(data) || !bytes.Equal(c.file[off+FrameHeaderSize:][:len(data)], data) {
 		return fmt.Sprintf("record at %#x is not what the file holds", off)
 	}
 	sum := binary.LittleEndian.Uint32(c.file[off+4:])
 	nonces := slices.Clone(c.nonces)
 	for _, e := range c.epochs {
 		if e < off {
-			nonces = append(nonces, binary.LittleEndian.Uint64(c.file[e+frameHeader:]))
+			nonces = append(nonces, binary.LittleEndian.Uint64(c.file[e+FrameHeaderSize:]))
 		}
 	}
 	for _, n := range nonces {
@@ -149,7 +149,7 @@ func fuzzSeeds() map[string][]byte {
 	records := func(b []byte, p Position, nonce uint64, data ...string) ([]byte, Position) {
 		for _, d := range data {
 			b = putFrame(b, nonce, p, uint32(len(d)), []byte(d))
-			p += Position(frameHeader + len(d))
+			p += Position(FrameHeaderSize + len(d))
 		}
 		return b, p
 	}
@@ -166,7 +166,7 @@ func fuzzSeeds() map[string][]byte {
 	closed := seg(func(b []byte, p Position) []byte {
 		b, p = records(b, p, nonce, "closed after this")
 		b = putFrame(b, nonce, p, kindClose, nil)
-		b, _ = records(b, p+frameHeader, nonce, "stale past the close mark")
+		b, _ = records(b, p+FrameHeaderSize, nonce, "stale past the close mark")
 		return b
 	})
 	next := seg(func(b []byte, p Position) []byte {
@@ -174,7 +174,7 @@ func fuzzSeeds() map[string][]byte {
 		return putFrame(b, nonce, p, kindNext, nil)
 	})
 	torn := slices.Clone(valid)
-	torn[HeaderSize+frameHeader+3+frameHeader+1] ^= 0x40 // in "two"
+	torn[HeaderSize+FrameHeaderSize+3+FrameHeaderSize+1] ^= 0x40 // in "two"
 	long := slices.Clone(valid)
 	binary.LittleEndian.PutUint32(long[HeaderSize:], 1<<30) // a length past the file
 	badHeader := slices.Clone(valid)

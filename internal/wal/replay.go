@@ -136,11 +136,11 @@ func (l *Log) walk(i int, from Position, fn func(Position, []byte) error) (walke
 		}
 		for {
 			off := int64(p - s.base)
-			if off+frameHeader > s.size {
+			if off+FrameHeaderSize > s.size {
 				// The writer always leaves room for a frame header.
 				return end(true, "no room for a frame at offset %d", off)
 			}
-			h, err := r.at(off, frameHeader)
+			h, err := r.at(off, FrameHeaderSize)
 			if err != nil {
 				return walked{}, err
 			}
@@ -156,10 +156,10 @@ func (l *Log) walk(i int, from Position, fn func(Position, []byte) error) (walke
 					return end(false, "closed")
 				}
 			case length == kindEpoch:
-				if off+epochFrame+frameHeader > s.size {
+				if off+epochFrame+FrameHeaderSize > s.size {
 					return end(true, "epoch frame runs past the segment at offset %d", off)
 				}
-				b, err := r.at(off+frameHeader, 8)
+				b, err := r.at(off+FrameHeaderSize, 8)
 				if err != nil {
 					return walked{}, err
 				}
@@ -174,10 +174,10 @@ func (l *Log) walk(i int, from Position, fn func(Position, []byte) error) (walke
 			default:
 				// A length is trusted no further than the segment: a damaged
 				// one never sizes a read beyond the file.
-				if off+frameHeader+int64(length)+frameHeader > s.size {
+				if off+FrameHeaderSize+int64(length)+FrameHeaderSize > s.size {
 					return end(true, "record length %d at offset %d runs past the segment", length, off)
 				}
-				data, err := r.at(off+frameHeader, int(length))
+				data, err := r.at(off+FrameHeaderSize, int(length))
 				if err != nil {
 					return walked{}, err
 				}
@@ -189,7 +189,7 @@ func (l *Log) walk(i int, from Position, fn func(Position, []byte) error) (walke
 						return walked{}, err
 					}
 				}
-				p += Position(frameHeader + int(length))
+				p += Position(FrameHeaderSize + int(length))
 				continue
 			}
 			// kindNext: on to the next segment, which must be there: the

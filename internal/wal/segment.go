@@ -35,11 +35,14 @@ const (
 
 var magic = [6]byte{'L', 'D', 'W', 'A', 'L', 0}
 
+// FrameHeaderSize is the size of a frame's header: the data of a record
+// appended at position p lies at p+FrameHeaderSize.
+const FrameHeaderSize = 8
+
 // Frame kinds. A frame is [u32 length or kind][u32 CRC-32C][payload]; a
 // length at or above kindLowest is one of these kinds, anything else the
 // length of a record's data.
 const (
-	frameHeader = 8
 	// kindNext ends a segment: the stream continues at the next segment's
 	// first frame. No payload.
 	kindNext = 0xFFFFFFFF
@@ -50,7 +53,7 @@ const (
 	// kindClose marks where a Log was closed: a clean end. No payload.
 	kindClose  = 0xFFFFFFFD
 	kindLowest = kindClose
-	epochFrame = frameHeader + 8
+	epochFrame = FrameHeaderSize + 8
 )
 
 // maxSegmentSize bounds a header's size field, so a damaged one is refused
@@ -129,7 +132,7 @@ func decodeHeader(b []byte, base Position, fileSize int64) (header, string) {
 	switch {
 	case h.base != base:
 		return header{}, fmt.Sprintf("header base %#x, file named for %#x", uint64(h.base), uint64(base))
-	case h.size < HeaderSize+frameHeader || h.size > maxSegmentSize:
+	case h.size < HeaderSize+FrameHeaderSize || h.size > maxSegmentSize:
 		return header{}, fmt.Sprintf("segment size %d out of range", h.size)
 	case h.size != fileSize:
 		return header{}, fmt.Sprintf("header says %d bytes, file has %d", h.size, fileSize)

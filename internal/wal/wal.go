@@ -281,6 +281,24 @@ func (l *Log) writable() error {
 // An error other than ErrRecordSize (which writes nothing) leaves the log
 // refusing every later Append and Sync: what reached the file is unknown.
 func (l *Log) Append(data ...[]byte) (first, end Position, err error) {
+	return l.append(nil, data)
+}
+
+// AppendAt is Append that also stores in at[i] the position of data[i]'s
+// frame: data[i] lies at at[i]+FrameHeaderSize in the stream, where
+// ReadAt reads it back. len(at) must equal len(data); otherwise it
+// returns an error and writes nothing. at is filled only when err is nil.
+func (l *Log) AppendAt(at []Position, data ...[]byte) (end Position, err error) {
+	if len(at) != len(data) {
+		return 0, fmt.Errorf("wal: AppendAt: %d positions for %d records", len(at), len(data))
+	}
+	_, end, err = l.append(at, data)
+	return end, err
+}
+
+// append is Append, storing the records' positions in at unless it is
+// nil.
+func (l *Log) append(at []Position, data [][]byte) (first, end Position, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := l.writable(); err != nil {
@@ -294,7 +312,7 @@ func (l *Log) Append(data ...[]byte) (first, end Position, err error) {
 	if len(data) == 0 {
 		return l.pos, l.pos, nil
 	}
-	w := appender{l: l, start: l.pos, buf: l.buf[:0]}
+	w := appender{l: l, start: l.pos, buf: l.buf[:0], at: at}
 	pos, nonce, needEpoch := l.pos, l.nonce, l.needEpoch
 	first, err = w.append(data)
 	if cap(w.buf) <= 2*int(l.o.SegmentSize) {
@@ -319,6 +337,7 @@ type appender struct {
 	start Position
 	buf   []byte
 	wrote bool
+	at    []Position // the records' positions, if asked for
 }
 
 func (w *appender) append(data [][]byte) (first Position, err error) {
@@ -329,7 +348,7 @@ func (w *appender) append(data [][]byte) (first Position, err error) {
 		// in force there (records of a crashed Append, cut before their
 		// predecessor): a new nonce makes them unreadable before anything
 		// can be written after them.
-		if w.room() < epochFrame+frameHeader {
+		if w.room() < epochFrame+FrameHeaderSize {
 			if err := w.roll(0); err != nil {
 				return 0, err
 			}
@@ -342,14 +361,17 @@ func (w *appender) append(data [][]byte) (first Position, err error) {
 		l.needEpoch = false
 	}
 	for i, d := range data {
-		frame := int64(frameHeader + len(d))
-		if w.room() < frame+frameHeader {
-			if err := w.roll(HeaderSize + frame + frameHeader); err != nil {
+		frame := int64(FrameHeaderSize + len(d))
+		if w.room() < frame+FrameHeaderSize {
+			if err := w.roll(HeaderSize + frame + FrameHeaderSize); err != nil {
 				return 0, err
 			}
 		}
 		if i == 0 {
 			first = l.pos
+		}
+		if w.at != nil {
+			w.at[i] = l.pos
 		}
 		w.buf = putFrame(w.buf, l.nonce, l.pos, uint32(len(d)), d)
 		l.pos += Position(frame)

@@ -231,7 +231,7 @@ func TestRoundTrip(t *testing.T) {
 			require.NoError(t, l.Close())
 		}
 		// An end is a position too: the records after it.
-		l, rest, _ := b.replay(t, want[99].p+Position(frameHeader+len(want[99].data)))
+		l, rest, _ := b.replay(t, want[99].p+Position(FrameHeaderSize+len(want[99].data)))
 		requireRecs(t, want[100:], rest[:len(want)-100])
 		require.NoError(t, l.Close())
 		// The end of the log: nothing.
@@ -252,7 +252,7 @@ func TestReopenContinues(t *testing.T) {
 		requireRecs(t, want, got)
 		require.False(t, tail.Torn, tail.Reason)
 		if session > 0 {
-			require.Equal(t, want[len(want)-1].p+Position(frameHeader+len(want[len(want)-1].data)), tail.End)
+			require.Equal(t, want[len(want)-1].p+Position(FrameHeaderSize+len(want[len(want)-1].data)), tail.End)
 		}
 		require.Equal(t, tail.End, l.End())
 		added := appendSync(t, l, payload(rng, 100), payload(rng, 40<<10), payload(rng, 3))
@@ -398,7 +398,7 @@ func TestTornTail(t *testing.T) {
 	crash(t, l)
 
 	for _, fill := range []string{"zeros", "garbage"} {
-		for cut := range frameHeader + len(last.data) {
+		for cut := range FrameHeaderSize + len(last.data) {
 			t.Run(fmt.Sprintf("%s from byte %d", fill, cut), func(t *testing.T) {
 				t.Parallel()
 				tornAt(t, src, want, last, fill, cut)
@@ -411,11 +411,11 @@ func TestTornTail(t *testing.T) {
 // garbage after it, in a copy, and replays and appends to the copy.
 func tornAt(t *testing.T, src *bundle, want []rec, last rec, fill string, cut int) {
 	rng := rand.New(rand.NewPCG(uint64(cut), uint64(len(fill))))
-	lastEnd := last.p + Position(frameHeader+len(last.data))
+	lastEnd := last.p + Position(FrameHeaderSize+len(last.data))
 	b := setup(t, Options{})
 	require.NoError(t, os.CopyFS(b.dir, os.DirFS(src.dir)))
 	path, off := segmentOf(t, b.dir, last.p)
-	rest := make([]byte, int(lastEnd-last.p)-cut+frameHeader)
+	rest := make([]byte, int(lastEnd-last.p)-cut+FrameHeaderSize)
 	if fill == "garbage" {
 		orig, err := os.ReadFile(path)
 		require.NoError(t, err)
@@ -456,7 +456,7 @@ func TestFlippedBit(t *testing.T) {
 			case "checksum":
 				off += 4
 			case "data":
-				off += frameHeader + int64(rng.IntN(len(mid.data)))
+				off += FrameHeaderSize + int64(rng.IntN(len(mid.data)))
 			}
 			f, err := os.ReadFile(path)
 			require.NoError(t, err)
@@ -498,7 +498,7 @@ func TestResumeOverValidFrames(t *testing.T) {
 		require.NoError(t, err)
 		crash(t, l)
 		path, off := segmentOf(t, b.dir, first)
-		overwrite(t, path, off, make([]byte, frameHeader+len(lost)))
+		overwrite(t, path, off, make([]byte, FrameHeaderSize+len(lost)))
 
 		l, got, tail := b.replay(t, 0)
 		requireRecs(t, want, got)
@@ -537,14 +537,14 @@ func TestResumeOverValidFrames(t *testing.T) {
 			if n == kindNext {
 				break
 			}
-			p += Position(frameHeader + int(n))
+			p += Position(FrameHeaderSize + int(n))
 		}
-		overwrite(t, filepath.Join(b.dir, segName(0)), int64(p), make([]byte, frameHeader))
+		overwrite(t, filepath.Join(b.dir, segName(0)), int64(p), make([]byte, FrameHeaderSize))
 
 		l, got, tail := b.replay(t, 0)
 		require.False(t, tail.Torn, tail.Reason)
 		require.Equal(t, p, tail.End)
-		require.Len(t, got, len(want)+int(p-first)/(frameHeader+1000))
+		require.Len(t, got, len(want)+int(p-first)/(FrameHeaderSize+1000))
 		// The next segment became a spare; the writer fills the first
 		// one and moves on into a segment at the same base, whose records
 		// from the crashed Append must not be read.
@@ -676,7 +676,7 @@ func TestErrors(t *testing.T) {
 		_, _, err = l.Append([]byte("x"))
 		require.ErrorIs(t, err, ErrNotReplayed)
 		// Replay again, past the end of the log: a gap.
-		_, err = l.Replay(recs[2].p+Position(frameHeader+2), func(Position, []byte) error { return nil })
+		_, err = l.Replay(recs[2].p+Position(FrameHeaderSize+2), func(Position, []byte) error { return nil })
 		require.ErrorIs(t, err, ErrGap)
 		got, _, err := replayAll(l, 0)
 		require.NoError(t, err)
@@ -860,4 +860,53 @@ func TestStartAt(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, tail.New)
 	require.Equal(t, []string{"after"}, got)
+}
+
+// TestAppendAt: the positions AppendAt stores are those Replay reports,
+// across rollovers and in batches, and the same Append returns.
+func TestAppendAt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{})
+	rng := rand.New(rand.NewPCG(26, 27))
+	l, _, _ := b.replay(t, 0)
+	var want []rec
+	for range 60 {
+		var batch [][]byte
+		for range 1 + rng.IntN(12) {
+			batch = append(batch, payload(rng, 1+rng.IntN(6000)))
+		}
+		at := make([]Position, len(batch))
+		end, err := l.AppendAt(at, batch...)
+		require.NoError(t, err)
+		require.Equal(t, l.End(), end)
+		for i, d := range batch {
+			want = append(want, rec{at[i], d})
+		}
+		require.NoError(t, l.Sync())
+	}
+	// A batch through Append: its first position is the one AppendAt
+	// would have stored.
+	first, _, err := l.Append([]byte("via Append"))
+	require.NoError(t, err)
+	want = append(want, rec{first, []byte("via Append")})
+	require.NoError(t, l.Sync())
+
+	// Positions and records that do not pair: nothing written.
+	end := l.End()
+	_, err = l.AppendAt(make([]Position, 1), []byte("a"), []byte("b"))
+	require.Error(t, err)
+	_, err = l.AppendAt(nil, []byte("a"))
+	require.Error(t, err)
+	_, err = l.AppendAt([]Position{7}, []byte{})
+	require.ErrorIs(t, err, ErrRecordSize)
+	require.Equal(t, end, l.End())
+	got, err := l.AppendAt(nil)
+	require.NoError(t, err)
+	require.Equal(t, end, got)
+	require.NoError(t, l.Close())
+
+	segs, _ := segmentFiles(t, b.dir)
+	require.Greater(t, len(segs), 3, "segments written")
+	_, replayed, _ := b.replay(t, 0)
+	requireRecs(t, want, replayed)
 }
