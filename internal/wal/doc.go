@@ -120,11 +120,23 @@
 // commit. A Sync costs one such flush, two when an Append crossed into a
 // new segment.
 //
+// # Reading records back
+//
+// AppendAt tells where each record went; ReadAt reads any range of the
+// stream back from the segments the log holds, so that a caller may leave
+// a record's bytes in the log and keep only its position: it then passes
+// Recycle a position no higher than the oldest it still reads. ReadAt
+// checks no checksum (the caller keeps its own). It opens segments
+// read-only as they are first read and keeps them open until they are
+// recycled or the log closes, under a lock of its own: a read never waits
+// for an Append or a Sync.
+//
 // # Concurrency and errors
 //
 // One writer: the caller orders Append and Sync (the store's goroutine
 // batches concurrent callers into one Append and one Sync). Every method
-// locks the Log, so End, Size and Recycle may come from another goroutine.
+// locks the Log, so End, Size, Recycle and ReadAt may come from another
+// goroutine.
 // After a failed write or fdatasync the Log refuses Append and Sync: the
 // kernel may have dropped the pages it could not write, so no later
 // fdatasync could vouch for them; Close and Open again, and Replay says

@@ -215,6 +215,9 @@ func (l *Log) Recycle(upTo Position) error {
 	if n == 0 {
 		return nil
 	}
+	// Readers first: a segment renamed a spare may be reused, and read
+	// through an old handle it would hold another segment's bytes.
+	l.rd.dropBelow(l.live[n-1].end())
 	var err error
 	done := 0
 	for _, s := range l.live[:n] {

@@ -48,6 +48,7 @@ func (l *Log) Replay(from Position, fn func(p Position, data []byte) error) (Tai
 		l.cur = nil
 	}
 	l.replayed = false
+	l.rd.reset(ErrNotReplayed)
 	if len(l.live) == 0 {
 		return l.start(from)
 	}
@@ -104,6 +105,7 @@ func (l *Log) start(from Position) (Tail, error) {
 	l.live = []segment{{base: base, size: r.hdr.size}}
 	l.cur, l.pos, l.nonce, l.needEpoch = r.f, base+HeaderSize, r.hdr.nonce, false
 	l.replayed = true
+	l.rd.set(l.live, l.pos)
 	l.setWant(base + Position(r.hdr.size))
 	return Tail{End: l.pos, New: true, Reason: "new log", Segment: segName(base)}, nil
 }
@@ -251,6 +253,7 @@ func (l *Log) finish(w walked) error {
 	}
 	l.cur, l.pos, l.nonce, l.needEpoch, l.curDirty = f, w.tail.End, w.nonce, true, false
 	l.replayed = true
+	l.rd.set(l.live, l.pos)
 	l.setWant(s.end())
 	return nil
 }
@@ -315,20 +318,9 @@ func (r *segReader) open(dir string, s segment) (uint64, error) {
 		return 0, fmt.Errorf("wal: %w", err)
 	}
 	r.f = f
-	info, err := f.Stat()
+	h, err := readHeader(f, r.name, s.base)
 	if err != nil {
-		return 0, fmt.Errorf("wal: %w", err)
-	}
-	b := make([]byte, HeaderSize)
-	if info.Size() < HeaderSize {
-		b = b[:info.Size()]
-	}
-	if err := readFull(f, b, 0); err != nil {
-		return 0, fmt.Errorf("wal: read %s: %w", r.name, err)
-	}
-	h, why := decodeHeader(b, s.base, info.Size())
-	if why != "" {
-		return 0, &CorruptError{Segment: r.name, Reason: why}
+		return 0, err
 	}
 	r.size, r.winLen = h.size, 0
 	return h.nonce, nil

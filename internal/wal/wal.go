@@ -172,6 +172,8 @@ type Log struct {
 	buf       []byte
 	tmps      []string // leftovers of interrupted preparations
 
+	rd readView // for ReadAt; taken after mu, never before
+
 	// The preparer's state, under pmu (taken after mu, never before).
 	pmu       sync.Mutex
 	pcond     *sync.Cond
@@ -210,6 +212,7 @@ func Open(dir string, o Options) (*Log, error) {
 		return nil, fmt.Errorf("wal: lock %s: %w", dir, err)
 	}
 	l := &Log{dir: dir, o: o, log: o.Logger, dirf: d, done: make(chan struct{})}
+	l.rd.state = ErrNotReplayed
 	l.pcond = sync.NewCond(&l.pmu)
 	if err := l.scan(); err != nil {
 		unlockDir(d)
@@ -397,6 +400,7 @@ func (w *appender) flush() error {
 	if _, err := l.cur.WriteAt(w.buf, int64(w.start-s.base)); err != nil {
 		return err
 	}
+	l.rd.setEnd(l.pos)
 	w.buf = w.buf[:0]
 	w.start = l.pos
 	return nil
@@ -423,6 +427,7 @@ func (w *appender) roll(need int64) error {
 	l.dirtyOld = append(l.dirtyOld, l.cur)
 	l.cur, l.curDirty = r.f, false
 	l.live = append(l.live, segment{base: r.hdr.base, size: r.hdr.size})
+	l.rd.addSegment(l.live[len(l.live)-1])
 	l.pos = r.hdr.base + HeaderSize
 	l.nonce = r.hdr.nonce
 	w.start = l.pos
@@ -499,6 +504,7 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	l.closed = true
+	l.rd.reset(ErrClosed)
 	var errs []error
 	if l.replayed && l.err == nil {
 		s := l.live[len(l.live)-1]
