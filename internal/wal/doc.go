@@ -131,6 +131,12 @@
 // recycled or the log closes, under a lock of its own: a read never waits
 // for an Append or a Sync.
 //
+// OpenReader reads the same way without opening the log: no lock, no
+// replay, nothing written, for a tool or a process reading a log another
+// process writes. It lists the directory again when asked for a position
+// past the segments it knows. It may read a segment the writer has since
+// recycled, and reused: the caller's checksum tells.
+//
 // # Concurrency and errors
 //
 // One writer: the caller orders Append and Sync (the store's goroutine

@@ -1,9 +1,11 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -180,6 +182,178 @@ func readHeader(f *os.File, name string, base Position) (header, error) {
 func readSegment(f *os.File, s segment, b []byte, p Position) error {
 	if err := readFull(f, b, int64(p-s.base)); err != nil {
 		return fmt.Errorf("wal: read %s at offset %d: %w", segName(s.base), int64(p-s.base), err)
+	}
+	return nil
+}
+
+// Reader reads the stream of a log in a directory without opening the
+// log: for tools, and for a process that reads a store another process
+// writes. It takes no lock, replays nothing and writes nothing. It is
+// safe for concurrent use.
+type Reader struct {
+	dir string
+
+	mu     sync.RWMutex
+	closed bool
+	live   []segment // as last listed
+	files  map[Position]readerFile
+}
+
+// readerFile is a segment file a Reader opened, with what it was when
+// opened, to tell whether its name still leads to it.
+type readerFile struct {
+	f  *os.File
+	id os.FileInfo
+}
+
+// OpenReader opens the log in dir for reading only: no lock, no replay,
+// nothing written, the directory not created. A missing directory gives a
+// Reader that holds nothing until the directory appears (ReadAt: ErrGap).
+func OpenReader(dir string) (*Reader, error) {
+	r := &Reader{dir: dir, files: map[Position]readerFile{}}
+	if err := r.list(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// list lists the directory's segments again, and closes the handles of
+// files no longer under their segment's name. r.mu is held for writing.
+func (r *Reader) list() error {
+	entries, err := os.ReadDir(r.dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("wal: %w", err)
+	}
+	var live []segment
+	for _, e := range entries {
+		base, isSpare, ok := parseName(e.Name())
+		if !ok || isSpare || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue // recycled since the listing
+		} else if err != nil {
+			return fmt.Errorf("wal: %w", err)
+		}
+		live = append(live, segment{base: base, size: info.Size()})
+	}
+	slices.SortFunc(live, func(a, b segment) int { return cmpPos(a.base, b.base) })
+	r.live = live
+	for base, h := range r.files {
+		_, listed := slices.BinarySearchFunc(live, base, func(s segment, p Position) int { return cmpPos(s.base, p) })
+		if listed {
+			if info, err := os.Stat(filepath.Join(r.dir, segName(base))); err == nil && os.SameFile(info, h.id) {
+				continue
+			}
+		}
+		h.f.Close()
+		delete(r.files, base)
+	}
+	return nil
+}
+
+// ReadAt reads len(b) bytes of the stream at position p into b, as
+// Log.ReadAt does. The range must lie within one segment in the directory;
+// when it is not in the segments the Reader knows, it lists the directory
+// again once (the writer adds segments), then returns ErrGap. A segment's
+// header must be valid and name the base the file name says, else it
+// returns a *CorruptError. A segment recycled and reused by the writer
+// meanwhile is read as it is now: the caller verifies what it reads. After
+// Close, ReadAt returns ErrClosed.
+func (r *Reader) ReadAt(b []byte, p Position) error {
+	r.mu.RLock()
+	if r.closed {
+		r.mu.RUnlock()
+		return ErrClosed
+	}
+	s, err := locate(r.live, p, len(b))
+	if h, ok := r.files[s.base]; err == nil && ok {
+		err = readSegment(h.f, s, b, p)
+		r.mu.RUnlock()
+		return err
+	}
+	r.mu.RUnlock()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	for listed := false; ; listed = true {
+		s, err := locate(r.live, p, len(b))
+		if err == nil {
+			h, ok := r.files[s.base]
+			if !ok {
+				h, err = r.open(s)
+			}
+			if err == nil {
+				return readSegment(h.f, s, b, p)
+			}
+			if !errors.Is(err, errChanged) {
+				return err
+			}
+			err = fmt.Errorf("%w: %s: %w", ErrGap, segName(s.base), err)
+		}
+		if listed {
+			return err
+		}
+		if err := r.list(); err != nil {
+			return err
+		}
+	}
+}
+
+// errChanged is a segment the directory no longer holds as listed.
+var errChanged = errors.New("recycled since the directory was listed")
+
+// open opens the listed segment s. r.mu is held for writing.
+func (r *Reader) open(s segment) (readerFile, error) {
+	name := segName(s.base)
+	path := filepath.Join(r.dir, name)
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return readerFile{}, errChanged
+	} else if err != nil {
+		return readerFile{}, fmt.Errorf("wal: %w", err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return readerFile{}, fmt.Errorf("wal: %w", err)
+	}
+	h, err := readHeader(f, name, s.base)
+	if err == nil && h.size == s.size {
+		rf := readerFile{f: f, id: info}
+		r.files[s.base] = rf
+		return rf, nil
+	}
+	f.Close()
+	// The writer may have recycled the file between the listing and the
+	// open, or between the open and the read of its header, and given it
+	// another base: that is no damage.
+	if now, serr := os.Stat(path); serr != nil || !os.SameFile(now, info) || err == nil {
+		return readerFile{}, errChanged
+	}
+	return readerFile{}, err
+}
+
+// Close closes the segment files the Reader opened. A second Close
+// returns ErrClosed.
+func (r *Reader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrClosed
+	}
+	r.closed = true
+	var errs []error
+	for base, h := range r.files {
+		errs = append(errs, h.f.Close())
+		delete(r.files, base)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("wal: close reader: %w", err)
 	}
 	return nil
 }
