@@ -66,9 +66,12 @@ func Example() {
 	if err := l.Close(); err != nil {
 		log.Fatal(err)
 	}
+	// The end is the next page boundary of the segment file: the next
+	// Append starts a page of its own (see the package doc).
+	//
 	// Output:
-	// appended from 64 to 94
+	// appended from 64 to 4096
 	// replayed "event 1" at 64
 	// replayed "event 2" at 79
-	// end 94 torn: false - closed
+	// end 4096 torn: false - closed
 }

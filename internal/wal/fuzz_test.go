@@ -15,7 +15,9 @@ import (
 
 // FuzzReplay replays a segment file of arbitrary bytes. The first input
 // byte is a mode: when odd, the file's header is made valid (its nonce
-// kept) so that the fuzzer spends its time on the frames. Replay must not
+// kept) so that the fuzzer spends its time on the frames, of format
+// version 1 when the mode's bit 1 is set too, else of the current one.
+// Replay must not
 // panic, must return only records whose bytes and checksum are in the
 // file where it says, and must leave a log that takes an Append and reads
 // back the same records plus the new one.
@@ -29,7 +31,11 @@ func FuzzReplay(f *testing.F) {
 		}
 		mode, file := in[0], bytes.Clone(in[1:])
 		if mode&1 == 1 && len(file) >= HeaderSize {
-			copy(file, header{size: int64(len(file)), nonce: binary.LittleEndian.Uint64(file[24:])}.encode())
+			h := header{size: int64(len(file)), nonce: binary.LittleEndian.Uint64(file[24:])}
+			if mode&2 != 0 {
+				h.version = 1
+			}
+			copy(file, h.encode())
 		}
 		dir := t.TempDir()
 		require.NoError(t, os.WriteFile(filepath.Join(dir, segName(0)), file, 0o600))
@@ -137,12 +143,13 @@ func TestFuzzSeeds(t *testing.T) {
 }
 
 // fuzzSeeds are small segments (a segment of any size reads), valid and
-// damaged, each behind its mode byte.
+// damaged, each behind its mode byte: of format version 1 (the seeds
+// written before version 2), and of version 2 with pad marks.
 func fuzzSeeds() map[string][]byte {
 	const size = 1024
 	const nonce = 0x1122334455667788
 	seg := func(frames func(b []byte, p Position) []byte) []byte {
-		b := header{size: size, nonce: nonce}.encode()
+		b := header{size: size, nonce: nonce, version: 1}.encode()
 		b = frames(b, HeaderSize)
 		return append(b, make([]byte, size-len(b))...)
 	}
@@ -179,7 +186,63 @@ func fuzzSeeds() map[string][]byte {
 	binary.LittleEndian.PutUint32(long[HeaderSize:], 1<<30) // a length past the file
 	badHeader := slices.Clone(valid)
 	badHeader[10] ^= 1
+
+	// Version 2: a page and a bit, for a pad mark to lead somewhere.
+	const padSize = pageSize + 256
+	seg2 := func(version byte, frames func(b []byte, p Position) []byte) []byte {
+		b := header{size: padSize, nonce: nonce, version: version}.encode()
+		b = frames(b, HeaderSize)
+		return append(b, make([]byte, padSize-len(b))...)[:padSize]
+	}
+	// padded: records, a pad mark, stale bytes (a record valid where it
+	// lies, had the writer written it) before the boundary, records at
+	// the boundary.
+	padded := func(b []byte, p Position) []byte {
+		b, p = records(b, p, nonce, "before", "the pad")
+		b = putFrame(b, nonce, p, kindPad, nil)
+		stale := p + FrameHeaderSize
+		b = putFrame(b, nonce, stale, 5, []byte("stale"))
+		b = append(b, make([]byte, pageSize-len(b))...)
+		b, _ = records(b, pageSize, nonce, "after", "the pad")
+		return b
+	}
+	pad := seg2(2, padded)
+	padTorn := slices.Clone(pad)
+	padTorn[pageSize+FrameHeaderSize+2] ^= 0x08 // in "after"
+	padV1 := seg2(1, padded)
+	// Pad marks the writer never writes: one that straddles a boundary,
+	// and one with no room for a frame after its boundary.
+	padStraddle := seg2(2, func(b []byte, p Position) []byte {
+		b, p = records(b, p, nonce, "one")
+		b, p = records(b, p, nonce, string(make([]byte, pageSize-4-int(p)-FrameHeaderSize)))
+		return putFrame(b, nonce, p, kindPad, nil)
+	})
+	padNoRoom := seg2(2, func(b []byte, p Position) []byte {
+		b, p = records(b, p, nonce, "one")
+		b = putFrame(b, nonce, p, kindPad, nil)
+		b = append(b, make([]byte, pageSize-len(b))...)
+		b, p = records(b, pageSize, nonce, "two")
+		return putFrame(b, nonce, p, kindPad, nil)
+	})
+	// An epoch after the pad: its nonce holds after the boundary.
+	padEpoch := seg2(2, func(b []byte, p Position) []byte {
+		b, p = records(b, p, nonce, "one")
+		b = putFrame(b, nonce, p, kindEpoch, binary.LittleEndian.AppendUint64(nil, 43))
+		b, p = records(b, p+epochFrame, 43, "two")
+		b = putFrame(b, 43, p, kindPad, nil)
+		b = append(b, make([]byte, pageSize-len(b))...)
+		b, p = records(b, pageSize, 43, "three")
+		return putFrame(b, 43, p, kindClose, nil)
+	})
 	return map[string][]byte{
+		"pad":           append([]byte{0}, pad...),
+		"pad-fixed":     append([]byte{1}, pad...),
+		"pad-fixed-v1":  append([]byte{3}, pad...),
+		"pad-torn":      append([]byte{0}, padTorn...),
+		"pad-v1":        append([]byte{0}, padV1...),
+		"pad-straddle":  append([]byte{0}, padStraddle...),
+		"pad-no-room":   append([]byte{0}, padNoRoom...),
+		"pad-epoch":     append([]byte{0}, padEpoch...),
 		"valid":         append([]byte{0}, valid...),
 		"valid-fixed":   append([]byte{1}, valid...),
 		"epoch":         append([]byte{0}, epoch...),
@@ -192,5 +255,59 @@ func fuzzSeeds() map[string][]byte {
 		"empty":         {1},
 		"header-only":   append([]byte{0}, valid[:HeaderSize]...),
 		"garbage-fixed": append([]byte{1}, bytes.Repeat([]byte{0xA5, 0x5A, 0xFF, 0x00, 0x13}, 300)...),
+	}
+}
+
+// TestPadSeeds replays the seeds with pad marks and checks what each
+// reads as.
+func TestPadSeeds(t *testing.T) {
+	t.Parallel()
+	seeds := fuzzSeeds()
+	for _, c := range []struct {
+		seed    string
+		records []string
+		end     Position // of the tail; 0 for a *CorruptError
+		reason  string
+	}{
+		{"pad", []string{"before", "the pad", "after", "the pad"}, pageSize + 2*FrameHeaderSize + 12, "zeroed tail"},
+		{"pad-fixed", []string{"before", "the pad", "after", "the pad"}, pageSize + 2*FrameHeaderSize + 12, "zeroed tail"},
+		{"pad-torn", []string{"before", "the pad"}, pageSize, "checksum mismatch in the record"},
+		{"pad-v1", nil, 0, "a pad mark in a segment of format version 1"},
+		{"pad-fixed-v1", nil, 0, "a pad mark in a segment of format version 1"},
+		{"pad-straddle", []string{"one", string(make([]byte, pageSize-4-HeaderSize-2*FrameHeaderSize-3))}, pageSize - 4, "out of place"},
+		{"pad-no-room", []string{"one", "two"}, pageSize + FrameHeaderSize + 3, "out of place"},
+		{"pad-epoch", []string{"one", "two", "three"}, pageSize + FrameHeaderSize + 5, "closed"},
+	} {
+		t.Run(c.seed, func(t *testing.T) {
+			in := seeds[c.seed]
+			file := in[1:]
+			if in[0]&1 == 1 {
+				h := header{size: int64(len(file)), nonce: binary.LittleEndian.Uint64(file[24:])}
+				if in[0]&2 != 0 {
+					h.version = 1
+				}
+				file = append(h.encode(), file[HeaderSize:]...)
+			}
+			dir := t.TempDir()
+			require.NoError(t, os.WriteFile(filepath.Join(dir, segName(0)), file, 0o600))
+			l, err := Open(dir, Options{SegmentSize: small})
+			require.NoError(t, err)
+			defer l.Close()
+			got, tail, err := replayAll(l, 0)
+			if c.end == 0 {
+				var ce *CorruptError
+				require.ErrorAs(t, err, &ce)
+				require.Contains(t, ce.Reason, c.reason)
+				return
+			}
+			require.NoError(t, err)
+			var data []string
+			for _, r := range got {
+				data = append(data, string(r.data))
+			}
+			require.Equal(t, c.records, data)
+			require.Equal(t, c.end, tail.End)
+			require.Contains(t, tail.Reason, c.reason)
+		})
 	}
 }

@@ -357,10 +357,12 @@ func TestReader(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
-	// A position past what r knows makes it list again.
+	// A position past what r knows makes it list again: then it no
+	// longer reads the recycled segments.
 	more := appendAtSync(t, l, payload(rng, small/2), payload(rng, small/2))
 	require.Greater(t, more[1].p, end)
 	requireReads(t, r, more)
+	require.ErrorIs(t, r.ReadAt(make([]byte, 1), 1<<50), ErrGap)
 	require.ErrorIs(t, r.ReadAt(make([]byte, 1), want[0].p), ErrGap)
 	requireReads(t, r, want[keep:])
 	require.NoError(t, r2.Close())

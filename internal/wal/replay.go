@@ -103,7 +103,7 @@ func (l *Log) start(from Position) (Tail, error) {
 		return Tail{}, err
 	}
 	l.live = []segment{{base: base, size: r.hdr.size}}
-	l.cur, l.pos, l.nonce, l.needEpoch = r.f, base+HeaderSize, r.hdr.nonce, false
+	l.cur, l.pos, l.nonce, l.needEpoch, l.pads = r.f, base+HeaderSize, r.hdr.nonce, false, r.hdr.pads()
 	l.replayed = true
 	l.rd.set(l.live, l.pos)
 	l.setWant(base + Position(r.hdr.size))
@@ -115,6 +115,7 @@ type walked struct {
 	tail  Tail
 	seg   int    // index in live of the segment holding the end
 	nonce uint64 // in force at the end
+	pads  bool   // that segment may hold pad marks
 }
 
 // walk reads the frames from the first of live[i] on, following the
@@ -124,16 +125,18 @@ func (l *Log) walk(i int, from Position, fn func(Position, []byte) error) (walke
 	defer r.close()
 	for {
 		s := l.live[i]
-		nonce, err := r.open(l.dir, s)
+		hdr, err := r.open(l.dir, s)
 		if err != nil {
 			return walked{}, err
 		}
+		nonce := hdr.nonce
 		p := s.base + HeaderSize
 		end := func(torn bool, format string, args ...any) (walked, error) {
 			return walked{
 				tail:  Tail{End: p, Torn: torn, Reason: fmt.Sprintf(format, args...), Segment: r.name},
 				seg:   i,
 				nonce: nonce,
+				pads:  hdr.pads(),
 			}, nil
 		}
 		for {
@@ -157,6 +160,23 @@ func (l *Log) walk(i int, from Position, fn func(Position, []byte) error) (walke
 				if length == kindClose {
 					return end(false, "closed")
 				}
+			case length == kindPad:
+				if sum != frameCRC(nonce, p, length, nil) {
+					return end(true, "checksum mismatch in a pad mark at offset %d", off)
+				}
+				if !hdr.pads() {
+					return walked{}, &CorruptError{Segment: r.name, Offset: off, Reason: fmt.Sprintf("a pad mark in a segment of format version %d", hdr.version)}
+				}
+				// The writer wrote nothing between the mark and the page
+				// boundary: what is there is never read.
+				next, ok := padTo(off)
+				if !ok || next+FrameHeaderSize > s.size {
+					// Never written so: the writer pads only where a
+					// frame fits before the boundary and a next mark after.
+					return end(true, "pad mark at offset %d out of place", off)
+				}
+				p = s.base + Position(next)
+				continue
 			case length == kindEpoch:
 				if off+epochFrame+FrameHeaderSize > s.size {
 					return end(true, "epoch frame runs past the segment at offset %d", off)
@@ -252,6 +272,7 @@ func (l *Log) finish(w walked) error {
 		return fmt.Errorf("wal: put aside the segments past the end: %w", err)
 	}
 	l.cur, l.pos, l.nonce, l.needEpoch, l.curDirty = f, w.tail.End, w.nonce, true, false
+	l.pads = w.pads
 	l.replayed = true
 	l.rd.set(l.live, l.pos)
 	l.setWant(s.end())
@@ -306,24 +327,24 @@ type segReader struct {
 	big    []byte
 }
 
-// open opens and checks the segment s, and returns its header's nonce.
-func (r *segReader) open(dir string, s segment) (uint64, error) {
+// open opens and checks the segment s, and returns its header.
+func (r *segReader) open(dir string, s segment) (header, error) {
 	r.close()
 	r.name = segName(s.base)
 	f, err := os.Open(filepath.Join(dir, r.name))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return 0, &CorruptError{Segment: r.name, Reason: "missing"}
+			return header{}, &CorruptError{Segment: r.name, Reason: "missing"}
 		}
-		return 0, fmt.Errorf("wal: %w", err)
+		return header{}, fmt.Errorf("wal: %w", err)
 	}
 	r.f = f
 	h, err := readHeader(f, r.name, s.base)
 	if err != nil {
-		return 0, err
+		return header{}, err
 	}
 	r.size, r.winLen = h.size, 0
-	return h.nonce, nil
+	return h, nil
 }
 
 // at returns n bytes at off, valid until the next call; off+n is within

@@ -16,7 +16,8 @@ import (
 // The segment header, HeaderSize bytes at the start of every segment file:
 //
 //	0   magic "LDWAL\x00"
-//	6   format version
+//	6   format version: 2; this library reads 1 and 2 (1 has no pad
+//	    marks)
 //	7   reserved, zero
 //	8   segment size in bytes, u64, the file's size
 //	16  base position, u64, the position of the file's first byte
@@ -28,9 +29,12 @@ import (
 const (
 	// HeaderSize is the size of a segment's header: a segment's first
 	// frame is at its base plus HeaderSize.
-	HeaderSize    = 64
-	formatVersion = 1
-	headerCRCAt   = 60
+	HeaderSize  = 64
+	headerCRCAt = 60
+	// formatVersion is the version of the segments this library writes;
+	// it reads those from minFormatVersion on. Version 2 adds pad marks.
+	formatVersion    = 2
+	minFormatVersion = 1
 )
 
 var magic = [6]byte{'L', 'D', 'W', 'A', 'L', 0}
@@ -51,10 +55,26 @@ const (
 	// bytes.
 	kindEpoch = 0xFFFFFFFE
 	// kindClose marks where a Log was closed: a clean end. No payload.
-	kindClose  = 0xFFFFFFFD
-	kindLowest = kindClose
+	kindClose = 0xFFFFFFFD
+	// kindPad ends an Append's write short of a page boundary of the
+	// segment file: the next frame is at that boundary, and the bytes
+	// between are not written. No payload. Format version 2 on.
+	kindPad    = 0xFFFFFFFC
+	kindLowest = kindPad
 	epochFrame = FrameHeaderSize + 8
 )
+
+// pageSize is the alignment pad marks keep: the page of the page cache,
+// and the block of the file systems the log is meant for.
+const pageSize = 4096
+
+// padTo returns where the next frame goes after a pad mark at file offset
+// off: the next page boundary. ok is false where the writer puts no pad
+// mark: at a boundary, or too close to the next one for the mark.
+func padTo(off int64) (next int64, ok bool) {
+	next = off&^(pageSize-1) + pageSize
+	return next, off%pageSize != 0 && next-off >= FrameHeaderSize
+}
 
 // maxSegmentSize bounds a header's size field, so a damaged one is refused
 // before anything is sized from it; it is also the largest SegmentSize and
@@ -91,15 +111,22 @@ func putFrame(buf []byte, nonce uint64, p Position, length uint32, payload []byt
 
 // header is a segment header, decoded.
 type header struct {
-	size  int64
-	base  Position
-	nonce uint64
+	size    int64
+	base    Position
+	nonce   uint64
+	version byte // zero encodes formatVersion
 }
+
+// pads says whether the segment may hold pad marks.
+func (h header) pads() bool { return h.version >= 2 }
 
 func (h header) encode() []byte {
 	b := make([]byte, HeaderSize)
 	copy(b, magic[:])
-	b[6] = formatVersion
+	b[6] = h.version
+	if h.version == 0 {
+		b[6] = formatVersion
+	}
 	binary.LittleEndian.PutUint64(b[8:], uint64(h.size))
 	binary.LittleEndian.PutUint64(b[16:], uint64(h.base))
 	binary.LittleEndian.PutUint64(b[24:], h.nonce)
@@ -119,15 +146,16 @@ func decodeHeader(b []byte, base Position, fileSize int64) (header, string) {
 	if got, want := binary.LittleEndian.Uint32(b[headerCRCAt:]), crc32.Checksum(b[:headerCRCAt], castagnoli); got != want {
 		return header{}, fmt.Sprintf("header checksum %08x, want %08x", got, want)
 	}
-	if b[6] != formatVersion {
+	if b[6] < minFormatVersion || b[6] > formatVersion {
 		// Checked after the checksum: a version this library does not
 		// know is a newer library's file, not damage.
-		return header{}, fmt.Sprintf("format version %d, this library reads %d", b[6], formatVersion)
+		return header{}, fmt.Sprintf("format version %d, this library reads %d to %d", b[6], minFormatVersion, formatVersion)
 	}
 	h := header{
-		size:  int64(binary.LittleEndian.Uint64(b[8:])),
-		base:  Position(binary.LittleEndian.Uint64(b[16:])),
-		nonce: binary.LittleEndian.Uint64(b[24:]),
+		size:    int64(binary.LittleEndian.Uint64(b[8:])),
+		base:    Position(binary.LittleEndian.Uint64(b[16:])),
+		nonce:   binary.LittleEndian.Uint64(b[24:]),
+		version: b[6],
 	}
 	switch {
 	case h.base != base:

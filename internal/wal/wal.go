@@ -15,8 +15,10 @@ import (
 // Position is a byte offset in the log's stream, counted from the log's
 // creation. A segment holds the positions from its base to its base plus
 // its size; the next segment's base is that sum. A record's position is
-// that of its frame, and the position after a record (an "end") is where
-// the next frame goes. Positions of acknowledged records only grow; a
+// that of its frame (its data follows the frame's header). An end, as
+// Append, End and Tail return it, is where the next frame goes: after the
+// last record, or at the page boundary a pad mark after it leads to (see
+// the package doc). Positions of acknowledged records only grow; a
 // position past the last synced record may be written again after a crash.
 type Position uint64
 
@@ -59,8 +61,9 @@ func (e *CorruptError) Error() string {
 
 // Tail describes where Replay found the log to end.
 type Tail struct {
-	// End is the position after the last valid record (or frame): the
-	// next Append writes there.
+	// End is the position after the last valid record (or frame; after
+	// a pad mark, the page boundary it leads to): the next Append writes
+	// there.
 	End Position
 	// Torn is set when what follows End is neither the zeroed tail of a
 	// new segment nor the mark Close leaves: records a crash cut (never
@@ -166,6 +169,7 @@ type Log struct {
 	cur       *os.File  // the last live segment, read-write
 	pos       Position  // where the next frame goes
 	nonce     uint64    // the nonce frames at pos are written under
+	pads      bool      // cur takes pad marks (format version 2 on)
 	needEpoch bool      // the first frame after Replay starts a nonce
 	curDirty  bool      // cur written since the last Sync
 	dirtyOld  []*os.File
@@ -277,9 +281,11 @@ func (l *Log) writable() error {
 }
 
 // Append writes the records, in order, after the last one, and returns
-// the position of the first and the end of the last. They are not durable
-// until Sync returns. The frames for one segment go in one write; a call
-// that fills a segment continues in the next (see the package doc).
+// the position of the first and the end: where the next record goes,
+// past the pad mark that ends the write if there is one. They are not
+// durable until Sync returns. The frames for one segment go in one write;
+// a call that fills a segment continues in the next (see the package
+// doc).
 //
 // An error other than ErrRecordSize (which writes nothing) leaves the log
 // refusing every later Append and Sync: what reached the file is unknown.
@@ -379,7 +385,26 @@ func (w *appender) append(data [][]byte) (first Position, err error) {
 		w.buf = putFrame(w.buf, l.nonce, l.pos, uint32(len(d)), d)
 		l.pos += Position(frame)
 	}
+	w.pad()
 	return first, w.flush()
+}
+
+// pad ends the write with a pad mark when the stream's end is not at a
+// page boundary of the segment file, and moves the end to that boundary:
+// the next Append then starts on a page of its own, and never writes
+// again the page this one ended in, which the Sync after it made clean.
+// There is none when the mark would not fit before the boundary, nor when
+// a next mark would not fit after it (every frame leaves room for one),
+// nor in a segment of format version 1.
+func (w *appender) pad() {
+	l := w.l
+	s := l.live[len(l.live)-1]
+	next, ok := padTo(int64(l.pos - s.base))
+	if !l.pads || !ok || next+FrameHeaderSize > s.size {
+		return
+	}
+	w.buf = putFrame(w.buf, l.nonce, l.pos, kindPad, nil)
+	l.pos = s.base + Position(next)
 }
 
 // room is what the current segment has left after pos.
@@ -430,6 +455,7 @@ func (w *appender) roll(need int64) error {
 	l.rd.addSegment(l.live[len(l.live)-1])
 	l.pos = r.hdr.base + HeaderSize
 	l.nonce = r.hdr.nonce
+	l.pads = r.hdr.pads()
 	w.start = l.pos
 	l.log.Debug("wal: segment started", "segment", segName(r.hdr.base), "size", r.hdr.size)
 	l.setWant(r.hdr.base + Position(r.hdr.size))
