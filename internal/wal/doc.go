@@ -99,10 +99,10 @@
 // (joined by Close) prepares the next one as soon as the writer enters a
 // segment, either by reusing a spare (a new header with the base and a new
 // nonce, fdatasync, rename to the segment's name, directory fsync) or by
-// writing a new file: real zero blocks to its full size and the header
-// under a temporary name, fsync, rename, directory fsync. The writer only
-// prepares one itself for a record larger than a segment, or when the
-// preparer failed (a full disk): then Append waits for it.
+// making a new file under a temporary name: given its full size (see "One
+// flush per Sync"), its header written, fsync, rename, directory fsync.
+// The writer only prepares one itself for a record larger than a segment,
+// or when the preparer failed (a full disk): then Append waits for it.
 //
 // Recycle(upTo) retires the segments whose positions all lie below upTo
 // (never the one being written): each becomes a spare, renamed
@@ -152,14 +152,22 @@
 //
 // # One flush per Sync
 //
-// Segments are preallocated with real zeros, not fallocate, and never
-// grow: an overwrite then changes no block map (an fallocate'd extent is
-// "unwritten" and its first write converts it, a journal transaction) and
-// no file size (an append changes it), and fdatasync, unlike fsync, does
-// not persist times. On ext4 and xfs, fdatasync of such a file writes the
-// dirty data pages and flushes the device cache once, with no journal
-// commit. A Sync costs one such flush, two when an Append crossed into a
-// new segment.
+// Segments never grow: a new one is given its full size when it is made,
+// with fallocate on Linux, or, where the file system refuses it and on
+// other systems, by writing zeros a page at a time. Either way the part
+// not yet written reads as zeros, the clean end. A write then changes no
+// file size (an append would), and fdatasync, unlike fsync, does not
+// persist times. Once a block has been written, later writes to it are
+// plain overwrites: in a segment reused from a spare, the steady state
+// once checkpoints recycle, fdatasync on ext4 and xfs writes the dirty
+// data pages and flushes the device cache once, with no journal commit. A
+// segment fresh from fallocate is made of "unwritten" extents: the first
+// write into each block converts it, a change of the block map that the
+// next fdatasync commits to the journal (more writes; on ext4, measured,
+// still about one cache flush per Sync). Zero-filling would spare that,
+// but at the price of writing every new segment in full once, which on a
+// young log, or one never recycled, was most of what the log wrote. A Sync
+// costs one flush, two when an Append crossed into a new segment.
 //
 // # Reading records back
 //
