@@ -34,7 +34,9 @@ func Example() {
 	if err := l.Sync(); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("appended from", first, "to", end)
+	// end is where the next record goes: after event 2, or at the page
+	// boundary a pad mark leads to (see the package doc).
+	fmt.Println("appended, the first at", first)
 	if err := l.Close(); err != nil {
 		log.Fatal(err)
 	}
@@ -50,7 +52,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("end", tail.End, "torn:", tail.Torn, "-", tail.Reason)
+	fmt.Println("ends where the last session did:", tail.End == end, "torn:", tail.Torn, "-", tail.Reason)
 	if _, _, err := l.Append([]byte("event 3")); err != nil {
 		log.Fatal(err)
 	}
@@ -66,12 +68,9 @@ func Example() {
 	if err := l.Close(); err != nil {
 		log.Fatal(err)
 	}
-	// The end is the next page boundary of the segment file: the next
-	// Append starts a page of its own (see the package doc).
-	//
 	// Output:
-	// appended from 64 to 4096
+	// appended, the first at 64
 	// replayed "event 1" at 64
 	// replayed "event 2" at 79
-	// end 4096 torn: false - closed
+	// ends where the last session did: true torn: false - closed
 }

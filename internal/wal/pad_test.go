@@ -34,11 +34,11 @@ func fileOffset(l *Log, p Position) int64 {
 func requirePadded(t *testing.T, l *Log, recEnd, end Position) {
 	t.Helper()
 	l.mu.Lock()
-	s, nonce := l.live[len(l.live)-1], l.nonce
+	s, nonce, written := l.live[len(l.live)-1], l.nonce, l.written
 	l.mu.Unlock()
 	off := int64(recEnd - s.base)
 	next, ok := padTo(off)
-	if ok && next+FrameHeaderSize <= s.size {
+	if ok && next+FrameHeaderSize <= s.size && (next < written || l.o.padAlways) {
 		require.Equal(t, s.base+Position(next), end, "a pad mark after the records at offset %d", off)
 		var mark [FrameHeaderSize]byte
 		require.NoError(t, l.ReadAt(mark[:], recEnd))
@@ -54,7 +54,7 @@ func requirePadded(t *testing.T, l *Log, recEnd, end Position) {
 // bytes between a pad mark and the boundary are never written, nor read.
 func TestPadMarks(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Options{})
+	b := setup(t, Options{padAlways: true})
 	rng := rand.New(rand.NewPCG(37, 38))
 	l, _, _ := b.replay(t, 0)
 	var want []rec
@@ -112,7 +112,7 @@ func TestPadMarks(t *testing.T) {
 	t.Run("StaleBytesAreNotRead", func(t *testing.T) {
 		// Fill the gap after a pad mark with a frame valid where it lies:
 		// Replay never reads it.
-		b := setup(t, Options{})
+		b := setup(t, Options{padAlways: true})
 		l, _, _ := b.replay(t, 0)
 		want := appendSync(t, l, []byte("one"))
 		pad := want[0].p + FrameHeaderSize + 3
@@ -137,7 +137,7 @@ func TestPadTornTail(t *testing.T) {
 		t.Run(where, func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewPCG(39, uint64(i)))
-			b := setup(t, Options{})
+			b := setup(t, Options{padAlways: true})
 			l, _, _ := b.replay(t, 0)
 			want := appendSync(t, l, payload(rng, 700), payload(rng, 3000))
 			require.Zero(t, fileOffset(l, l.End())%pageSize, "after a pad mark")
@@ -178,7 +178,7 @@ func TestPadCrash(t *testing.T) {
 	rng := rand.New(rand.NewPCG(41, 42))
 	// One round of three records over three pages, then a pad mark.
 	build := func(t *testing.T) (*bundle, []rec, []rec, string, int64) {
-		b := setup(t, Options{})
+		b := setup(t, Options{padAlways: true})
 		l, _, _ := b.replay(t, 0)
 		want := appendSync(t, l, payload(rng, 300))
 		_, err := l.AppendAt(make([]Position, 3), payload(rng, 3000), payload(rng, 3000), payload(rng, 3000))
@@ -245,7 +245,7 @@ func TestPadCrash(t *testing.T) {
 // pad marks in the next.
 func TestFormatV1(t *testing.T) {
 	t.Parallel()
-	b := setup(t, Options{})
+	b := setup(t, Options{padAlways: true})
 	untar(t, filepath.Join("testdata", "v1log.tar.gz"), b.dir)
 	segs, spares := segmentFiles(t, b.dir)
 	require.NotEmpty(t, spares)
@@ -331,4 +331,45 @@ func untar(t *testing.T, archive, dir string) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(dir, filepath.Base(h.Name)), b, 0o600))
 	}
+}
+
+// TestPadPolicy: no pad mark where the page after the boundary was never
+// written (blocks fresh from fallocate, each a journal commit when first
+// written); pad marks in a segment reused from a spare, whose blocks were
+// written in its previous life.
+func TestPadPolicy(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{})
+	rng := rand.New(rand.NewPCG(43, 44))
+	l, _, _ := b.replay(t, 0)
+	l.mu.Lock()
+	fresh := l.written < l.live[0].size
+	l.mu.Unlock()
+	if !fresh {
+		t.Skip("the file system reports no unwritten block in a new segment")
+	}
+	for range 5 {
+		r := appendSync(t, l, payload(rng, 1100))
+		require.Equal(t, r[0].p+FrameHeaderSize+1100, l.End(), "no pad mark in a new segment")
+	}
+	for l.End() < 3*small {
+		appendSync(t, l, payload(rng, 3000))
+	}
+	require.NoError(t, l.Recycle(l.End()))
+	recycled := l.End()
+	for range 10 * small / 3000 {
+		appendSync(t, l, payload(rng, 3000))
+		l.mu.Lock()
+		s, pos, written := l.live[len(l.live)-1], l.pos, l.written
+		l.mu.Unlock()
+		if s.base < recycled || written < int64(pos-s.base)+4*pageSize {
+			continue
+		}
+		// A reused segment, written well past the end: pad marks.
+		r := appendSync(t, l, payload(rng, 1100))
+		requirePadded(t, l, r[0].p+FrameHeaderSize+1100, l.End())
+		require.Zero(t, fileOffset(l, l.End())%pageSize)
+		return
+	}
+	t.Fatal("the log never wrote in a reused segment")
 }

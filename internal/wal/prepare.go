@@ -81,8 +81,9 @@ func (l *Log) make(base Position, size int64, sp spare, ok bool, stop func() boo
 		f.Close()
 		return nil, fmt.Errorf("segment just written reads back wrong: %s", why)
 	}
-	l.log.Debug("wal: segment ready", "segment", segName(base), "reused", ok)
-	return &ready{f: f, hdr: h}, nil
+	written := writtenPrefix(f, size)
+	l.log.Debug("wal: segment ready", "segment", segName(base), "reused", ok, "written", written)
+	return &ready{f: f, hdr: h, written: written}, nil
 }
 
 // setWant asks the preparer for the segment at base.

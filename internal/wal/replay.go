@@ -103,7 +103,8 @@ func (l *Log) start(from Position) (Tail, error) {
 		return Tail{}, err
 	}
 	l.live = []segment{{base: base, size: r.hdr.size}}
-	l.cur, l.pos, l.nonce, l.needEpoch, l.pads = r.f, base+HeaderSize, r.hdr.nonce, false, r.hdr.pads()
+	l.cur, l.pos, l.nonce, l.needEpoch = r.f, base+HeaderSize, r.hdr.nonce, false
+	l.pads, l.written = r.hdr.pads(), r.written
 	l.replayed = true
 	l.rd.set(l.live, l.pos)
 	l.setWant(base + Position(r.hdr.size))
@@ -272,7 +273,7 @@ func (l *Log) finish(w walked) error {
 		return fmt.Errorf("wal: put aside the segments past the end: %w", err)
 	}
 	l.cur, l.pos, l.nonce, l.needEpoch, l.curDirty = f, w.tail.End, w.nonce, true, false
-	l.pads = w.pads
+	l.pads, l.written = w.pads, writtenPrefix(f, s.size)
 	l.replayed = true
 	l.rd.set(l.live, l.pos)
 	l.setWant(s.end())

@@ -3,6 +3,7 @@ package wal
 import (
 	"os"
 	"syscall"
+	"unsafe"
 )
 
 // fdatasync flushes f's data and only the metadata needed to read it back
@@ -38,4 +39,53 @@ func preallocate(f *os.File, size int64) (bool, error) {
 		}
 		return false, err
 	}
+}
+
+// writtenPrefix returns how far from its start every block of f has been
+// written: up to the first hole, or the first extent fallocate left
+// unwritten, or size. A write into an unwritten extent converts it, a
+// change of the block map that the next fdatasync commits to the
+// journal. Where the file system cannot say (no FIEMAP), it returns size.
+func writtenPrefix(f *os.File, size int64) int64 {
+	const (
+		fsIocFiemap     = 0xC020660B // _IOWR('f', 11, struct fiemap)
+		extentLast      = 0x1
+		extentUnwritten = 0x800
+		count           = 32
+	)
+	type extent struct {
+		logical, physical, length uint64
+		_                         [2]uint64
+		flags                     uint32
+		_                         [3]uint32
+	}
+	var fm struct {
+		start, length             uint64
+		flags, mapped, count, res uint32
+		extents                   [count]extent
+	}
+	done := int64(0)
+	for done < size {
+		fm.start, fm.length, fm.flags, fm.mapped, fm.count = uint64(done), uint64(size-done), 0, 0, count
+		_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), fsIocFiemap, uintptr(unsafe.Pointer(&fm)))
+		if errno == syscall.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return size
+		}
+		if fm.mapped == 0 {
+			return done // a hole to the end
+		}
+		for _, e := range fm.extents[:fm.mapped] {
+			if int64(e.logical) > done || e.flags&extentUnwritten != 0 {
+				return done
+			}
+			done = int64(e.logical + e.length)
+			if e.flags&extentLast != 0 {
+				return min(done, size)
+			}
+		}
+	}
+	return size
 }

@@ -10,3 +10,7 @@ func fdatasync(f *os.File) error { return f.Sync() }
 
 // preallocate reports that the caller must fill the file itself.
 func preallocate(*os.File, int64) (bool, error) { return false, nil }
+
+// writtenPrefix reports every block written: files are filled, not
+// preallocated.
+func writtenPrefix(_ *os.File, size int64) int64 { return size }

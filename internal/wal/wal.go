@@ -109,6 +109,11 @@ type Options struct {
 	// Logger receives the log's debug lines and the background
 	// preparer's failures. Nil discards them.
 	Logger *slog.Logger
+
+	// padAlways makes Append end with a pad mark wherever the format
+	// allows, whether or not the page after it was written before: for
+	// tests that need pad marks on any file system.
+	padAlways bool
 }
 
 func (o Options) resolve() (Options, error) {
@@ -141,8 +146,9 @@ func (s segment) end() Position { return s.base + Position(s.size) }
 // ready is a segment file made ready for a base: allocated, headed,
 // synced and named.
 type ready struct {
-	f   *os.File
-	hdr header
+	f       *os.File
+	hdr     header
+	written int64 // how far its blocks have all been written (writtenPrefix)
 }
 
 // spare is a file kept for reuse as a future segment.
@@ -170,6 +176,7 @@ type Log struct {
 	pos       Position  // where the next frame goes
 	nonce     uint64    // the nonce frames at pos are written under
 	pads      bool      // cur takes pad marks (format version 2 on)
+	written   int64     // cur's blocks are all written up to this offset
 	needEpoch bool      // the first frame after Replay starts a nonce
 	curDirty  bool      // cur written since the last Sync
 	dirtyOld  []*os.File
@@ -395,12 +402,15 @@ func (w *appender) append(data [][]byte) (first Position, err error) {
 // again the page this one ended in, which the Sync after it made clean.
 // There is none when the mark would not fit before the boundary, nor when
 // a next mark would not fit after it (every frame leaves room for one),
-// nor in a segment of format version 1.
+// nor in a segment of format version 1; nor when the page after the
+// boundary was never written in this file: a block fallocate left
+// unwritten costs a journal commit when first written, and the next
+// Append would then pay one every time rather than once a page.
 func (w *appender) pad() {
 	l := w.l
 	s := l.live[len(l.live)-1]
 	next, ok := padTo(int64(l.pos - s.base))
-	if !l.pads || !ok || next+FrameHeaderSize > s.size {
+	if !l.pads || !ok || next+FrameHeaderSize > s.size || next >= l.written && !l.o.padAlways {
 		return
 	}
 	w.buf = putFrame(w.buf, l.nonce, l.pos, kindPad, nil)
@@ -425,6 +435,7 @@ func (w *appender) flush() error {
 	if _, err := l.cur.WriteAt(w.buf, int64(w.start-s.base)); err != nil {
 		return err
 	}
+	l.written = max(l.written, (int64(w.start-s.base)+int64(len(w.buf))+pageSize-1)&^(pageSize-1))
 	l.rd.setEnd(l.pos)
 	w.buf = w.buf[:0]
 	w.start = l.pos
@@ -455,7 +466,7 @@ func (w *appender) roll(need int64) error {
 	l.rd.addSegment(l.live[len(l.live)-1])
 	l.pos = r.hdr.base + HeaderSize
 	l.nonce = r.hdr.nonce
-	l.pads = r.hdr.pads()
+	l.pads, l.written = r.hdr.pads(), r.written
 	w.start = l.pos
 	l.log.Debug("wal: segment started", "segment", segName(r.hdr.base), "size", r.hdr.size)
 	l.setWant(r.hdr.base + Position(r.hdr.size))

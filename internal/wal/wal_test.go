@@ -360,7 +360,7 @@ func TestRecycle(t *testing.T) {
 	t.Run("StaleFramesAreNotReplayed", func(t *testing.T) {
 		// A spare reused as the next segment still holds its old frames
 		// past the new records: a reopen reads up to the new ones only.
-		b := setup(t, Options{})
+		b := setup(t, Options{padAlways: true})
 		l, _, _ := b.replay(t, 0)
 		// Each Append a page of its own (see pad marks): in each life,
 		// the records lie at the same offsets.
