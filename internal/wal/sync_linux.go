@@ -77,6 +77,7 @@ func writtenPrefix(f *os.File, size int64) int64 {
 		if fm.mapped == 0 {
 			return done // a hole to the end
 		}
+		from := done
 		for _, e := range fm.extents[:fm.mapped] {
 			if int64(e.logical) > done || e.flags&extentUnwritten != 0 {
 				return done
@@ -85,6 +86,9 @@ func writtenPrefix(f *os.File, size int64) int64 {
 			if e.flags&extentLast != 0 {
 				return min(done, size)
 			}
+		}
+		if done <= from {
+			return from // no progress: an answer not understood
 		}
 	}
 	return size
