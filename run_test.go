@@ -244,7 +244,7 @@ func TestRunShutdown(t *testing.T) {
 	b.start(t)
 	// Halt once the first wave has answered: the next wave follows at once
 	// and is on the wire. (Waiting on Stats.Leased could not tell leased
-	// from in flight: the leaser holds up to three limits ahead.)
+	// from in flight: the leaser holds up to four limits ahead.)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, b.srv.WaitCount(ctx, "slow", 8))

@@ -96,16 +96,16 @@ func (f *functions) state(function string) *fnState {
 }
 
 // quota is how many more events of function the leaser may take: up to
-// three of its limits held (one invoking, two waiting), as for the whole
-// dispatcher. The store calls it inside the lease transaction.
+// heldLimits of its limits held, as for the whole dispatcher. The store
+// calls it inside the lease transaction.
 func (f *functions) quota(function string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	s := f.byName[function]
 	if s == nil {
-		return 3 * f.cfg.limitOf(function).MaxInFlight
+		return heldLimits * f.cfg.limitOf(function).MaxInFlight
 	}
-	return 3*s.limit.current() - len(s.waiting) - s.admitted
+	return heldLimits*s.limit.current() - len(s.waiting) - s.admitted
 }
 
 // push queues leased events for admission.

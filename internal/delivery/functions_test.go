@@ -45,9 +45,9 @@ func TestAdmitRoundRobinUnderEachLimit(t *testing.T) {
 	}
 	require.Equal(t, []uint64{1, 7, 8, 9}, seqs, "slow at its limit of one, fast up to its own")
 	require.Equal(t, 9, f.heldNow())
-	require.Equal(t, 3*1-6, f.quota("slow"), "three limits held at most: slow is over")
-	require.Equal(t, 3*4-3, f.quota("fast"))
-	require.Equal(t, 12, f.quota("new"), "a function not seen yet gets three default limits")
+	require.Equal(t, heldLimits*1-6, f.quota("slow"), "heldLimits limits held at most: slow is over")
+	require.Equal(t, heldLimits*4-3, f.quota("fast"))
+	require.Equal(t, heldLimits*4, f.quota("new"), "a function not seen yet gets heldLimits default limits")
 
 	f.finish(got[0].fn) // slow's one invocation ends: the next goes
 	next := received(work)
