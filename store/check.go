@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/lambdadispatch/dispatcher/internal/wal"
 )
 
 // Report is what Check found in a queue file.
@@ -79,6 +81,7 @@ func Check(path string) (Report, error) {
 	var (
 		heads    = map[uint64]head{}
 		payloads = map[uint64][2]uint32{} // length, checksum
+		inLog    = map[uint64]uint64{}    // seq → payload position in the log
 		readyV1  = map[uint64]int64{}     // seq → due, from format 1's index
 		fnready  = map[uint64][]indexed{} // seq → its keys in the index
 		leases   = map[uint64]bool{}
@@ -163,6 +166,15 @@ func Check(path string) (Report, error) {
 				payloads[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}
 			} else {
 				w.fail("bucket payloads", "key of %d bytes", len(k))
+			}
+		case string(bucketInLog):
+			switch {
+			case len(k) != 8:
+				w.fail("bucket inlog", "key of %d bytes", len(k))
+			case len(v) != 8:
+				w.fail(fmt.Sprintf("event %d", binary.BigEndian.Uint64(k)), "log reference of %d bytes", len(v))
+			default:
+				inLog[binary.BigEndian.Uint64(k)] = binary.BigEndian.Uint64(v)
 			}
 		case string(bucketReadyV1):
 			if len(k) == 16 {
@@ -271,6 +283,15 @@ func Check(path string) (Report, error) {
 		return ""
 	}
 
+	// Payloads in the log are read back and checked as those in the file.
+	badPayload := map[uint64]bool{} // reported already
+	if len(inLog) > 0 {
+		checkInLog(path, inLog, payloads, badPayload, func(seq uint64) (uint32, bool) {
+			h, ok := heads[seq]
+			return h.plen, ok
+		}, w.fail)
+	}
+
 	var bytesHeld int64
 	held := map[string]*tally{}
 	for seq, h := range heads {
@@ -278,6 +299,8 @@ func Check(path string) (Report, error) {
 		where := fmt.Sprintf("event %d", seq)
 		p, ok := payloads[seq]
 		switch {
+		case badPayload[seq]:
+			continue
 		case !ok && h.plen != 0:
 			w.fail(where, "payload missing")
 			continue
@@ -442,4 +465,42 @@ func openPages(path string) (*os.File, *pageFile, error) {
 		pf.meta.hwm = min(pf.meta.hwm, uint64(fi.Size())/uint64(pf.meta.pageSize))
 	}
 	return f, pf, nil
+}
+
+// checkInLog reads back the payloads the file keeps in the log beside
+// path (seq → position) and adds their length and checksum to payloads,
+// for Check to compare with the records as it does the file's own. One
+// that cannot be read is reported with the reason and marked in failed;
+// one that is in the file too, or whose record is gone, is a problem of
+// its own.
+func checkInLog(path string, inLog map[uint64]uint64, payloads map[uint64][2]uint32, failed map[uint64]bool, plen func(uint64) (uint32, bool), fail func(where, format string, a ...any)) {
+	r, err := wal.OpenReader(logDir(path))
+	if err != nil {
+		fail("write-ahead log", "%v", err)
+		for seq := range inLog {
+			failed[seq] = true
+		}
+		return
+	}
+	defer r.Close()
+	for seq, pos := range inLog {
+		where := fmt.Sprintf("event %d", seq)
+		n, ok := plen(seq)
+		switch {
+		case !ok:
+			fail(fmt.Sprintf("payload %d", seq), "in the log, but no record")
+			continue
+		}
+		if _, ok := payloads[seq]; ok {
+			fail(where, "payload both in the file and in the log")
+			continue
+		}
+		p := make([]byte, n)
+		if err := r.ReadAt(p, wal.Position(pos)); err != nil {
+			fail(where, "payload in the write-ahead log at %d: %v", pos, err)
+			failed[seq] = true
+			continue
+		}
+		payloads[seq] = [2]uint32{n, checksum(p)}
+	}
 }

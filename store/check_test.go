@@ -195,7 +195,7 @@ func TestSalvage(t *testing.T) {
 		id, n := leafOf(t, base, bucketPayloads)
 		src := damaged(t, base, func(b []byte, ps int) { b[int(id)*ps] ^= 0x01 })
 		rep, _ := salvage(t, src)
-		require.Equal(t, int64(600-n), rep.Events)
+		require.Equal(t, int64(600-n), rep.Events, "%+v", rep)
 		require.Equal(t, int64(n), rep.LostEvents, "records whose payload is lost are counted")
 	})
 

@@ -475,7 +475,10 @@ func (t *txn) leaseOne(k []byte, f *fnTouch, d time.Duration) (Event, bool, erro
 		// its own function to take.
 		return Event{}, false, t.reindex(seq, &r)
 	}
-	payload, err := checkPayload(t.cPayloads.get(sk), seq, &r)
+	payload, err := t.payloadOf(sk, seq, &r)
+	if errors.Is(err, ErrClosed) {
+		return Event{}, false, err
+	}
 	if err != nil {
 		return Event{}, false, t.setAside(seq, err.Error(), raw, f)
 	}
@@ -553,6 +556,11 @@ func (t *txn) setAside(seq uint64, why string, raw []byte, f *fnTouch) error {
 	}
 	if err := t.payloads.Delete(k); err != nil {
 		return err
+	}
+	if t.inlog != nil {
+		if err := t.inlog.Delete(k); err != nil {
+			return err
+		}
 	}
 	if t.evictable != nil {
 		// Its priority may be what is damaged: every level's key goes.
@@ -684,6 +692,11 @@ func (t *txn) remove(seq uint64, r recordHead) error {
 	}
 	if err := t.cPayloads.del(k); err != nil {
 		return err
+	}
+	if t.inlog != nil {
+		if err := t.cInLog.del(k); err != nil {
+			return err
+		}
 	}
 	t.c.events--
 	t.c.bytes -= r.size
@@ -824,7 +837,7 @@ func (s *Store) Remove(ctx context.Context, seq uint64, move func(tx *Tx, ev Eve
 			bad = &CorruptError{What: fmt.Sprintf("event %d", seq), Err: err}
 			return nil
 		}
-		payload, err := loadPayload(t.payloads, seq, &r)
+		payload, err := t.payloadOf(k, seq, &r)
 		if err != nil {
 			bad = err
 			return nil

@@ -9,6 +9,8 @@ import (
 	"os"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/lambdadispatch/dispatcher/internal/wal"
 )
 
 // SalvageReport is what Salvage copied and what it could not read.
@@ -77,7 +79,7 @@ var countedBuckets = map[string]bool{"deadletters": true, "keys": true, string(b
 var storeBuckets = map[string]bool{
 	string(bucketMeta): true, string(bucketEvents): true, string(bucketPayloads): true,
 	string(bucketReadyV1): true, string(bucketFnReady): true, string(bucketFunctions): true,
-	string(bucketLeases): true, string(bucketEvictable): true,
+	string(bucketLeases): true, string(bucketEvictable): true, string(bucketInLog): true,
 }
 
 // maxSeq is the bound the counters hold the next sequence number to: a
@@ -133,11 +135,18 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 	}
 	defer f.Close()
 
+	// Payloads the file kept in its log are read from there.
+	logr, err := wal.OpenReader(logDir(src))
+	if err != nil {
+		return rep, fmt.Errorf("store: salvage: %w", err)
+	}
+	defer logr.Close()
+
 	// First pass: the records, small enough to hold, and the counters,
 	// for the next sequence number.
-	sv := surveyTree(pf)
+	sv := surveyTree(pf, logr)
 	if sv.damaged() && pf.other != nil {
-		alt := surveyTree(pf.withMeta(*pf.other))
+		alt := surveyTree(pf.withMeta(*pf.other), logr)
 		if alt.events > sv.events || alt.events == sv.events && alt.values > sv.values {
 			note := Problem{Where: "meta", What: fmt.Sprintf(
 				"the tree of meta page %d (txid %d) yields %d events and %d values, that of the older meta page %d (txid %d) %d and %d: salvaged from the older",
@@ -249,6 +258,26 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 			}
 			delete(recs, seq)
 			write(seq, r, p)
+		case len(path) == 1 && bytes.Equal(path[0], bucketInLog):
+			// A payload the file kept in the log beside it: read back
+			// from there, checked against its record as any other.
+			if len(k) != 8 || len(v) != 8 {
+				return
+			}
+			seq := binary.BigEndian.Uint64(k)
+			r, ok := recs[seq]
+			if !ok {
+				return
+			}
+			p := make([]byte, r.payloadLen)
+			if err := logr.ReadAt(p, wal.Position(binary.BigEndian.Uint64(v))); err != nil {
+				return // missing, below, unless the file holds it too
+			}
+			if _, err := checkPayload(p, seq, &r); err != nil {
+				return
+			}
+			delete(recs, seq)
+			write(seq, r, p)
 		case len(path) == 1 && bytes.Equal(path[0], bucketEvicted):
 			if len(k) != 8 {
 				return
@@ -300,6 +329,7 @@ type survey struct {
 	// pays holds the length and checksum of each payload, so that the
 	// trees of the two metas can be weighed before either is copied.
 	pays    map[uint64][2]uint32
+	refs    map[uint64]bool // payloads the file keeps in the log: counted as there
 	lost    int64           // records that did not decode
 	failed  map[uint64]bool // their sequence numbers
 	nextSeq uint64
@@ -312,8 +342,8 @@ type survey struct {
 	events, values int64
 }
 
-func surveyTree(pf *pageFile) *survey {
-	s := &survey{pf: pf, recs: map[uint64]record{}, pays: map[uint64][2]uint32{}, failed: map[uint64]bool{}}
+func surveyTree(pf *pageFile, logr *wal.Reader) *survey {
+	s := &survey{pf: pf, recs: map[uint64]record{}, pays: map[uint64][2]uint32{}, refs: map[uint64]bool{}, failed: map[uint64]bool{}}
 	w := newWalker(pf, false)
 	if pf.metaErr != nil {
 		w.fail("meta", "%v", pf.metaErr)
@@ -345,6 +375,19 @@ func surveyTree(pf *pageFile) *survey {
 			if len(k) == 8 {
 				s.pays[binary.BigEndian.Uint64(k)] = [2]uint32{uint32(len(v)), checksum(v)}
 			}
+		case len(path) == 1 && bytes.Equal(path[0], bucketInLog):
+			// Counted only if it reads back whole: a tree one commit
+			// older may refer to payloads the log no longer holds.
+			if len(k) != 8 || len(v) != 8 {
+				return
+			}
+			seq := binary.BigEndian.Uint64(k)
+			if r, ok := s.recs[seq]; ok {
+				p := make([]byte, r.payloadLen)
+				if logr.ReadAt(p, wal.Position(binary.BigEndian.Uint64(v))) == nil && checksum(p) == r.payloadCRC {
+					s.refs[seq] = true
+				}
+			}
 		case len(path) == 1 && bytes.Equal(path[0], bucketFunctions):
 			if r, err := decodeFnRecord(v); err == nil && r.paused {
 				s.paused = append(s.paused, string(k))
@@ -363,7 +406,7 @@ func surveyTree(pf *pageFile) *survey {
 	s.w = w
 	for seq, r := range s.recs {
 		p, ok := s.pays[seq]
-		if ok && p == [2]uint32{r.payloadLen, r.payloadCRC} || !ok && r.payloadLen == 0 && r.payloadCRC == checksum(nil) {
+		if ok && p == [2]uint32{r.payloadLen, r.payloadCRC} || !ok && r.payloadLen == 0 && r.payloadCRC == checksum(nil) || !ok && s.refs[seq] {
 			s.events++
 		}
 	}

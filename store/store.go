@@ -11,6 +11,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/lambdadispatch/dispatcher/internal/wal"
 )
 
 // Errors returned by the store. Each is wrapped with the detail of the
@@ -63,7 +65,10 @@ const (
 	// package doc): a library of format 3 would open the file and never
 	// read the events the log holds past it, so the marker makes it
 	// refuse the file instead.
-	formatVersion = 4
+	//
+	// formatVersion 5 leaves payloads in the log (bucket inlog): a
+	// library of format 4 would find them missing.
+	formatVersion = 5
 	// fnLayoutVersion is the first format with a ready index per
 	// function; files below it are migrated.
 	fnLayoutVersion = 2
@@ -78,6 +83,10 @@ var (
 	bucketFnReady   = []byte("fnready")
 	bucketLeases    = []byte("leases")
 	bucketCorrupt   = []byte("corrupt")
+	// bucketInLog maps the sequence number of an event whose payload
+	// stayed in the write-ahead log to the payload's position there
+	// (format 5). The file holds no copy of such a payload.
+	bucketInLog = []byte("inlog")
 
 	keyFormat   = []byte("format")
 	keyCounters = []byte("counters")
@@ -337,8 +346,11 @@ type Store struct {
 	changed chan struct{}
 	// wal is the write-ahead log, nil when read-only; window, the key
 	// window whose keys logged events hold (Options.KeyWindow).
-	wal    *logState
-	window KeyWindow
+	wal *logState
+	// logReader reads the payloads the file keeps in the log, for a
+	// store opened read-only (which opens no log).
+	logReader *wal.Reader
+	window    KeyWindow
 }
 
 // Open opens or creates the queue file at path (mode 0600), returns leases
@@ -383,6 +395,13 @@ func Open(path string, o Options) (*Store, error) {
 	}
 	s.ready = make(chan struct{}, 1)
 	if o.ReadOnly {
+		r, err := wal.OpenReader(logDir(path))
+		if err != nil {
+			db.Close()
+			s.forget()
+			return nil, fmt.Errorf("store: write-ahead log: %w", err)
+		}
+		s.logReader = r
 		return s, nil
 	}
 	if o.KeyWindow != nil {
@@ -470,7 +489,7 @@ func (s *Store) init() error {
 			return err
 		}
 		meta := tx.Bucket(bucketMeta)
-		for _, name := range queueBuckets {
+		for _, name := range append(queueBuckets[:len(queueBuckets):len(queueBuckets)], bucketInLog) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -617,6 +636,9 @@ func (s *Store) Close() error {
 	close(s.changed)
 	s.statMu.Unlock()
 	err := s.db.Close()
+	if s.logReader != nil {
+		s.logReader.Close()
+	}
 	s.forget()
 	if err == nil {
 		err = logErr
@@ -748,7 +770,7 @@ func (s *Store) Get(seq uint64) (Event, error) {
 	var ev Event
 	err := s.view(func(tx *bolt.Tx) error {
 		var err error
-		ev, err = loadEvent(tx, seq)
+		ev, err = s.loadEvent(tx, seq)
 		return err
 	})
 	return ev, err
@@ -780,7 +802,7 @@ func (s *Store) scan(after uint64, first bool, fn func(Event) error) error {
 				k, _ = cur.Next()
 			}
 			for ; k != nil && len(batch) < scanChunk; k, _ = cur.Next() {
-				ev, err := loadEvent(tx, binary.BigEndian.Uint64(k))
+				ev, err := s.loadEvent(tx, binary.BigEndian.Uint64(k))
 				if err != nil {
 					return err
 				}
@@ -804,7 +826,7 @@ func (s *Store) scan(after uint64, first bool, fn func(Event) error) error {
 }
 
 // loadEvent reads and checks one event inside tx.
-func loadEvent(tx *bolt.Tx, seq uint64) (Event, error) {
+func (s *Store) loadEvent(tx *bolt.Tx, seq uint64) (Event, error) {
 	k := seqKey(seq)
 	raw := tx.Bucket(bucketEvents).Get(k)
 	if raw == nil {
@@ -814,15 +836,35 @@ func loadEvent(tx *bolt.Tx, seq uint64) (Event, error) {
 	if err != nil {
 		return Event{}, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: err}
 	}
-	payload, err := loadPayload(tx.Bucket(bucketPayloads), seq, &r)
+	p := tx.Bucket(bucketPayloads).Get(k)
+	if p == nil && r.payloadLen > 0 {
+		if inlog := tx.Bucket(bucketInLog); inlog != nil {
+			if ref := inlog.Get(k); ref != nil {
+				payload, err := s.logPayload(ref, seq, &r)
+				if err != nil {
+					return Event{}, err
+				}
+				return r.event(seq, payload), nil
+			}
+		}
+	}
+	payload, err := checkPayload(p, seq, &r)
 	if err != nil {
 		return Event{}, err
 	}
 	return r.event(seq, payload), nil
 }
 
-func loadPayload(b *bolt.Bucket, seq uint64, r *record) ([]byte, error) {
-	return checkPayload(b.Get(seqKey(seq)), seq, r)
+// payloadOf reads the payload of event seq (key k, record r), from the
+// file or from the log, and checks it.
+func (t *txn) payloadOf(k []byte, seq uint64, r *record) ([]byte, error) {
+	p := t.cPayloads.get(k)
+	if p == nil && r.payloadLen > 0 && t.inlog != nil {
+		if ref := t.cInLog.get(k); ref != nil {
+			return t.s.logPayload(ref, seq, r)
+		}
+	}
+	return checkPayload(p, seq, r)
 }
 
 // checkPayload checks the stored payload p of event seq against its

@@ -61,6 +61,8 @@ type logEntry struct {
 	key    string        // the key it holds, "" for none
 	window time.Duration // for how long, from wall
 	wall   int64         // wall clock at enqueue, as Hold is given
+	off    int           // where its payload lies in its log record
+	at     wal.Position  // where its payload lies in the log, once known
 }
 
 // logState is the log and what it holds beyond the file. Only the writer
@@ -74,6 +76,7 @@ type logState struct {
 	keys    map[string]logKey // key → the entry holding it
 	end     wal.Position      // after the last record appended
 	applied wal.Position      // the position the file records
+	pin     wal.Position      // the oldest payload the file reads from the log
 	timer   *time.Timer
 	// failed is set when an append or a sync failed: what the log holds
 	// past applied is unknown, so the log takes nothing more and enqueues
@@ -133,11 +136,12 @@ func encodeLogRecord(now int64, es []logEntry) []byte {
 	b = append(b, logRecordVersion)
 	b = binary.AppendVarint(b, now)
 	b = binary.AppendUvarint(b, uint64(len(es)))
-	for _, e := range es {
+	for i, e := range es {
 		b = binary.AppendUvarint(b, e.seq)
 		b = binary.AppendUvarint(b, uint64(len(e.p.rec)))
 		b = append(b, e.p.rec...)
 		b = binary.AppendUvarint(b, uint64(len(e.p.payload)))
+		es[i].off = len(b)
 		b = append(b, e.p.payload...)
 		if e.key != "" {
 			b = append(b, 1)
@@ -171,6 +175,7 @@ func decodeLogRecord(b []byte) (now int64, es []logEntry, err error) {
 		e.seq = d.uvarint("seq", math.MaxUint64)
 		rec := d.logBytes("record")
 		payload := d.logBytes("payload")
+		e.off = len(b) - len(d.b) - len(payload)
 		flag := d.byte("key flag")
 		if flag > 1 {
 			d.fail("key flag", fmt.Sprintf("%d", flag))
@@ -228,6 +233,7 @@ func (d *decoder) logBytes(field string) []byte {
 // caller then applies it (checkpoint) before the writer starts.
 func (s *Store) openLog() error {
 	var applied uint64
+	var pin wal.Position
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketMeta).Get(keyWALPos); v != nil {
 			if len(v) != 8 {
@@ -235,7 +241,9 @@ func (s *Store) openLog() error {
 			}
 			applied = binary.BigEndian.Uint64(v)
 		}
-		return nil
+		var err error
+		pin, err = logPinOf(tx.Bucket(bucketInLog))
+		return err
 	})
 	if err != nil {
 		return err
@@ -244,7 +252,7 @@ func (s *Store) openLog() error {
 	if err != nil {
 		return fmt.Errorf("store: write-ahead log: %w", err)
 	}
-	w := &logState{l: l, keys: map[string]logKey{}, applied: wal.Position(applied)}
+	w := &logState{l: l, keys: map[string]logKey{}, applied: wal.Position(applied), pin: pin}
 	var clock int64
 	tail, err := l.Replay(wal.Position(applied), func(p wal.Position, data []byte) error {
 		now, es, err := decodeLogRecord(data)
@@ -253,6 +261,7 @@ func (s *Store) openLog() error {
 		}
 		clock = max(clock, now)
 		for _, e := range es {
+			e.at = p + wal.FrameHeaderSize + wal.Position(e.off)
 			if e.seq <= s.counts.nextSeq {
 				// The file has this sequence number already: the log
 				// is not the file's, or the file was restored from an
@@ -269,9 +278,18 @@ func (s *Store) openLog() error {
 	if tail.New && applied > wal.HeaderSize {
 		// The file was copied, restored or salvaged without its log: it
 		// is whole up to the position it records, and what a log held
-		// past that went with the log. The new log begins there.
+		// past that went with the log. The new log begins there. So
+		// did the payloads the file read from it: their events are set
+		// aside as damaged when leased.
+		inLog := 0
+		if pin != math.MaxUint64 {
+			_ = s.db.View(func(tx *bolt.Tx) error {
+				inLog = tx.Bucket(bucketInLog).Stats().KeyN
+				return nil
+			})
+		}
 		s.log.Warn("write-ahead log: the file records a log position but its log is gone; starting a new log",
-			"path", s.path, "position", applied)
+			"path", s.path, "position", applied, "payloadsLost", inLog)
 	}
 	if err != nil {
 		l.Close()
@@ -335,6 +353,9 @@ func (t *txn) applyLog() error {
 	if logApplyHook != nil {
 		logApplyHook()
 	}
+	if err := t.moveOldPayloads(); err != nil {
+		return err
+	}
 	t.logApplied = len(w.entries)
 	t.logPos = w.end
 	return t.meta.Put(keyWALPos, binary.BigEndian.AppendUint64(nil, uint64(w.end)))
@@ -352,7 +373,13 @@ var logApplyHook func()
 // putLogged writes one logged event and its key hold.
 func (t *txn) putLogged(e *logEntry) error {
 	k := seqKey(e.seq)
-	if err := t.payloads.Put(k, e.p.payload); err != nil {
+	if len(e.p.payload) > inlineMax && e.at != 0 && t.inlog != nil {
+		// The payload stays where the log has it: see "Payloads stay in
+		// the log" in the package doc.
+		if err := t.inlog.Put(k, binary.BigEndian.AppendUint64(nil, uint64(e.at))); err != nil {
+			return err
+		}
+	} else if err := t.payloads.Put(k, e.p.payload); err != nil {
 		return err
 	}
 	if err := t.events.Put(k, e.p.rec); err != nil {
@@ -385,12 +412,21 @@ func (t *txn) putLogged(e *logEntry) error {
 }
 
 // logCommitted forgets the entries t applied, once t committed, and
-// recycles the log's segments below the position the file now records.
+// recycles the log's segments below both the position the file now
+// records and the oldest payload the file still reads from the log.
 func (s *Store) logCommitted(t *txn) {
 	w := s.wal
-	if w == nil || t.logPos == 0 && t.logApplied == 0 {
+	if w == nil {
 		return
 	}
+	if t.logPos == 0 && t.logApplied == 0 {
+		if t.logPin != w.pin {
+			w.pin = t.logPin
+			s.recycleLog()
+		}
+		return
+	}
+	w.pin = t.logPin
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, e := range w.entries[:t.logApplied] {
@@ -405,9 +441,138 @@ func (s *Store) logCommitted(t *txn) {
 	if len(w.entries) == 0 && w.timer != nil {
 		w.timer.Stop()
 	}
-	if err := w.l.Recycle(w.applied); err != nil {
+	s.recycleLog()
+}
+
+// recycleLog retires the log's segments that hold nothing the file still
+// needs: below the position it records and below its oldest payload there.
+func (s *Store) recycleLog() {
+	w := s.wal
+	if err := w.l.Recycle(min(w.applied, w.pin)); err != nil {
 		s.log.Warn("write-ahead log: recycling segments failed; they stay on disk", "path", s.path, "error", err)
 	}
+}
+
+// inlineMax is the largest payload the checkpoint copies into the file
+// rather than leave in the log: below it the reference (8 bytes) saves
+// nothing worth pinning a segment for.
+const inlineMax = 64
+
+// Bounds on the log that payloads keep: once the oldest payload the file
+// reads from the log lies more than logKeep behind the log's end, each
+// checkpoint copies up to logMoveMax bytes of the oldest ones into the
+// file, until they lie within logKeep/2, so that one event scheduled far
+// ahead, or a backlog left for days, cannot keep every segment after it.
+var (
+	logKeep    = wal.Position(64 << 20)
+	logMoveMax = 8 << 20
+)
+
+// logPinOf is the position of the oldest payload the file reads from the
+// log, or the largest position when there is none.
+func logPinOf(inlog *bolt.Bucket) (wal.Position, error) {
+	if inlog == nil {
+		return math.MaxUint64, nil
+	}
+	k, v := inlog.Cursor().First()
+	if k == nil {
+		return math.MaxUint64, nil
+	}
+	if len(v) != 8 {
+		return 0, &CorruptError{What: fmt.Sprintf("event %d", binary.BigEndian.Uint64(k)), Err: fmt.Errorf("log reference of %d bytes", len(v))}
+	}
+	return wal.Position(binary.BigEndian.Uint64(v)), nil
+}
+
+// moveOldPayloads copies payloads that lie too far behind the log's end
+// into the file (see logKeep).
+func (t *txn) moveOldPayloads() error {
+	w := t.s.wal
+	if t.inlog == nil || w.end < logKeep {
+		return nil
+	}
+	pin, err := logPinOf(t.inlog)
+	if err != nil || pin == math.MaxUint64 || w.end-pin <= logKeep {
+		return err
+	}
+	return t.movePayloads(w.end-logKeep/2, logMoveMax)
+}
+
+// movePayloads copies into the file the payloads it reads from the log
+// below position below, oldest first, until about limit bytes moved. One
+// that cannot be read back is set aside as damaged: left, it would stop
+// every move after it.
+func (t *txn) movePayloads(below wal.Position, limit int) error {
+	var err error
+	moved := 0
+	c := t.inlog.Cursor()
+	for k, v := c.First(); k != nil && moved < limit; k, v = c.First() {
+		if len(v) == 8 && wal.Position(binary.BigEndian.Uint64(v)) >= below {
+			break
+		}
+		seq := binary.BigEndian.Uint64(k)
+		raw := t.events.Get(k)
+		var r record
+		if raw != nil {
+			r, err = decodeRecord(raw)
+		}
+		var p []byte
+		if raw != nil && err == nil {
+			p, err = t.s.logPayload(v, seq, &r)
+		}
+		switch {
+		case raw == nil:
+			// A reference without its event: nothing reads it.
+			err = c.Delete()
+		case err != nil:
+			err = t.setAside(seq, err.Error(), raw, nil)
+		default:
+			if err = t.payloads.Put(k, p); err == nil {
+				err = c.Delete()
+			}
+			moved += len(p)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// logPayload reads the payload of event seq, whose record is r, from the
+// log position ref holds, and checks it against the record.
+func (s *Store) logPayload(ref []byte, seq uint64, r *record) ([]byte, error) {
+	if len(ref) != 8 {
+		return nil, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: fmt.Errorf("log reference of %d bytes", len(ref))}
+	}
+	pos := wal.Position(binary.BigEndian.Uint64(ref))
+	p := make([]byte, r.payloadLen)
+	if err := s.readLog(p, pos); err != nil {
+		if errors.Is(err, wal.ErrClosed) {
+			return nil, ErrClosed
+		}
+		return nil, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: fmt.Errorf("payload in the write-ahead log at %d: %w", uint64(pos), err)}
+	}
+	if checksum(p) != r.payloadCRC {
+		return nil, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: fmt.Errorf("payload in the write-ahead log at %d: checksum mismatch", uint64(pos))}
+	}
+	return p, nil
+}
+
+// errNoLogReader is the reason a payload in the log cannot be read by a
+// store that opened no log (see Options.ReadOnly).
+var errNoLogReader = errors.New("the log is not open")
+
+// readLog reads b from the log at pos: through the log this store writes,
+// or, opened read-only, through a reader of the directory.
+func (s *Store) readLog(b []byte, pos wal.Position) error {
+	switch {
+	case s.wal != nil:
+		return s.wal.l.ReadAt(b, pos)
+	case s.logReader != nil:
+		return s.logReader.ReadAt(b, pos)
+	}
+	return errNoLogReader
 }
 
 // logTxn is one round of logged enqueues: the admissions of the ops the
@@ -422,6 +587,7 @@ type logTxn struct {
 	rtx   *bolt.Tx // for key lookups, opened at the first
 	recs  [][]byte
 	added []logEntry
+	recOf []int             // the index in recs of each entry added
 	keys  map[string]logKey // held by this round's events
 }
 
@@ -475,6 +641,9 @@ func (l *logTxn) log(ps []pending, keys []string, windows []time.Duration, size 
 	l.c.bytes += size
 	l.tot.enqueued += uint64(len(ps))
 	l.recs = append(l.recs, encodeLogRecord(l.now, es))
+	for range es {
+		l.recOf = append(l.recOf, len(l.recs)-1)
+	}
 	l.added = append(l.added, es...)
 	return seqs
 }
@@ -525,7 +694,8 @@ func (s *Store) logRound(ops []*op) (rest []*op, done []*op) {
 		// Duplicates or refusals only: settled without a write.
 		return rest, append(done, took...)
 	}
-	_, end, err := w.l.Append(l.recs...)
+	at := make([]wal.Position, len(l.recs))
+	end, err := w.l.AppendAt(at, l.recs...)
 	if err == nil && logSyncHook != nil {
 		err = logSyncHook()
 	}
@@ -545,7 +715,8 @@ func (s *Store) logRound(ops []*op) (rest []*op, done []*op) {
 		return rest, append(done, took...)
 	}
 	w.end = end
-	for _, e := range l.added {
+	for i, e := range l.added {
+		e.at = at[l.recOf[i]] + wal.FrameHeaderSize + wal.Position(e.off)
 		w.add(e)
 	}
 	if w.timer == nil {
@@ -603,6 +774,14 @@ func (s *Store) closeLog() error {
 	var err error
 	if w.pendingApply() {
 		err = s.commit(nil)
+	}
+	// The payloads still read from the log move into the file, so that a
+	// file closed cleanly holds every event itself, as it did before
+	// payloads stayed in the log: it can be copied, checked and opened
+	// read-only alone.
+	move := &op{apply: func(t *txn) error { return t.movePayloads(math.MaxUint64, logMoveMax) }}
+	for err == nil && w.pin != math.MaxUint64 {
+		err = s.commit([]*op{move})
 	}
 	if w.timer != nil {
 		w.timer.Stop()

@@ -185,7 +185,15 @@ func (s *Store) commit(ops []*op) error {
 		if err := t.putFunctions(); err != nil {
 			return err
 		}
-		return t.putCounts()
+		if err := t.putCounts(); err != nil {
+			return err
+		}
+		if s.wal != nil {
+			var err error
+			t.logPin, err = logPinOf(t.inlog)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -225,6 +233,9 @@ type txn struct {
 	fnready   *bolt.Bucket
 	leases    *bolt.Bucket
 	corrupt   *bolt.Bucket
+	// inlog holds, for each event whose payload the file reads from the
+	// write-ahead log, the payload's position there.
+	inlog *bolt.Bucket
 	// evictable is the eviction index, nil unless the store keeps it
 	// (FullDropOldest); ledger, the eviction ledger once an eviction
 	// needed it.
@@ -234,15 +245,18 @@ type txn struct {
 	now       int64 // queue time (Store.Now)
 	wall      int64 // wall clock, for enqueue times and key windows
 	// Cursors reused by the hot paths: see reused.
-	cEvents, cPayloads, cReady, cLeases, cEvict reused
-	c                                           counts // working copy, published on commit
-	tot                                         totals
-	readied                                     bool     // an event became ready: wake consumers
-	evictedFns                                  []string // the function of each event evicted
+	cEvents, cPayloads, cReady, cLeases, cEvict, cInLog reused
+	c                                                   counts // working copy, published on commit
+	tot                                                 totals
+	readied                                             bool     // an event became ready: wake consumers
+	evictedFns                                          []string // the function of each event evicted
 	// logApplied counts the write-ahead log's entries applied first;
 	// logPos is the log position the transaction records.
 	logApplied int
 	logPos     wal.Position
+	// logPin is the oldest payload position the file reads from the log
+	// once the transaction commits (see logPinOf).
+	logPin wal.Position
 
 	// The working copies of the functions the transaction touched (see
 	// fnTouch): the first few in place, the rest in a map, and the last
@@ -266,6 +280,7 @@ func (s *Store) newTxn(tx *bolt.Tx) *txn {
 		fnready:   tx.Bucket(bucketFnReady),
 		leases:    tx.Bucket(bucketLeases),
 		corrupt:   tx.Bucket(bucketCorrupt),
+		inlog:     tx.Bucket(bucketInLog),
 	}
 	// Keys only ever grow in these buckets, so full pages waste nothing;
 	// bbolt's default of half-full pages made the file a third larger.
@@ -276,6 +291,10 @@ func (s *Store) newTxn(tx *bolt.Tx) *txn {
 	t.events.FillPercent = eventsFill
 	t.fnready.FillPercent = 1.0
 	t.cEvents.b, t.cPayloads.b, t.cReady.b, t.cLeases.b = t.events, t.payloads, t.fnready, t.leases
+	if t.inlog != nil {
+		t.inlog.FillPercent = 1.0
+		t.cInLog.b = t.inlog
+	}
 	if s.evictOn {
 		t.evictable = tx.Bucket(bucketEvictable)
 		// Keys grow at the end of each priority's range, as in fnready.

@@ -6,6 +6,13 @@
 // written per event from enqueue to ack, read from /proc/self/io. It is a
 // module of its own so that dque is no dependency of the library.
 //
+// Each subject first enqueues and delivers -warm events (in four rounds,
+// unmeasured), as a queue that has run a while has: the log's segments
+// are then reused rather than new (a new segment's blocks are unwritten
+// extents, whose first writes cost the file system a journal commit), and
+// the files have their free pages. -warm 0 measures from a fresh
+// directory. -phases prints where the dispatcher's bytes go.
+//
 //	cd bench/peers && go run .                  # 5 rounds
 //	cd bench/peers && go run . -rounds 3 -n1 2000 -n64 40000
 package main
@@ -28,6 +35,11 @@ import (
 
 	"github.com/lambdadispatch/dispatcher"
 	"github.com/lambdadispatch/dispatcher/lambdatest"
+)
+
+var (
+	phases = flag.Bool("phases", false, "print each dispatcher run's bytes per event by phase: enqueue, drain, close")
+	warm   = flag.Int("warm", 24000, "events each subject enqueues and delivers, in four rounds, before it is measured (0: measure from a fresh directory)")
 )
 
 // payload is a 1 KiB JSON event, as in issue 16's figures.
@@ -171,12 +183,28 @@ func dispatch(dir string, producers, n int, srv *lambdatest.Server, opts ...disp
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return result{}, err
 	}
-	before := writeBytes()
 	d, err := dispatcher.Open(filepath.Join(dir, "q.db"), append([]dispatcher.Option{dispatcher.WithLambda(srv.Client()), dispatcher.WithConcurrency(64)}, opts...)...)
 	if err != nil {
 		return result{}, err
 	}
 	ctx := context.Background()
+	// The warm-up stands for a dispatcher that has run a while: its log
+	// has filled and recycled segments, and its file has free pages.
+	for range 4 {
+		if *warm == 0 {
+			break
+		}
+		if _, err := produce(64, *warm/4, func() error {
+			_, err := d.Enqueue(ctx, dispatcher.Event{Function: "bench", Payload: payload})
+			return err
+		}); err != nil {
+			return result{}, err
+		}
+		if err := drain(ctx, d); err != nil {
+			return result{}, err
+		}
+	}
+	before, stBefore := writeBytes(), d.Stats()
 	took, err := produce(producers, n, func() error {
 		_, err := d.Enqueue(ctx, dispatcher.Event{Function: "bench", Payload: payload})
 		return err
@@ -184,21 +212,36 @@ func dispatch(dir string, producers, n int, srv *lambdatest.Server, opts ...disp
 	if err != nil {
 		return result{}, err
 	}
+	afterEnqueue := writeBytes()
+	st0 := d.Stats()
+	if err := drain(ctx, d); err != nil {
+		return result{}, err
+	}
+	afterDrain := writeBytes()
+	st1 := d.Stats()
+	if err := d.Close(); err != nil {
+		return result{}, err
+	}
+	end := writeBytes()
+	if *phases {
+		fmt.Printf("  phases %d producers: enqueue %.0f, drain %.0f, close %.0f bytes/event\n", producers,
+			float64(afterEnqueue-before)/float64(n), float64(afterDrain-afterEnqueue)/float64(n), float64(end-afterDrain)/float64(n))
+		fmt.Printf("  commits: enqueue %d, drain %d\n", st0.Commits-stBefore.Commits, st1.Commits-st0.Commits)
+	}
+	return result{perSec: float64(n) / took.Seconds(), bytes: float64(end-before) / float64(n)}, nil
+}
+
+// drain runs d until every event is delivered.
+func drain(ctx context.Context, d *dispatcher.Dispatcher) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- d.Run(runCtx) }()
 	if err := d.WaitDrained(ctx); err != nil {
-		return result{}, err
+		return err
 	}
 	stop()
-	if err := <-done; err != nil {
-		return result{}, err
-	}
-	if err := d.Close(); err != nil {
-		return result{}, err
-	}
-	return result{perSec: float64(n) / took.Seconds(), bytes: float64(writeBytes()-before) / float64(n)}, nil
+	return <-done
 }
 
 // runDque enqueues n events into a dque (not in turbo mode: each Enqueue
@@ -207,11 +250,24 @@ func runDque(dir string, producers, n int) (result, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return result{}, err
 	}
-	before := writeBytes()
 	q, err := dque.NewOrOpen("q", dir, 10000, func() any { return &item{} })
 	if err != nil {
 		return result{}, err
 	}
+	for range 4 {
+		if *warm == 0 {
+			break
+		}
+		if _, err := produce(64, *warm/4, func() error { return q.Enqueue(&item{Payload: payload}) }); err != nil {
+			return result{}, err
+		}
+		for range *warm / 4 {
+			if _, err := q.Dequeue(); err != nil {
+				return result{}, err
+			}
+		}
+	}
+	before := writeBytes()
 	took, err := produce(producers, n, func() error { return q.Enqueue(&item{Payload: payload}) })
 	if err != nil {
 		return result{}, err
