@@ -152,6 +152,7 @@ func openSegment(dir string, base Position) (*os.File, header, error) {
 	if err != nil {
 		return nil, header{}, fmt.Errorf("wal: %w", err)
 	}
+	readRandom(f)
 	h, err := readHeader(f, name, base)
 	if err != nil {
 		f.Close()
@@ -317,6 +318,7 @@ func (r *Reader) open(s segment) (readerFile, error) {
 	} else if err != nil {
 		return readerFile{}, fmt.Errorf("wal: %w", err)
 	}
+	readRandom(f)
 	info, err := f.Stat()
 	if err != nil {
 		f.Close()

@@ -238,6 +238,10 @@ func (l *Log) finish(w walked) error {
 	if err != nil {
 		return fmt.Errorf("wal: %w", err)
 	}
+	// The walk read it through the cache, in folios as large as its
+	// readahead; appends should find pages of their own size instead
+	// (see dropCache). What it holds is synced, or torn and ignored.
+	dropCache(f)
 	// Segments past the end hold nothing replayed, at best records of an
 	// Append a crash cut short, valid under their segment's nonce: they
 	// are reused only through reuseSpare, which gives them a new one.

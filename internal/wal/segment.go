@@ -284,6 +284,8 @@ func reuseSpare(dir, name string, base Position, size int64) (f *os.File, err er
 			f.Close()
 		}
 	}()
+	// Its pages are clean: it was synced before it was retired.
+	dropCache(f)
 	if _, err := f.WriteAt(header{size: size, base: base, nonce: newNonce()}.encode(), 0); err != nil {
 		return nil, err
 	}

@@ -8,6 +8,12 @@ import "os"
 // fdatasync (on darwin, os.File.Sync asks for F_FULLFSYNC).
 func fdatasync(f *os.File) error { return f.Sync() }
 
+// dropCache does nothing where the page cache cannot be told.
+func dropCache(*os.File) {}
+
+// readRandom does nothing where readahead cannot be turned off.
+func readRandom(*os.File) {}
+
 // preallocate reports that the caller must fill the file itself.
 func preallocate(*os.File, int64) (bool, error) { return false, nil }
 
