@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/joncrlsn/dque"
@@ -48,6 +49,7 @@ var payload = []byte(`{"order":"o-000042","pad":"` + strings.Repeat("x", 1024-29
 type result struct {
 	perSec float64 // enqueues a second, durable on return
 	bytes  float64 // written per event, enqueue to ack (/proc/self/io)
+	dev    float64 // written to the disk per event, its journal and every process included
 }
 
 type subject struct {
@@ -98,11 +100,12 @@ func main() {
 			}
 		}
 		fmt.Printf("\n%d producer(s), %d events of 1 KiB, %d rounds (median, min–max):\n", producers, n, *rounds)
-		fmt.Printf("%-22s %24s %30s\n", "", "enqueues/s", "bytes written/event, to ack")
+		fmt.Printf("%-22s %24s %30s %30s\n", "", "enqueues/s", "bytes written/event, to ack", "disk bytes/event (whole disk)")
 		for _, s := range subjects {
 			rs := got[s.name]
-			fmt.Printf("%-22s %24s %30s\n", s.name, spread(rs, func(r result) float64 { return r.perSec }, "%.0f"),
-				spread(rs, func(r result) float64 { return r.bytes }, "%.0f"))
+			fmt.Printf("%-22s %24s %30s %30s\n", s.name, spread(rs, func(r result) float64 { return r.perSec }, "%.0f"),
+				spread(rs, func(r result) float64 { return r.bytes }, "%.0f"),
+				spread(rs, func(r result) float64 { return r.dev }, "%.0f"))
 		}
 		logR := got["dispatcher (log)"]
 		for _, other := range []string{"dispatcher (no log)", "dque"} {
@@ -147,6 +150,31 @@ func writeBytes() int64 {
 	}
 	log.Fatal("no write_bytes in /proc/self/io")
 	return 0
+}
+
+// devBytes reads the bytes written to the disk holding dir, from the
+// sectors-written field of its /sys/dev/block/MAJ:MIN/stat: what the
+// device was asked to write, the file system's journal and every other
+// process included. It is only meaningful on a quiet machine.
+func devBytes(dir string) int64 {
+	var st syscall.Stat_t
+	if err := syscall.Stat(dir, &st); err != nil {
+		log.Fatal(err)
+	}
+	major, minor := (st.Dev>>8)&0xfff|(st.Dev>>32)&^0xfff, st.Dev&0xff|(st.Dev>>12)&^0xff
+	b, err := os.ReadFile(fmt.Sprintf("/sys/dev/block/%d:%d/stat", major, minor))
+	if err != nil {
+		log.Fatal(err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 7 {
+		log.Fatalf("/sys/dev/block/%d:%d/stat: %q", major, minor, b)
+	}
+	sectors, err := strconv.ParseInt(f[6], 10, 64)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return sectors * 512
 }
 
 // produce calls enqueue n times from producers goroutines and returns the
@@ -204,7 +232,7 @@ func dispatch(dir string, producers, n int, srv *lambdatest.Server, opts ...disp
 			return result{}, err
 		}
 	}
-	before, stBefore := writeBytes(), d.Stats()
+	before, devBefore, stBefore := writeBytes(), devBytes(dir), d.Stats()
 	took, err := produce(producers, n, func() error {
 		_, err := d.Enqueue(ctx, dispatcher.Event{Function: "bench", Payload: payload})
 		return err
@@ -228,7 +256,7 @@ func dispatch(dir string, producers, n int, srv *lambdatest.Server, opts ...disp
 			float64(afterEnqueue-before)/float64(n), float64(afterDrain-afterEnqueue)/float64(n), float64(end-afterDrain)/float64(n))
 		fmt.Printf("  commits: enqueue %d, drain %d\n", st0.Commits-stBefore.Commits, st1.Commits-st0.Commits)
 	}
-	return result{perSec: float64(n) / took.Seconds(), bytes: float64(end-before) / float64(n)}, nil
+	return result{perSec: float64(n) / took.Seconds(), bytes: float64(end-before) / float64(n), dev: float64(devBytes(dir)-devBefore) / float64(n)}, nil
 }
 
 // drain runs d until every event is delivered.
@@ -267,7 +295,7 @@ func runDque(dir string, producers, n int) (result, error) {
 			}
 		}
 	}
-	before := writeBytes()
+	before, devBefore := writeBytes(), devBytes(dir)
 	took, err := produce(producers, n, func() error { return q.Enqueue(&item{Payload: payload}) })
 	if err != nil {
 		return result{}, err
@@ -280,7 +308,7 @@ func runDque(dir string, producers, n int) (result, error) {
 	if err := q.Close(); err != nil {
 		return result{}, err
 	}
-	return result{perSec: float64(n) / took.Seconds(), bytes: float64(writeBytes()-before) / float64(n)}, nil
+	return result{perSec: float64(n) / took.Seconds(), bytes: float64(writeBytes()-before) / float64(n), dev: float64(devBytes(dir)-devBefore) / float64(n)}, nil
 }
 
 type item struct{ Payload []byte }
