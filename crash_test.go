@@ -228,12 +228,20 @@ func runChild() {
 // TestCrashDuringDispatch SIGKILLs a child process in the middle of
 // dispatching, restarts it, and checks that every event was invoked at
 // least once, none was dead-lettered, and none is left behind.
+//
+// 500 events show what 2,000 did: the kill comes after 100 to 350
+// invocations, with the child's workers and acks in full flow, and what
+// may be repeated is bounded by what the child holds, not by the queue.
+// DISPATCH_SOAK=1 runs 2,000.
 func TestCrashDuringDispatch(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("kills child processes")
 	}
-	const n = 2000
+	n := 500
+	if soak() {
+		n = 2000
+	}
 	srv := lambdatest.NewServer()
 	defer srv.Close()
 	srv.Register("fn", lambdatest.OK())
