@@ -59,13 +59,20 @@ var children = map[string]func(){
 // standard output to read. The crash tests SIGKILL it.
 func startChild(t *testing.T, mode string, env ...string) (*exec.Cmd, io.ReadCloser) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), childModeEnv+"="+mode), env...)
-	cmd.Stderr = os.Stderr
+	cmd := childCommand(mode, env...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	return cmd, stdout
+}
+
+// childCommand is the command startChild starts, for a test that needs
+// more of it, such as its standard input.
+func childCommand(mode string, env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), childModeEnv+"="+mode), env...)
+	cmd.Stderr = os.Stderr
+	return cmd
 }
 
 // crashPayload is what producer p of round r sends as its i-th event. The
