@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -65,7 +66,9 @@ func childFail(err error) {
 // order it is given, while Run delivers them; it exits when its queue is
 // empty and every claim is confirmed, printing how many it queued (its
 // Enqueue said not a duplicate), how many of those hold their key in the
-// table at the end, and its Stats.Shared.Lost and MarksSkipped.
+// table at the end, and its Stats.Shared.Lost and MarksSkipped. It says
+// "ready" once Run is started, and starts its producers when a line comes
+// on its standard input, so that two children start them together.
 func sharedChild() {
 	n, _ := strconv.Atoi(os.Getenv(sharedCountEnv))
 	client := lambda.New(lambda.Options{
@@ -83,6 +86,10 @@ func sharedChild() {
 	ctx, stop := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- d.Run(ctx) }()
+	fmt.Println("ready")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		childFail(fmt.Errorf("waiting for the start: %w", err))
+	}
 	next := make(chan int)
 	go func() {
 		for i := range n {
@@ -213,21 +220,25 @@ func (dl dynalite) holder(t *testing.T, key string) (idempotency.Holder, bool) {
 }
 
 // TestSharedKeysTwoProcesses runs two dispatchers in two processes, each
-// with its own file, sharing one table: both enqueue the same 500 keys at
+// with its own file, sharing one table: both enqueue the same 250 keys at
 // once, in opposite orders, with 64 producers each, while delivering. The
 // function sees each key exactly once.
 //
-// 500 keys show what 5,000 did: every key is enqueued by both processes,
+// 250 keys show what 5,000 did: every key is enqueued by both processes,
 // so every key is a race between them, and with 64 producers a side the
 // two orders cross in the middle while both are claiming, confirming and
-// delivering at full speed. More keys only repeat that race; they cost a
-// minute and a half under -race. DISPATCH_SOAK=1 runs 5,000.
+// delivering at full speed. The children start their producers together,
+// once both are running, so that they cross in the middle however few the
+// keys (started as they came up, one had often queued most of 200 keys
+// before the other began). More keys only repeat that race; they cost a
+// minute and a half under -race, and 500 cost 13 s of CPU, most of it
+// dynalite's, on a machine of two cores. DISPATCH_SOAK=1 runs 5,000.
 func TestSharedKeysTwoProcesses(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs child processes")
 	}
-	n := 500
+	n := 250
 	if soak() {
 		n = 5000
 	}
@@ -241,12 +252,26 @@ func TestSharedKeysTwoProcesses(t *testing.T) {
 		err                         error
 	}
 	results := make(chan result, 2)
+	ready := make(chan struct{}, 2)
+	var starts []io.WriteCloser
 	for _, order := range []string{"up", "down"} {
 		env := append(dl.env(), childPathEnv+"="+filepath.Join(dir, order+".db"), runURLEnv+"="+srv.URL(),
 			sharedOrderEnv+"="+order, sharedCountEnv+"="+strconv.Itoa(n))
-		cmd, out := startChild(t, "shared", env...)
+		cmd := childCommand("shared", env...)
+		start, err := cmd.StdinPipe()
+		require.NoError(t, err)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill() })
+		starts = append(starts, start)
+		out := bufio.NewReader(stdout)
 		go func() {
-			line, _ := bufio.NewReader(out).ReadString('\n')
+			line, _ := out.ReadString('\n')
+			ready <- struct{}{}
+			if line == "ready\n" {
+				line, _ = out.ReadString('\n')
+			}
 			err := cmd.Wait()
 			var r result
 			if _, serr := fmt.Sscanf(line, "queued %d kept %d lost %d skipped %d", &r.queued, &r.kept, &r.lost, &r.skipped); err == nil && serr != nil {
@@ -255,6 +280,18 @@ func TestSharedKeysTwoProcesses(t *testing.T) {
 			r.err = err
 			results <- r
 		}()
+	}
+	// Both children are open and running: start their producers at once,
+	// so that the two orders cross in the middle of the keys.
+	for range 2 {
+		select {
+		case <-ready:
+		case <-time.After(time.Minute):
+			t.Fatal("children did not start")
+		}
+	}
+	for _, start := range starts {
+		_, _ = io.WriteString(start, "go\n") // a child that failed says so in its result
 	}
 	kept := 0
 	for range 2 {

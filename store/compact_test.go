@@ -246,11 +246,20 @@ func writeCycle(t *testing.T, st *Store) {
 // TestCompactedFileIsNotLarger: compaction packs pages as full as the
 // writer does, so a compacted queue is not larger than the original, and
 // stays so after the next write cycle.
+//
+// 3,000 events show what 20,000 did: a copy that packs "events" full, as
+// bbolt.Compact does, ends a write cycle 12% larger than the original on
+// 3,000 (on 20,000, 5%), and the test fails on either; 20,000 cost ten
+// seconds under -race. DISPATCH_SOAK=1 runs 20,000.
 func TestCompactedFileIsNotLarger(t *testing.T) {
 	t.Parallel()
+	n := 3000
+	if soak() {
+		n = 20000
+	}
 	b := setup(t, Options{})
 	ctx := context.Background()
-	for i := range 20 {
+	for i := range n / 1000 {
 		evs := make([]NewEvent, 1000)
 		for j := range evs {
 			evs[j] = NewEvent{Function: "orders", Key: fmt.Sprint("order-", i*1000+j),
@@ -269,7 +278,7 @@ func TestCompactedFileIsNotLarger(t *testing.T) {
 	require.Equal(t, size, before)
 	csize, cused := fileSize(t, b.path)
 	require.Equal(t, csize, after)
-	t.Logf("20,000 events, one write cycle: file %d bytes (pages %d); compacted %d (pages %d)", size, used, csize, cused)
+	t.Logf("%d events, one write cycle: file %d bytes (pages %d); compacted %d (pages %d)", n, size, used, csize, cused)
 	require.LessOrEqual(t, csize, size, "the compacted file is not larger")
 	require.LessOrEqual(t, cused, used, "nor are its pages")
 

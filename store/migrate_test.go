@@ -299,8 +299,17 @@ var errCut = errors.New("cut here")
 // after a batch commits, and checks that the file read meanwhile is sound
 // and that the next Open finishes it with the counts of a migration never
 // cut.
+//
+// The file is ten batches whatever its size, so the cuts land at the same
+// points of it: 1,000 events in batches of 100 show what 5,000 in batches
+// of 500 did. The test does not run in parallel, so all of it adds to the
+// package's time. DISPATCH_SOAK=1 runs 5,000.
 func TestMigrationResumes(t *testing.T) {
-	base, at, want := bigFormat1(t, 5000)
+	n, perBatch := 1000, 100
+	if soak() {
+		n, perBatch = 5000, 500
+	}
+	base, at, want := bigFormat1(t, n)
 	clk := &clock{t: time.Unix(0, at).UTC()}
 	opts := Options{Now: clk.Now, Elapsed: clk.Elapsed}
 	for _, cut := range []struct {
@@ -309,7 +318,7 @@ func TestMigrationResumes(t *testing.T) {
 	}{{1, false}, {1, true}, {3, false}, {3, true}, {10, false}} {
 		t.Run(fmt.Sprintf("batch%d-committed=%v", cut.batch, cut.committed), func(t *testing.T) {
 			path := damaged(t, base, func([]byte, int) {})
-			setMigration(t, 500, func(batch int, committed bool) error {
+			setMigration(t, perBatch, func(batch int, committed bool) error {
 				if batch == cut.batch && committed == cut.committed {
 					return errCut
 				}
@@ -325,9 +334,9 @@ func TestMigrationResumes(t *testing.T) {
 			ro, err := Open(path, Options{ReadOnly: true, Now: clk.Now, Elapsed: clk.Elapsed})
 			require.NoError(t, err)
 			s := stats(t, ro)
-			require.Equal(t, int64(5000), s.Events)
-			require.Equal(t, int64(500), s.Leased)
-			require.Equal(t, int64(500), s.Scheduled)
+			require.Equal(t, int64(n), s.Events)
+			require.Equal(t, int64(n/10), s.Leased)
+			require.Equal(t, int64(n/10), s.Scheduled)
 			require.Len(t, functionsOf(t, ro), 7)
 			require.NoError(t, ro.Close())
 
@@ -346,7 +355,7 @@ func TestMigrationResumes(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, want, functionsOf(t, st))
 			s = stats(t, st)
-			require.Equal(t, Stats{Events: 5000, Ready: 4500, Scheduled: 500, Bytes: s.Bytes, Recovered: 500}, s)
+			require.Equal(t, Stats{Events: int64(n), Ready: int64(n * 9 / 10), Scheduled: int64(n / 10), Bytes: s.Bytes, Recovered: uint64(n / 10)}, s)
 			require.NoError(t, st.Close())
 			rep, err = Check(path)
 			require.NoError(t, err)
@@ -390,11 +399,16 @@ func TestMigrationSetsAsideWhatItCannotRead(t *testing.T) {
 // large format 1 file, three times at different points, then opens the
 // file: no event is lost or doubled, and the counts are those of the
 // events.
+//
+// The file holds twenty-four batches of the child's migration whatever
+// its size, so the kills land at the same points of it: 3,000 events in
+// batches of 125 show what 12,000 in batches of 500 did, in one second
+// under -race rather than six. DISPATCH_SOAK=1 runs 12,000.
 func TestMigrationKilled(t *testing.T) {
 	t.Parallel()
-	const n = 12000
+	n, _ := migrationKilledSize()
 	path, at, want := bigFormat1(t, n)
-	// The child runs batches of 500: twenty-four of them.
+	// The child runs twenty-four batches.
 	for _, stop := range []string{"4-committed", "3-pending", "11-committed"} {
 		child, said := startChild(t, "migrate-"+stop, path)
 		require.Equal(t, "migrating "+stop, said)
@@ -412,7 +426,7 @@ func TestMigrationKilled(t *testing.T) {
 	defer st.Close()
 	require.Equal(t, want, functionsOf(t, st))
 	s := stats(t, st)
-	require.Equal(t, Stats{Events: n, Ready: n * 9 / 10, Scheduled: n / 10, Bytes: s.Bytes, Recovered: n / 10}, s)
+	require.Equal(t, Stats{Events: int64(n), Ready: int64(n * 9 / 10), Scheduled: int64(n / 10), Bytes: s.Bytes, Recovered: uint64(n / 10)}, s)
 	var bytes int64
 	for _, f := range want {
 		bytes += f.Bytes
@@ -441,6 +455,15 @@ func TestMigrationKilled(t *testing.T) {
 	require.Empty(t, functionsOf(t, st))
 }
 
+// migrationKilledSize is the number of events of TestMigrationKilled's
+// file and the batch its children migrate them in: twenty-four batches.
+func migrationKilledSize() (events, batch int) {
+	if soak() {
+		return 12000, 500
+	}
+	return 3000, 125
+}
+
 // migrateChild opens path with a migration that stops at the point its
 // mode names ("migrate-<batch>-committed" or "-pending") and waits there
 // to be killed.
@@ -452,7 +475,7 @@ func migrateChild(mode, path string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	migrateBatch = 500
+	_, migrateBatch = migrationKilledSize()
 	migrateHook = func(batch int, committed bool) error {
 		if batch == stop && committed == (phase == "committed") {
 			fmt.Println("migrating " + at)

@@ -27,6 +27,14 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
+// soakEnv, set to 1, makes the tests that scale run at the sizes that
+// once were their defaults: more events. .ci/run runs them so after the
+// README's test command. Child processes inherit it.
+const soakEnv = "DISPATCH_SOAK"
+
+// soak reports whether the long versions of the tests are asked for.
+func soak() bool { return os.Getenv(soakEnv) == "1" }
+
 // clock is a stub time source tests move by hand.
 type clock struct {
 	mu sync.Mutex

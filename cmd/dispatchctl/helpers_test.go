@@ -57,6 +57,16 @@ func ctl(t *testing.T, stdin string, args ...string) result {
 // of dispatchctl's own variables, whatever the test's has.
 func ctlEnv(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
+	r, err := runCtl(env, stdin, args...)
+	if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return r
+}
+
+// runCtl is ctlEnv for a goroutine other than the test's: it returns the
+// error of a binary that could not be run rather than fail the test.
+func runCtl(env []string, stdin string, args ...string) (result, error) {
 	cmd := exec.Command(bin, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DISPATCHCTL_") {
@@ -75,9 +85,9 @@ func ctlEnv(t *testing.T, env []string, stdin string, args ...string) result {
 	case errors.As(err, &ee):
 		r.code = ee.ExitCode()
 	default:
-		t.Fatalf("run %v: %v", args, err)
+		return r, err
 	}
-	return r
+	return r, nil
 }
 
 // seed writes three queued events (ids 1..3: orders, orders, billing) and

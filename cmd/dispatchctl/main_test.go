@@ -3,6 +3,7 @@ package main_test
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,6 +11,10 @@ import (
 	"github.com/lambdadispatch/dispatcher"
 )
 
+// TestFileInUse runs every command that opens the file while a
+// dispatcher holds it: each gives up after its lock timeout, with exit
+// code 3 and a message that says what to do instead. The commands run at
+// once, each waiting out its own timeout, rather than one after another.
 func TestFileInUse(t *testing.T) {
 	t.Parallel()
 	path := seed(t)
@@ -17,19 +22,30 @@ func TestFileInUse(t *testing.T) {
 	require.NoError(t, err)
 	defer d.Close()
 
-	for _, args := range [][]string{
-		{"stats", path}, {"ls", path}, {"ls", "--state", "dead", path}, {"show", "1", path},
-		{"redrive", "--all", path}, {"purge", "--all", "--yes", path}, {"export", path}, {"cancel", "--all", "--yes", path},
-		{"pause", path, "orders"},
-	} {
-		r := ctl(t, "", args...)
-		require.Equal(t, 3, r.code, "%v: %s", args, r.stderr)
-		require.Contains(t, r.stderr, path+" is held by a running dispatcher; use --url with the service's admin URL")
+	live := path + " is held by a running dispatcher; use --url with the service's admin URL"
+	stop := path + " is held by a running dispatcher; stop it first" // --url cannot do what these do
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"stats", path}, live}, {[]string{"ls", path}, live}, {[]string{"ls", "--state", "dead", path}, live},
+		{[]string{"show", "1", path}, live}, {[]string{"redrive", "--all", path}, live},
+		{[]string{"purge", "--all", "--yes", path}, live}, {[]string{"export", path}, live},
+		{[]string{"cancel", "--all", "--yes", path}, live}, {[]string{"pause", path, "orders"}, live},
+		{[]string{"compact", path}, stop}, {[]string{"check", path}, stop},
 	}
-	for _, args := range [][]string{{"compact", path}, {"check", path}} {
-		r := ctl(t, "", args...)
-		require.Equal(t, 3, r.code, "%v: %s", args, r.stderr)
-		require.Contains(t, r.stderr, path+" is held by a running dispatcher; stop it first", "--url cannot do what these do")
+	results := make([]result, len(cases))
+	errs := make([]error, len(cases))
+	var wg sync.WaitGroup
+	for i, c := range cases {
+		wg.Go(func() { results[i], errs[i] = runCtl(nil, "", c.args...) })
+	}
+	wg.Wait()
+	for i, c := range cases {
+		require.NoError(t, errs[i], "run %v", c.args)
+		r := results[i]
+		require.Equal(t, 3, r.code, "%v: %s", c.args, r.stderr)
+		require.Contains(t, r.stderr, c.want, "%v", c.args)
 	}
 }
 
