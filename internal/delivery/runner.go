@@ -229,7 +229,8 @@ func (r *runner) waitForWork(ctx context.Context, reclaim <-chan time.Time) bool
 	defer t.Stop()
 	select {
 	case <-r.st.Ready():
-	case <-r.freed: // an invocation ended: its ack waits for a commit
+	case <-r.freed:
+		r.gatherAcks(ctx)
 	case <-t.C:
 	case <-reclaim:
 		if n, err := r.st.Reclaim(ctx); err == nil && n > 0 {
@@ -239,6 +240,27 @@ func (r *runner) waitForWork(ctx context.Context, reclaim <-chan time.Time) bool
 		return false
 	}
 	return true
+}
+
+// gatherAcks waits up to ackGather for more invocations to end, once one
+// has ended with nothing left to lease: its ack waits for a commit, and
+// at the tail of a burst dozens end within a millisecond or two. Leasing
+// at each one gave a commit per ack: the drain of 1,500 events in
+// bench/peers took 15 to 51 commits, each rewriting some twenty pages.
+func (r *runner) gatherAcks(ctx context.Context) {
+	r.flush.Reset(ackGather)
+	defer r.flush.Stop()
+	for {
+		select {
+		case <-r.freed:
+		case <-r.flush.C:
+			return
+		case <-r.st.Ready():
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // stopped reports whether the leaser is done.
