@@ -123,7 +123,7 @@
 //
 // Recycle(upTo) retires the segments whose positions all lie below upTo
 // (never the one being written): each becomes a spare, renamed
-// "%016x.spare", or is removed when two are held already; one directory
+// "%016x.spare", or is removed when four are held already; one directory
 // fsync covers them all. A spare keeps its old frames: under its next
 // base and nonce they fail their checksums and read as its end. This
 // differs from renaming a recycled segment straight to a future base: the
