@@ -42,47 +42,24 @@ func TestEvictionKilled(t *testing.T) {
 		rounds = 16
 	}
 	path := filepath.Join(t.TempDir(), "q.db")
-	acked := map[string]bool{}    // an enqueue returned: must never be lost
-	acking := map[string]bool{}   // an ack was under way: may be gone
-	consumed := map[string]bool{} // acked: must be gone
+	var kl killLog
 	var stopped, killed, evicted int
 	for round := range rounds {
 		mode := "run"
 		if round%2 == 1 {
 			mode = "stop"
 		}
-		cmd, lines := startEvictChild(t, fmt.Sprintf("evict-%d-%s", round, mode), path)
-		var tried []string // the keys of the last enqueue begun
-		var pending bool   // ... and not returned
-		read, stopAt := 0, 20+round*13%60
-		for lines.Scan() {
-			word, rest, _ := strings.Cut(lines.Text(), " ")
-			keys := strings.Fields(rest)
-			switch word {
-			case "try":
-				tried, pending = keys, true
-			case "ok":
-				for _, k := range keys {
-					acked[k] = true
-				}
-				pending = false
-			case "acking":
-				for _, k := range keys {
-					acking[k] = true
-				}
-			case "acked":
-				for _, k := range keys {
-					consumed[k] = true
-				}
-			case "evicting":
+		stopAt := 20 + round*13%60
+		kl.run(t, fmt.Sprintf("evict-%d-%s", round, mode), path, func(word string, read int) bool {
+			if word == "evicting" {
 				stopped++
 			}
-			if read++; word == "evicting" || mode == "run" && read == stopAt {
-				require.NoError(t, cmd.Process.Kill())
+			kill := word == "evicting" || mode == "run" && read == stopAt
+			if kill {
 				killed++
 			}
-		}
-		_ = cmd.Wait()
+			return kill
+		})
 
 		rep := checkFile(t, path)
 		st, err := Open(path, crashOptions())
@@ -97,22 +74,7 @@ func TestEvictionKilled(t *testing.T) {
 		for _, e := range ledger {
 			held[e.Key]++
 		}
-		for k, n := range held {
-			require.Equal(t, 1, n, "round %d: key %s held %d times (queue and ledger)", round, k, n)
-			require.False(t, consumed[k], "round %d: key %s acked, but still there", round, k)
-		}
-		for k := range acked {
-			if !acking[k] {
-				require.Equal(t, 1, held[k], "round %d: key %s was enqueued, and is neither queued nor evicted", round, k)
-			}
-		}
-		if pending {
-			n := 0
-			for _, k := range tried {
-				n += held[k]
-			}
-			require.True(t, n == 0 || n == len(tried), "round %d: the enqueue cut short is there whole or not at all: %d of %d", round, n, len(tried))
-		}
+		kl.check(t, fmt.Sprintf("round %d", round), held)
 		s := stats(t, st)
 		require.Equal(t, int64(len(scanAll(t, st))), s.Events)
 		require.LessOrEqual(t, s.Events, int64(40))
@@ -123,8 +85,81 @@ func TestEvictionKilled(t *testing.T) {
 	}
 	require.Equal(t, rounds/2, stopped, "half the rounds stopped between two evictions")
 	require.Equal(t, rounds, killed)
-	require.Greater(t, len(acked), 200)
+	require.Greater(t, len(kl.acked), 200)
 	require.Greater(t, evicted, 100)
+}
+
+// killLog is what the children of a kill test said, round after round:
+// each line is a word and the keys it concerns ("try", "ok", "acking",
+// "acked", or a word of the test's own).
+type killLog struct {
+	acked    map[string]bool // an enqueue returned: must never be lost
+	acking   map[string]bool // an ack was under way: may be gone
+	consumed map[string]bool // acked: must be gone
+	tried    []string        // the keys of the last enqueue begun
+	pending  bool            // ... and not returned
+}
+
+// run starts a child in mode and reads its output to the end, killing it
+// when kill, given each line's word and count, says so.
+func (k *killLog) run(t *testing.T, mode, path string, kill func(word string, read int) bool) {
+	t.Helper()
+	if k.acked == nil {
+		k.acked, k.acking, k.consumed = map[string]bool{}, map[string]bool{}, map[string]bool{}
+	}
+	k.tried, k.pending = nil, false
+	cmd, lines := startEvictChild(t, mode, path)
+	read := 0
+	for lines.Scan() {
+		word, rest, _ := strings.Cut(lines.Text(), " ")
+		keys := strings.Fields(rest)
+		switch word {
+		case "try":
+			k.tried, k.pending = keys, true
+		case "ok":
+			for _, key := range keys {
+				k.acked[key] = true
+			}
+			k.pending = false
+		case "acking":
+			for _, key := range keys {
+				k.acking[key] = true
+			}
+		case "acked":
+			for _, key := range keys {
+				k.consumed[key] = true
+			}
+		}
+		if read++; kill(word, read) {
+			require.NoError(t, cmd.Process.Kill())
+		}
+	}
+	_ = cmd.Wait()
+}
+
+// check holds the file to what the children said, given how many times
+// each key is held after the kill (queued, or in the eviction ledger):
+// every key at most once and none acked, every enqueue that returned
+// there (unless its ack was under way), and the enqueue cut short whole
+// or not at all.
+func (k *killLog) check(t *testing.T, where string, held map[string]int) {
+	t.Helper()
+	for key, n := range held {
+		require.Equal(t, 1, n, "%s: key %s held %d times", where, key, n)
+		require.False(t, k.consumed[key], "%s: key %s acked, but still there", where, key)
+	}
+	for key := range k.acked {
+		if !k.acking[key] {
+			require.Equal(t, 1, held[key], "%s: key %s was enqueued and is gone", where, key)
+		}
+	}
+	if k.pending {
+		n := 0
+		for _, key := range k.tried {
+			n += held[key]
+		}
+		require.True(t, n == 0 || n == len(k.tried), "%s: the enqueue cut short is there whole or not at all: %d of %d", where, n, len(k.tried))
+	}
 }
 
 // startEvictChild starts a child in mode and returns its output, line by

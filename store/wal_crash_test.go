@@ -32,9 +32,7 @@ func walOptions() Options {
 func TestLogKilled(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "q.db")
-	acked := map[string]bool{}    // an enqueue returned: must never be lost
-	acking := map[string]bool{}   // an ack was under way: may be gone
-	consumed := map[string]bool{} // acked: must be gone
+	var kl killLog
 	stops := map[string]int{}
 	rounds := 9
 	switch {
@@ -45,37 +43,14 @@ func TestLogKilled(t *testing.T) {
 	}
 	for round := range rounds {
 		kind := []string{"run", "replay", "checkpoint"}[round%3]
-		cmd, lines := startEvictChild(t, fmt.Sprintf("wal-%d-%s", round, kind), path)
-		var tried []string
-		var pending bool
-		read, stopAt := 0, 15+round*17%70
-		for lines.Scan() {
-			word, rest, _ := strings.Cut(lines.Text(), " ")
-			keys := strings.Fields(rest)
-			switch word {
-			case "try":
-				tried, pending = keys, true
-			case "ok":
-				for _, k := range keys {
-					acked[k] = true
-				}
-				pending = false
-			case "acking":
-				for _, k := range keys {
-					acking[k] = true
-				}
-			case "acked":
-				for _, k := range keys {
-					consumed[k] = true
-				}
-			case "applying", "replaying":
+		stopAt := 15 + round*17%70
+		kl.run(t, fmt.Sprintf("wal-%d-%s", round, kind), path, func(word string, read int) bool {
+			inside := word == "applying" || word == "replaying"
+			if inside {
 				stops[word]++
 			}
-			if read++; word == "applying" || word == "replaying" || kind == "run" && read == stopAt || read == 400 {
-				require.NoError(t, cmd.Process.Kill())
-			}
-		}
-		_ = cmd.Wait()
+			return inside || kind == "run" && read == stopAt || read == 400
+		})
 
 		checkFile(t, path)
 		// The checks open a copy, file and log: the next child is the
@@ -98,27 +73,12 @@ func TestLogKilled(t *testing.T) {
 			}
 			return nil
 		}))
-		for k, n := range held {
-			require.Equal(t, 1, n, "round %d: key %s queued %d times", round, k, n)
-			require.False(t, consumed[k], "round %d: key %s acked, but still there", round, k)
-		}
-		for k := range acked {
-			if !acking[k] {
-				require.Equal(t, 1, held[k], "round %d: key %s was enqueued and is gone", round, k)
-			}
-		}
-		if pending {
-			n := 0
-			for _, k := range tried {
-				n += held[k]
-			}
-			require.True(t, n == 0 || n == len(tried), "round %d: the enqueue cut short is there whole or not at all: %d of %d", round, n, len(tried))
-		}
+		kl.check(t, fmt.Sprintf("round %d", round), held)
 		s := stats(t, st)
 		require.Equal(t, int64(len(evs)), s.Events, "round %d", round)
 		require.NoError(t, st.Close())
 	}
-	require.Greater(t, len(acked), 300*rounds/18)
+	require.Greater(t, len(kl.acked), 300*rounds/18)
 	if !testing.Short() {
 		require.Positive(t, stops["applying"], "some rounds stopped inside a checkpoint")
 		require.Positive(t, stops["replaying"], "some rounds stopped inside a replay")
