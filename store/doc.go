@@ -205,8 +205,9 @@
 // inlog: sequence numbers grow with log positions). So that one event
 // scheduled far ahead, or a backlog kept for days, cannot keep the log
 // growing, a checkpoint that finds that oldest payload more than 64 MiB
-// behind the log's end copies the oldest ones into the file, up to 8 MiB
-// a transaction, until they lie within 32 MiB. Close copies all that are
+// behind the log's end (or half of Options.MaxBytes, if that is less, but
+// never less than 8 MiB) copies the oldest ones into the file, up to 8 MiB
+// a transaction, until they lie within half that. Close copies all that are
 // left, so that a file closed cleanly still holds every event itself and
 // can be copied, checked or opened read-only alone. After a crash the
 // file needs its log, as it did for the events not yet applied: Check,

@@ -256,3 +256,13 @@ func logSize(t *testing.T, path string) int64 {
 	}
 	return n
 }
+
+// TestLogKeepFollowsTheCap: a queue capped in bytes keeps payloads in the
+// log over at most half its cap, never less than two segments.
+func TestLogKeepFollowsTheCap(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, logKeep, logKeepFor(0), "no cap")
+	require.Equal(t, logKeep, logKeepFor(1<<30), "a large cap")
+	require.Equal(t, wal.Position(16<<20), logKeepFor(32<<20), "half of a small cap")
+	require.Equal(t, wal.Position(minLogKeep), logKeepFor(1<<20), "at least two segments")
+}

@@ -488,14 +488,30 @@ func logPinOf(inlog *bolt.Bucket) (wal.Position, error) {
 // into the file (see logKeep).
 func (t *txn) moveOldPayloads() error {
 	w := t.s.wal
-	if t.inlog == nil || w.end < logKeep {
+	keep := logKeepFor(t.s.opts.MaxBytes)
+	if t.inlog == nil || w.end < keep {
 		return nil
 	}
 	pin, err := logPinOf(t.inlog)
-	if err != nil || pin == math.MaxUint64 || w.end-pin <= logKeep {
+	if err != nil || pin == math.MaxUint64 || w.end-pin <= keep {
 		return err
 	}
-	return t.movePayloads(w.end-logKeep/2, logMoveMax)
+	return t.movePayloads(w.end-keep/2, logMoveMax)
+}
+
+// minLogKeep is the least logKeepFor gives: two segments of the default
+// size, so that the log can still recycle one while it writes the next.
+const minLogKeep = 2 * wal.DefaultSegmentSize
+
+// logKeepFor is logKeep for a store capped at maxBytes (0: no cap): at
+// most half the cap, but at least minLogKeep. A queue capped small is
+// one whose disk is small, and the log's span, acknowledged payloads
+// included, should not dwarf what the queue may hold.
+func logKeepFor(maxBytes int64) wal.Position {
+	if maxBytes <= 0 {
+		return logKeep
+	}
+	return min(logKeep, max(wal.Position(maxBytes/2), minLogKeep))
 }
 
 // movePayloads copies into the file the payloads it reads from the log
