@@ -261,7 +261,7 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 		case len(path) == 1 && bytes.Equal(path[0], bucketInLog):
 			// A payload the file kept in the log beside it: read back
 			// from there, checked against its record as any other.
-			if len(k) != 8 || len(v) != 8 {
+			if len(k) != 8 {
 				return
 			}
 			seq := binary.BigEndian.Uint64(k)
@@ -269,12 +269,9 @@ func SalvageWith(src, dst string, o SalvageOptions) (SalvageReport, error) {
 			if !ok {
 				return
 			}
-			p := make([]byte, r.payloadLen)
-			if err := logr.ReadAt(p, wal.Position(binary.BigEndian.Uint64(v))); err != nil {
+			p, err := readLogPayload(logr.ReadAt, v, seq, &r)
+			if err != nil {
 				return // missing, below, unless the file holds it too
-			}
-			if _, err := checkPayload(p, seq, &r); err != nil {
-				return
 			}
 			delete(recs, seq)
 			write(seq, r, p)
@@ -378,13 +375,12 @@ func surveyTree(pf *pageFile, logr *wal.Reader) *survey {
 		case len(path) == 1 && bytes.Equal(path[0], bucketInLog):
 			// Counted only if it reads back whole: a tree one commit
 			// older may refer to payloads the log no longer holds.
-			if len(k) != 8 || len(v) != 8 {
+			if len(k) != 8 {
 				return
 			}
 			seq := binary.BigEndian.Uint64(k)
 			if r, ok := s.recs[seq]; ok {
-				p := make([]byte, r.payloadLen)
-				if logr.ReadAt(p, wal.Position(binary.BigEndian.Uint64(v))) == nil && checksum(p) == r.payloadCRC {
+				if _, err := readLogPayload(logr.ReadAt, v, seq, &r); err == nil {
 					s.refs[seq] = true
 				}
 			}

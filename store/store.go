@@ -836,19 +836,12 @@ func (s *Store) loadEvent(tx *bolt.Tx, seq uint64) (Event, error) {
 	if err != nil {
 		return Event{}, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: err}
 	}
-	p := tx.Bucket(bucketPayloads).Get(k)
-	if p == nil && r.payloadLen > 0 {
+	payload, err := s.payloadFrom(tx.Bucket(bucketPayloads).Get(k), func() []byte {
 		if inlog := tx.Bucket(bucketInLog); inlog != nil {
-			if ref := inlog.Get(k); ref != nil {
-				payload, err := s.logPayload(ref, seq, &r)
-				if err != nil {
-					return Event{}, err
-				}
-				return r.event(seq, payload), nil
-			}
+			return inlog.Get(k)
 		}
-	}
-	payload, err := checkPayload(p, seq, &r)
+		return nil
+	}, seq, &r)
 	if err != nil {
 		return Event{}, err
 	}
@@ -858,10 +851,21 @@ func (s *Store) loadEvent(tx *bolt.Tx, seq uint64) (Event, error) {
 // payloadOf reads the payload of event seq (key k, record r), from the
 // file or from the log, and checks it.
 func (t *txn) payloadOf(k []byte, seq uint64, r *record) ([]byte, error) {
-	p := t.cPayloads.get(k)
-	if p == nil && r.payloadLen > 0 && t.inlog != nil {
-		if ref := t.cInLog.get(k); ref != nil {
-			return t.s.logPayload(ref, seq, r)
+	return t.s.payloadFrom(t.cPayloads.get(k), func() []byte {
+		if t.inlog != nil {
+			return t.cInLog.get(k)
+		}
+		return nil
+	}, seq, r)
+}
+
+// payloadFrom checks the payload of event seq: p, the file's copy, or,
+// when the file has none, the one in the log that ref (looked up only
+// then) points to.
+func (s *Store) payloadFrom(p []byte, ref func() []byte, seq uint64, r *record) ([]byte, error) {
+	if p == nil && r.payloadLen > 0 {
+		if ref := ref(); ref != nil {
+			return s.logPayload(ref, seq, r)
 		}
 	}
 	return checkPayload(p, seq, r)

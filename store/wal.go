@@ -558,12 +558,18 @@ func (t *txn) movePayloads(below wal.Position, limit int) error {
 // logPayload reads the payload of event seq, whose record is r, from the
 // log position ref holds, and checks it against the record.
 func (s *Store) logPayload(ref []byte, seq uint64, r *record) ([]byte, error) {
+	return readLogPayload(s.readLog, ref, seq, r)
+}
+
+// readLogPayload is logPayload through read: a store's log, or the
+// Reader of Salvage.
+func readLogPayload(read func([]byte, wal.Position) error, ref []byte, seq uint64, r *record) ([]byte, error) {
 	if len(ref) != 8 {
 		return nil, &CorruptError{What: fmt.Sprintf("event %d", seq), Err: fmt.Errorf("log reference of %d bytes", len(ref))}
 	}
 	pos := wal.Position(binary.BigEndian.Uint64(ref))
 	p := make([]byte, r.payloadLen)
-	if err := s.readLog(p, pos); err != nil {
+	if err := read(p, pos); err != nil {
 		if errors.Is(err, wal.ErrClosed) {
 			return nil, ErrClosed
 		}
