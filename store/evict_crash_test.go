@@ -224,18 +224,25 @@ func evictChild(mode, path string) {
 				fail(err)
 			}
 		case 3:
-			got, err := st.Lease(ctx, 2, time.Hour)
-			if err != nil {
-				fail(err)
-			}
-			if len(got) == 0 {
-				continue
-			}
-			fmt.Println("acking", strings.Join(keysOf(got), " "))
-			if err := st.Ack(ctx, seqsOf(got)...); err != nil {
-				fail(err)
-			}
-			fmt.Println("acked", strings.Join(keysOf(got), " "))
+			leaseAndAck(ctx, st, fail)
 		}
 	}
+}
+
+// leaseAndAck is a child's work on the side: it leases up to two events
+// and acks them, saying "acking" and "acked" with their keys, for
+// killLog to read.
+func leaseAndAck(ctx context.Context, st *Store, fail func(error)) {
+	got, err := st.Lease(ctx, 2, time.Hour)
+	if err != nil {
+		fail(err)
+	}
+	if len(got) == 0 {
+		return
+	}
+	fmt.Println("acking", strings.Join(keysOf(got), " "))
+	if err := st.Ack(ctx, seqsOf(got)...); err != nil {
+		fail(err)
+	}
+	fmt.Println("acked", strings.Join(keysOf(got), " "))
 }

@@ -171,18 +171,7 @@ func walChild(mode, path string) {
 		fmt.Println("ok", strings.Join(keys, " "))
 		enqueued += len(evs)
 		if i%3 == 2 {
-			got, err := st.Lease(ctx, 2, time.Hour)
-			if err != nil {
-				fail(err)
-			}
-			if len(got) == 0 {
-				continue
-			}
-			fmt.Println("acking", strings.Join(keysOf(got), " "))
-			if err := st.Ack(ctx, seqsOf(got)...); err != nil {
-				fail(err)
-			}
-			fmt.Println("acked", strings.Join(keysOf(got), " "))
+			leaseAndAck(ctx, st, fail)
 		}
 	}
 }
