@@ -3,7 +3,6 @@ package main_test
 import (
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -343,16 +342,6 @@ func TestURLAuthEchoRedacted(t *testing.T) {
 	r = ctl(t, "", "--url", "http://someone:s3cret-pass@"+strings.TrimPrefix(svc.url, "http://"), "stats")
 	require.Equal(t, 1, r.code)
 	require.Equal(t, "dispatchctl stats: refused Basic [redacted] [redacted]:[redacted]\n", r.stderr)
-}
-
-// closedPort returns the URL of a port nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-	return "http://" + addr
 }
 
 func TestURLUnreachable(t *testing.T) {
